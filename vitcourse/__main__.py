@@ -1,0 +1,5 @@
+import sys
+
+from vitcourse.cli import main
+
+sys.exit(main())
