@@ -1,14 +1,61 @@
-"""Closed-form complexity of a ViT: parameters per component.
+"""Closed-form complexity of a ViT and of ResNet-18: parameters and forward FLOPs per component.
 
 Shape legend: B batch, C channels, H/W image height/width, P patch size, N tokens, D embedding,
 h heads, d head dim, K classes.
 
-Every count is derived from a `ViTConfig` (or anything with the same fields) by formula, never by
-building the model, so a student can compare their own derivation with it term by term.
+Every closed form is derived from a `ViTConfig` (or anything with the same fields and derived
+properties) by formula, never by building the model, so a student can compare their own derivation
+with it term by term. The model is built only by the *counters* at the end of the file, which exist to
+check the formulas and to show why tools disagree.
+
+Conventions (name them whenever you quote a number):
+    * MAC = one multiply-accumulate. FLOP = 2 per MAC (`FLOPS_PER_MAC`), the convention of
+      `torch.utils.flop_counter.FlopCounterMode`; fvcore, thop and ptflops print MACs and often call
+      them "FLOPs", which is where factor-2 disagreements come from.
+    * The FLOP counts here are matrix products only: linear layers, convolutions and the two attention
+      products q·kᵀ and softmax(·)·v. Bias adds, LayerNorm/BatchNorm, softmax, GELU, residual adds and
+      pooling are elementwise and excluded, as FlopCounterMode excludes them; `count_elementwise_flops`
+      estimates them separately (a few percent of the total).
+    * Counts are per image (batch 1), forward pass. A training step costs about 3× the forward:
+      `count_training_macs` gives the exact value FlopCounterMode reports for forward + backward.
+
+Public API (all counts are Python ints):
+    count_block_parameters(cfg), count_parameters(cfg)   parameters of one block / the whole ViT
+    count_block_macs(cfg, num_tokens=None)                 MACs of one block per component
+    count_macs(cfg), count_flops(cfg)                      per image, per component + 'total'
+    attention_macs(num_tokens, embed_dim)                  q·kᵀ plus softmax·v of one block
+    count_elementwise_flops(cfg)                           the work FlopCounterMode ignores (estimate)
+    count_training_macs(cfg)                               forward + backward MACs per image
+    component_table(cfg)                                   rows for a per-component breakdown table
+    resnet18_layers(form, num_classes, image_size, in_chans)  per-layer parameters and MACs of ResNet-18
+    count_resnet18_parameters(...), count_resnet18_macs(...)  the same, per component + 'total'
+    vit_config(**options), canonical_model(name)           a validated ViTConfig; 'resnet18' -> 'resnet18_cifar'
+    model_complexity(model='vit', **options)               one JSON-ready summary for any of MODELS
+    flop_counter_flops(model, images, ...)                 what FlopCounterMode measures (manual attention)
+    module_hook_macs(model, images)                        what a module-hook tool like torchinfo sees
+    counter_comparison(cfg)                                closed form vs the counters, side by side
+    set_fused_attention(model, fused)                      flip every Attention's fused_attn switch
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable, Optional, Union
 
+FLOPS_PER_MAC = 2  # a multiply-accumulate is one multiplication plus one addition
+MODELS = ("vit", "resnet18_cifar", "resnet18_imagenet")  # what model_complexity and the sweep know
+MODEL_ALIASES = {"resnet18": "resnet18_cifar", "resnet": "resnet18_cifar"}  # CIFAR is the course's default form
+
+# Elementwise work per element, a convention (tools differ); used only by count_elementwise_flops.
+LAYERNORM_FLOPS_PER_ELEMENT = 7  # mean (1), subtract (1), square (1), variance sum (1), divide (1), scale, shift
+SOFTMAX_FLOPS_PER_ELEMENT = 5  # running max (1), subtract (1), exp (1), sum (1), divide (1)
+ACTIVATION_FLOPS_PER_ELEMENT = 8  # GELU: erf counted as a few FLOPs; what matters is that it is per element
+BIAS_FLOPS_PER_ELEMENT = 1  # one add per output value
+RESIDUAL_FLOPS_PER_ELEMENT = 1  # one add per value, twice per block
+SCALE_FLOPS_PER_ELEMENT = 1  # scores / √d
+
+
+# ----------------------------------------------------------------------------------------------- ViT parameters
 def _linear(n_in: int, n_out: int, bias: bool = True) -> int:
     """Weights n_in·n_out plus n_out biases."""
     return n_in * n_out + (n_out if bias else 0)
@@ -44,3 +91,396 @@ def count_parameters(cfg) -> dict[str, int]:
     }
     counts["total"] = sum(counts.values())
     return counts
+
+
+# ---------------------------------------------------------------------------------------------------- ViT MACs
+def attention_macs(num_tokens: int, embed_dim: int) -> int:
+    """MACs of the two attention products of one block for one image: q·kᵀ and softmax(·)·v.
+
+    Each head multiplies (N, d) by (d, N), then (N, N) by (N, d): N²·d MACs each; h heads give N²·D.
+    The number of heads cancels out, which is why it does not appear.
+    """
+    return 2 * num_tokens * num_tokens * embed_dim
+
+
+def count_block_macs(cfg, num_tokens: Optional[int] = None) -> dict[str, int]:
+    """MACs of one encoder block for one image, per component.
+
+    Args:
+        cfg: a ViTConfig (embed_dim, mlp_hidden_dim, num_tokens are used).
+        num_tokens: N, to ask "what if there were N tokens"; defaults to cfg.num_tokens (with the class token).
+    """
+    N = cfg.num_tokens if num_tokens is None else num_tokens
+    D, hidden = cfg.embed_dim, cfg.mlp_hidden_dim
+    return {
+        "attn.qkv": N * D * 3 * D,  # (N, D) @ (D, 3D)
+        "attn.scores": N * N * D,  # q·kᵀ: h heads × (N, d) @ (d, N)
+        "attn.weighted_sum": N * N * D,  # softmax(scores)·v: h heads × (N, N) @ (N, d)
+        "attn.proj": N * D * D,  # (N, D) @ (D, D)
+        "mlp.fc1": N * D * hidden,
+        "mlp.fc2": N * hidden * D,
+    }
+
+
+def count_macs(cfg) -> dict[str, int]:
+    """Forward MACs of a ViT for one image, per component, plus 'total' (matrix products only).
+
+    The head sees one pooled vector per image (class token or mean of the tokens), not N tokens.
+    """
+    counts = {
+        "patch_embed": cfg.num_patches * cfg.patch_dim * cfg.embed_dim,  # the class token is not a patch
+        "blocks": cfg.depth * sum(count_block_macs(cfg).values()),
+        "head": cfg.embed_dim * cfg.num_classes,
+    }
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def count_flops(cfg) -> dict[str, int]:
+    """`count_macs` in FLOPs (2 per MAC, the FlopCounterMode convention): same keys."""
+    return {name: FLOPS_PER_MAC * macs for name, macs in count_macs(cfg).items()}
+
+
+def count_training_macs(cfg) -> int:
+    """MACs of one forward + backward pass for one image, as FlopCounterMode counts them.
+
+    The backward of every product computes two products of the same size (gradient of the input and
+    of the weight), so a step costs 3× the forward — minus one: the first layer's input is the image,
+    which needs no gradient, so the patch embedding's backward has only the weight gradient.
+    """
+    macs = count_macs(cfg)
+    return 3 * macs["total"] - macs["patch_embed"]
+
+
+def count_elementwise_flops(cfg) -> dict[str, int]:
+    """Estimated elementwise FLOPs per image that FlopCounterMode does not count (see the constants above).
+
+    Keys: 'bias', 'layernorm', 'attn.scale', 'softmax', 'activation', 'residual', 'total'.
+    Conventions differ between tools, so treat these as an order of magnitude: the point is that they
+    grow like N·D (and N² for the softmax), while the matrix products grow like N·D² and N²·D.
+    """
+    N, D, hidden, depth, h = cfg.num_tokens, cfg.embed_dim, cfg.mlp_hidden_dim, cfg.depth, cfg.num_heads
+    qkv_bias = 3 * D if cfg.qkv_bias else 0
+    per_block_bias = N * (qkv_bias + D + hidden + D)  # qkv, proj, fc1, fc2
+    counts = {
+        "bias": cfg.num_patches * D + depth * per_block_bias + cfg.num_classes,
+        "layernorm": LAYERNORM_FLOPS_PER_ELEMENT * N * D * (2 * depth + 1),
+        "attn.scale": SCALE_FLOPS_PER_ELEMENT * depth * h * N * N,
+        "softmax": SOFTMAX_FLOPS_PER_ELEMENT * depth * h * N * N,
+        "activation": ACTIVATION_FLOPS_PER_ELEMENT * depth * N * hidden,
+        "residual": RESIDUAL_FLOPS_PER_ELEMENT * depth * 2 * N * D,
+    }
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def component_table(cfg) -> list[dict]:
+    """One row per component of a ViT: parameters and forward MACs/FLOPs per image, whole model.
+
+    Rows: patch_embed, cls_token, pos_embed, then per block (×depth) norm1, attn.qkv, attn.scores (q·kᵀ),
+    attn.weighted_sum (softmax·v), attn.proj, norm2, mlp.fc1, mlp.fc2, then norm, head and total.
+    Each row has 'component', 'formula' (parameters ; MACs), 'per_block' (True for block rows),
+    'params', 'macs', 'flops' (whole-model values: a block row is already multiplied by depth).
+    """
+    params, block_params, block_macs = count_parameters(cfg), count_block_parameters(cfg), count_block_macs(cfg)
+    macs = count_macs(cfg)
+    qkv_bias = "3D² + 3D" if cfg.qkv_bias else "3D² (no bias)"
+    top = [
+        ("patch_embed", params["patch_embed.proj"], macs["patch_embed"], "P²C·D + D ; N_p·P²C·D"),
+        ("cls_token", params["cls_token"], 0, "D if pool='token' ; 0"),
+        ("pos_embed", params["pos_embed"], 0, "N·D if learnable (N counts the class token) ; 0"),
+    ]
+    block = [
+        ("norm1", block_params["norm1"], 0, "2D ; elementwise"),
+        ("attn.qkv", block_params["attn.qkv"], block_macs["attn.qkv"], f"{qkv_bias} ; N·D·3D"),
+        ("attn.scores", 0, block_macs["attn.scores"], "0 ; h·N·N·d = N²·D (q·kᵀ)"),
+        ("attn.weighted_sum", 0, block_macs["attn.weighted_sum"], "0 ; h·N·N·d = N²·D (softmax·v)"),
+        ("attn.proj", block_params["attn.proj"], block_macs["attn.proj"], "D² + D ; N·D²"),
+        ("norm2", block_params["norm2"], 0, "2D ; elementwise"),
+        ("mlp.fc1", block_params["mlp.fc1"], block_macs["mlp.fc1"], "D·M + M ; N·D·M (M = mlp_ratio·D)"),
+        ("mlp.fc2", block_params["mlp.fc2"], block_macs["mlp.fc2"], "M·D + D ; N·M·D"),
+    ]
+    rows = [dict(component=name, formula=f, per_block=False, params=p, macs=m) for name, p, m, f in top]
+    rows += [dict(component=f"blocks.{name}", formula=f, per_block=True, params=cfg.depth * p, macs=cfg.depth * m)
+             for name, p, m, f in block]
+    rows += [
+        dict(component="norm", formula="2D ; elementwise", per_block=False, params=params["norm"], macs=0),
+        dict(component="head", formula="D·K + K ; D·K", per_block=False, params=params["head"], macs=macs["head"]),
+        dict(component="total", formula="", per_block=False, params=params["total"], macs=macs["total"]),
+    ]
+    for row in rows:
+        row["flops"] = FLOPS_PER_MAC * row["macs"]
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- ResNet-18
+RESNET18_WIDTHS = (64, 128, 256, 512)  # channels of the four stages
+RESNET18_BLOCKS = (2, 2, 2, 2)  # BasicBlocks per stage
+RESNET_FORMS = ("cifar", "imagenet")
+BN_PARAMS_PER_CHANNEL = 2  # BatchNorm: a scale and a shift (running statistics are buffers)
+# (kernel, stride, padding) of the stems; the ImageNet stem is followed by a 3×3 stride-2 max-pool.
+CIFAR_STEM = (3, 1, 1)
+IMAGENET_STEM = (7, 2, 3)
+IMAGENET_MAXPOOL = (3, 2, 1)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a CNN with its parameter count and forward MACs per image."""
+
+    name: str  # module name as in the state dict ('layer2.0.downsample.0', 'fc')
+    kind: str  # 'conv', 'bn' or 'linear'
+    params: int
+    macs: int
+    out_shape: tuple  # (C, H, W) or (K,) of the output
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _pair(size: Union[int, tuple[int, int], list]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def resnet18_layers(form: str = "cifar", num_classes: int = 10, image_size: Union[int, tuple[int, int]] = 32,
+                    in_chans: int = 3) -> list[Layer]:
+    """Every conv / batch-norm / linear layer of ResNet-18 with its parameters and MACs for one image.
+
+    A k×k convolution from C_in to C_out channels has C_in·C_out·k² weights (no bias: a batch norm
+    follows) and costs C_in·C_out·k² MACs at each of its H_out·W_out output positions.
+
+    Args:
+        form: 'cifar' (3×3 stride-1 stem, no max-pool) or 'imagenet' (torchvision: 7×7 stride-2 stem + max-pool).
+        num_classes: K, outputs of the final linear layer.
+        image_size: H or (H, W) of the input.
+        in_chans: C of the input.
+    """
+    if form not in RESNET_FORMS:
+        raise ValueError(f"unknown ResNet-18 form {form!r}: choose one of {', '.join(RESNET_FORMS)}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer for ResNet-18, got {num_classes!r}")
+    H, W = _pair(image_size)
+    if min(H, W) < 1 or in_chans < 1:
+        raise ValueError(f"image size {H}x{W} with {in_chans} channels: sizes must be positive integers")
+    layers: list[Layer] = []
+
+    def conv(name, c_in, c_out, k, s, p, hw):
+        h, w = (_conv_out(n, k, s, p) for n in hw)  # padding keeps every output at least 1x1
+        weights = c_in * c_out * k * k
+        layers.append(Layer(name, "conv", weights, weights * h * w, (c_out, h, w)))
+        layers.append(Layer(name.replace("conv", "bn").replace("downsample.0", "downsample.1"), "bn",
+                            BN_PARAMS_PER_CHANNEL * c_out, 0, (c_out, h, w)))
+        return h, w
+
+    stem = CIFAR_STEM if form == "cifar" else IMAGENET_STEM
+    hw = conv("conv1", in_chans, RESNET18_WIDTHS[0], *stem, (H, W))
+    if form == "imagenet":
+        hw = tuple(_conv_out(n, *IMAGENET_MAXPOOL) for n in hw)  # max-pool: no parameters, no MACs
+    chans = RESNET18_WIDTHS[0]
+    for stage, (n_blocks, width) in enumerate(zip(RESNET18_BLOCKS, RESNET18_WIDTHS), start=1):
+        for b in range(n_blocks):
+            stride = 2 if stage > 1 and b == 0 else 1  # every stage after the first halves H and W
+            prefix = f"layer{stage}.{b}"
+            out = conv(f"{prefix}.conv1", chans, width, 3, stride, 1, hw)
+            conv(f"{prefix}.conv2", width, width, 3, 1, 1, out)
+            if stride != 1 or chans != width:
+                conv(f"{prefix}.downsample.0", chans, width, 1, stride, 0, hw)  # 1×1 projection shortcut
+            hw, chans = out, width
+    layers.append(Layer("fc", "linear", _linear(chans, num_classes), chans * num_classes, (num_classes,)))
+    return layers
+
+
+def _resnet_components(layers: list[Layer], field: str) -> dict[str, int]:
+    counts = {name: 0 for name in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")}
+    for layer in layers:
+        counts[layer.name.split(".")[0]] += getattr(layer, field)
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def count_resnet18_parameters(form: str = "cifar", num_classes: int = 10, in_chans: int = 3) -> dict[str, int]:
+    """Parameters of ResNet-18 per component ('conv1', 'bn1', 'layer1'..'layer4', 'fc') plus 'total'."""
+    return _resnet_components(resnet18_layers(form, num_classes, 32, in_chans), "params")
+
+
+def count_resnet18_macs(form: str = "cifar", num_classes: int = 10, image_size=32, in_chans: int = 3) -> dict[str, int]:
+    """Forward MACs of ResNet-18 for one image per component plus 'total' (convolutions and fc only)."""
+    return _resnet_components(resnet18_layers(form, num_classes, image_size, in_chans), "macs")
+
+
+# ------------------------------------------------------------------------------------------- one summary
+def _vit_module():
+    """The module that defines ViTConfig: the reference, else the generated stubs, else the student's ViT.py
+    in the working directory (a Colab session). ViTConfig is given code, not a TODO, so any of them works."""
+    from pathlib import Path
+
+    from vitcourse import impl
+
+    for load in (impl.reference, impl.stubs, lambda: impl.load(Path.cwd())):
+        try:
+            return load().ViT
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError("no ViT.py found (solutions/, student_src/ or the working directory): "
+                            "run from the course folder that holds transformer.py and ViT.py")
+
+
+def vit_config(**options):
+    """A validated ViTConfig from keywords, with clear errors for impossible sizes (see `_vit_module`)."""
+    vit = _vit_module()
+    known = {f.name for f in dataclasses.fields(vit.ViTConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown ViT option(s) {unknown}; the options are the fields of ViTConfig: {sorted(known)}")
+    return vit.ViTConfig(**options)
+
+
+def canonical_model(model: str) -> str:
+    """'resnet18' -> 'resnet18_cifar'; raise a ValueError listing the choices for an unknown name."""
+    name = MODEL_ALIASES.get(str(model).lower(), str(model).lower())
+    if name not in MODELS:
+        raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS + tuple(MODEL_ALIASES))}")
+    return name
+
+
+def model_complexity(model: str = "vit", **options) -> dict:
+    """Closed-form parameters and FLOPs of one model, JSON-ready.
+
+    Args:
+        model: 'vit', 'resnet18_cifar' (alias 'resnet18') or 'resnet18_imagenet'.
+        **options: ViTConfig fields for a ViT; num_classes, image_size, in_chans for ResNet-18.
+
+    Returns:
+        dict with 'model', 'config', 'params', 'macs', 'flops', 'gflops', 'training_macs', 'convention'
+        and 'components': a list of rows {'component', 'params', 'macs', 'flops'} ending with 'total'.
+    """
+    model = canonical_model(model)
+    convention = ("forward pass, one image; FLOPs = 2 × MACs; matrix products only (linear, conv, "
+                  "q·kᵀ, softmax·v), as torch.utils.flop_counter.FlopCounterMode counts them")
+    if model == "vit":
+        cfg = vit_config(**options)
+        rows = component_table(cfg)
+        config = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+        training = count_training_macs(cfg)
+    else:
+        form = model.split("_")[1]
+        allowed = {"num_classes", "image_size", "in_chans"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise TypeError(f"ResNet-18 takes only {sorted(allowed)}, not {unknown}")
+        config = dict(form=form, num_classes=options.get("num_classes", 10), image_size=options.get("image_size", 32),
+                      in_chans=options.get("in_chans", 3))
+        layers = resnet18_layers(**config)
+        params, macs = _resnet_components(layers, "params"), _resnet_components(layers, "macs")
+        k = (CIFAR_STEM if form == "cifar" else IMAGENET_STEM)[0]
+        formulas = dict(conv1=f"C·64·{k}² ; H₁W₁·C·64·{k}² (no bias: a BN follows)", bn1="2·64 ; elementwise",
+                        fc="512·K + K ; 512·K", total="")
+        stage = "3×3 convs C_in·C_out·9 (+ 1×1 shortcut) + BNs 2·C_out ; Σ H'W'·C_in·C_out·k²"
+        rows = [dict(component=name, formula=formulas.get(name, stage), params=params[name], macs=macs[name],
+                     flops=FLOPS_PER_MAC * macs[name]) for name in params]
+        training = 3 * macs["total"] - layers[0].macs  # the stem's input (the image) needs no gradient
+    total = rows[-1]
+    return dict(model=model, config=config, params=total["params"], macs=total["macs"], flops=total["flops"],
+                gflops=total["flops"] / 1e9, training_macs=training, convention=convention, components=rows)
+
+
+# ------------------------------------------------------------------------------------- measured counters
+def set_fused_attention(model, fused: bool) -> list:
+    """Set `fused_attn` on every attention module of `model`; return the previous values (for restoring)."""
+    modules = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    previous = [m.fused_attn for m in modules]
+    for m in modules:
+        m.fused_attn = fused
+    return previous
+
+
+def flop_counter_flops(model, images, *, manual_attention: bool = True, backward: bool = False) -> dict:
+    """Count FLOPs of model(images) with `torch.utils.flop_counter.FlopCounterMode`.
+
+    Args:
+        model: any nn.Module; attention modules with a `fused_attn` switch are put on the manual path
+            when manual_attention (restored afterwards), so q·kᵀ and softmax·v appear as plain bmm.
+        images: a batch of shape (B, C, H, W); counts are for the whole batch.
+        backward: also run loss.backward() on the sum of the outputs (training step FLOPs).
+
+    Returns:
+        dict with 'total' (FLOPs, 2 per MAC), 'by_op' {aten op name: FLOPs} and 'by_module'
+        {module name: FLOPs} as FlopCounterMode reports them (nested modules include their children).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    previous = set_fused_attention(model, False) if manual_attention else None
+    try:
+        with torch.set_grad_enabled(backward), FlopCounterMode(display=False) as counter:
+            out = model(images)
+            if backward:
+                out.sum().backward()
+    finally:
+        if previous is not None:
+            for module, value in zip((m for m in model.modules() if hasattr(m, "fused_attn")), previous):
+                module.fused_attn = value
+    counts = counter.get_flop_counts()
+    return dict(total=counter.get_total_flops(), by_op={str(k): v for k, v in counts.get("Global", {}).items()},
+                by_module={name: sum(ops.values()) for name, ops in counts.items() if name != "Global"})
+
+
+def module_hook_macs(model, images) -> int:
+    """MACs a module-hook tool (torchinfo, and thop by default) sees: nn.Linear and nn.Conv2d only.
+
+    Each Linear/Conv2d contributes (weights, no bias) × (output positions) via a forward hook; products
+    written as `@` / torch.matmul inside a forward (q·kᵀ, softmax·v) belong to no such module, so they
+    are missed. The difference to `count_macs` is exactly depth · 2·N²·D per image.
+    """
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        weights = module.weight.numel()
+        positions = output.numel() // module.out_features if isinstance(module, nn.Linear) else (
+            output.numel() // module.out_channels)
+        total += weights * positions
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def counter_comparison(cfg=None, model=None, batch_size: int = 1) -> dict:
+    """Closed form vs FlopCounterMode (manual and fused attention) vs module hooks, per image, in FLOPs.
+
+    Builds the reference ViT for `cfg` unless a `model` (e.g. a student's) is given. Returns a dict with
+    'closed_form', 'flop_counter_manual', 'flop_counter_fused', 'module_hooks' (all FLOPs per image),
+    'attention_products' (the q·kᵀ + softmax·v FLOPs of all blocks) and 'fused_counted' (whether this
+    torch version / device counts fused attention: older torch on CPU counts it as 0).
+    """
+    import torch
+    from vitcourse import impl
+
+    if model is None:
+        model = impl.reference().ViT.ViT(cfg)
+    cfg = model.config
+    model.eval()
+    device = next(model.parameters()).device
+    images = torch.randn(batch_size, cfg.in_chans, *cfg.image_hw, device=device)
+    attention = FLOPS_PER_MAC * cfg.depth * attention_macs(cfg.num_tokens, cfg.embed_dim)
+    manual = flop_counter_flops(model, images)["total"] // batch_size
+    fused = flop_counter_flops(model, images, manual_attention=False)["total"] // batch_size
+    return dict(closed_form=count_flops(cfg)["total"], flop_counter_manual=manual, flop_counter_fused=fused,
+                module_hooks=FLOPS_PER_MAC * module_hook_macs(model, images) // batch_size,
+                attention_products=attention, fused_counted=fused == manual)
+
+
+def total_of(rows: Iterable[dict], key: str) -> int:
+    """Sum a column of component rows, skipping the 'total' row (a check that the rows add up)."""
+    return sum(row[key] for row in rows if row["component"] != "total")
+
