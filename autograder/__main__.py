@@ -1,0 +1,71 @@
+"""Command line: `python -m autograder grade SUBMISSION_DIR` (TAs) and `python -m autograder check` (students).
+
+Exit status of `grade`: 0 whenever grading completed, whatever the score; 2 when the grader itself could
+not run (missing folder, no reference, sandbox failure), with the reason on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder.points import POINTS
+
+EXIT_OK, EXIT_GRADER_FAILED = 0, 2
+
+
+def _grade(args) -> int:
+    from autograder import grader, sandbox
+
+    limits = sandbox.Limits()
+    if args.part_timeout:
+        limits.part_timeout = args.part_timeout
+    if args.total_timeout:
+        limits.total_timeout = args.total_timeout
+    try:
+        hide = (Path(args.json).resolve().parent,) if args.json else ()
+        report = grader.grade(args.submission, only=args.only or None, limits=limits,
+                              use_namespaces=not args.no_namespaces, hide=hide)
+    except (FileNotFoundError, KeyError, sandbox.SandboxError, OSError) as err:
+        print(f"autograder: could not grade {args.submission}: {err}", file=sys.stderr)
+        return EXIT_GRADER_FAILED
+    print(report.table())
+    if args.json:
+        report.write_json(args.json, args.visibility)
+        print(f"\nwrote {args.json}")
+    return EXIT_OK
+
+
+def _check(args) -> int:
+    from autograder import selfcheck
+
+    results = selfcheck.check_all(args.folder)
+    print(selfcheck.format_results(results))
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    grade = sub.add_parser("grade", help="grade a submission folder (transformer.py + ViT.py) against the reference")
+    grade.add_argument("submission", help="folder holding the student's transformer.py and ViT.py")
+    grade.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
+    grade.add_argument("--only", action="append", choices=list(POINTS), metavar="PART",
+                       help=f"grade only this part (repeatable); parts: {', '.join(POINTS)}")
+    grade.add_argument("--visibility", default="visible", choices=["visible", "hidden", "after_due_date",
+                                                                   "after_published"],
+                       help="Gradescope visibility of the results (default: visible)")
+    grade.add_argument("--part-timeout", type=float, help="wall-clock seconds per part (default 20)")
+    grade.add_argument("--total-timeout", type=float, help="wall-clock seconds per submission (default 240)")
+    grade.add_argument("--no-namespaces", action="store_true",
+                       help="do not use Linux namespaces (weaker isolation; for debugging the grader)")
+    grade.set_defaults(func=_grade)
+    check = sub.add_parser("check", help="student self-check: which parts look done (no hidden reference)")
+    check.add_argument("folder", nargs="?", default=".", help="folder holding your transformer.py and ViT.py")
+    check.set_defaults(func=_check)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Notebook entry points for nbgrader's hidden test cells.
+
+A hidden test cell (a "grade" cell with points) holds exactly::
+
+    from autograder.nb import grade_part
+    grade_part("transformer.attention")
+
+`grade_part` grades that part of the `transformer.py` / `ViT.py` next to the notebook, out of the kernel
+(in the sandbox, like the command-line grader), prints the feedback to stdout and returns the points
+earned scaled to the cell: nbgrader reads a number as the cell's execute_result as partial credit. It
+never raises and never writes to stderr (nbgrader scores a cell with stderr output 0): warnings are
+caught and printed to stdout. Feedback holds sizes and error sizes only, never hidden inputs.
+
+The score printed in the kernel is advisory: the student's own cells run in the same kernel and could
+replace this function. `autograder.nbgrader_plugin.RegradeHiddenCells` recomputes every such cell after
+execution, outside the kernel, and overwrites its output; that is the score nbgrader records.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from autograder.points import POINTS, ROUND_DIGITS
+
+ERROR_SCORE = 0.0
+
+
+class Score(float):
+    """A float whose repr is a plain number, so the cell's text/plain output is what nbgrader parses."""
+
+    def __repr__(self) -> str:
+        return repr(float(self))
+
+
+def cell_score(fraction: float, cell_points: Optional[float]) -> float:
+    """Points for a cell worth `cell_points` (the part's own points when None)."""
+    return round(fraction * cell_points, ROUND_DIGITS)
+
+
+def grade_part(part: str, folder: str | os.PathLike = ".", cell_points: Optional[float] = None,
+               **grade_kwargs) -> Score:
+    """Grade one part of the student files in `folder`; print feedback; return the points as a number."""
+    from autograder import grader
+
+    out = io.StringIO()
+    fraction = 0.0
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(out):
+        warnings.simplefilter("always")
+        try:
+            if part not in POINTS:
+                raise KeyError(f"unknown part {part!r}; the parts are: {', '.join(POINTS)}")
+            report = grader.grade(Path(folder), only=[part], **grade_kwargs)
+            result = report.part(part)
+            fraction = result.score / result.max_score if result.max_score else 0.0
+            print(f"{part}: {result.score:g}/{result.max_score:g}", file=out)
+            feedback = result.feedback()
+            if feedback:
+                print(feedback, file=out)
+        except Exception as err:  # noqa: BLE001 - a hidden cell must print, never raise
+            print(f"{part}: could not be graded ({type(err).__name__}: {err})", file=out)
+            fraction = ERROR_SCORE
+    for w in caught:
+        out.write(f"(warning: {w.message})\n")
+    sys.stdout.write(out.getvalue())
+    return Score(cell_score(fraction, cell_points if cell_points is not None else POINTS.get(part, 0)))

@@ -1,0 +1,40 @@
+"""Points per graded part: the one place to tune the grading scheme.
+
+A part id is `<module>.<TODO name>` as listed by `vitcourse.stubs.todos(impl.solutions_dir())`, plus two
+composite parts that run several of the student's pieces together (`transformer.Attention.forward` with
+the student's manual attention path, and `ViT.model`, logits and gradients end to end). The order here is
+the order of the report. A part's score is its points times the fraction of its checks that pass, rounded
+to `ROUND_DIGITS`; the total is the sum of the rounded part scores, so it is the same on every run.
+"""
+from __future__ import annotations
+
+ROUND_DIGITS = 2  # part scores are rounded so that totals do not drift with float summation
+
+POINTS: dict[str, float] = {
+    "transformer.attention": 3,
+    "transformer.Attention.split_heads": 1,
+    "transformer.Attention.merge_heads": 1,
+    "transformer.Attention.forward": 1,  # composite: split_heads + attention + merge_heads, manual path
+    "transformer.Mlp.forward": 1,
+    "transformer.Block.forward": 2,
+    "ViT.patchify": 2,
+    "ViT.unpatchify": 1,
+    "ViT.sincos_1d_embedding": 1,
+    "ViT.sincos_2d_embedding": 1,
+    "ViT.PatchEmbed.forward": 1,
+    "ViT.ViT.forward_features": 2,
+    "ViT.model": 2,  # composite: the student's whole ViT, logits and gradients
+}
+
+# Parts that are not a single TODO of the template: they exercise several student functions at once.
+COMPOSITE_PARTS = ("transformer.Attention.forward", "ViT.model")
+
+
+def module_of(part: str) -> str:
+    """The student file a part lives in: 'transformer' or 'ViT'."""
+    return part.split(".", 1)[0]
+
+
+def max_score(parts=None) -> float:
+    """Total points of `parts` (all parts by default)."""
+    return round(sum(POINTS[p] for p in (parts or POINTS)), ROUND_DIGITS)
