@@ -1,44 +1,56 @@
-"""vitcourse demo: the main job on the embedded offline data."""
-HELP = "Train the reference ViT on the embedded digits data (offline) and print its size and accuracy."
+"""vitcourse demo: the course's whole life, offline, in a scratch folder."""
+HELP = "Train the reference ViT on digits, then release, hand in, autograde, feed back and export a simulated class."
 
+import shutil
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from data_utils import load_digits
-from vitcourse import impl
-from vitcourse.complexity import count_parameters
-
-# A ViT sized for 8x8 digits: 2x2 patches give a 4x4 grid of 16 tokens.
-DIGITS_VIT = dict(image_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4,
-                  num_heads=4, mlp_ratio=2.0)
+from vitcourse import lifecycle, release
 
 
 def add_arguments(parser):
-    parser.add_argument("--epochs", type=int, default=30, help="passes over the 1,437 training digits")
+    parser.add_argument("--scratch", type=Path, default=None,
+                        help="folder for the simulated course (default: a new temporary folder, kept for inspection)")
+    parser.add_argument("--assignments", nargs="+", default=None,
+                        help=f"assignments to run (default: all of course/source: {' '.join(release.source_assignments())})")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of the reference training on digits (default: the course recipe)")
+    parser.add_argument("--jobs", type=int, default=2, help="students autograded in parallel (2 cores: 2)")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args) -> int:
-    torch.manual_seed(args.seed)
-    data = load_digits(seed=args.seed)
-    scale = lambda u8: u8.float() / 255.0  # noqa: E731
-    model = impl.reference().ViT.ViT(**DIGITS_VIT)
-    params = count_parameters(model.config)["total"]
-    print(f"reference ViT on digits: {params:,} parameters, {model.config.num_tokens} tokens per image")
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
-    x, y = scale(data["train_images"]), data["train_labels"]
     start = time.perf_counter()
-    for epoch in range(args.epochs):
-        model.train()
-        for idx in torch.randperm(len(x)).split(64):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        acc = (model(scale(data["test_images"])).argmax(1) == data["test_labels"]).float().mean().item()
-    print(f"test accuracy {acc:.1%} after {args.epochs} epochs in {time.perf_counter() - start:.1f} s")
-    return 0
+    known = release.source_assignments()
+    unknown = sorted(set(args.assignments or []) - set(known))
+    if unknown:
+        print(f"unknown assignment(s) {unknown}: choose among {' '.join(known)}", file=sys.stderr)
+        return 2
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="vitcourse-demo-"))
+    if scratch.exists() and any(scratch.iterdir()):
+        if not (scratch / "course" / "nbgrader_config.py").is_file():
+            print(f"{scratch} is not empty and is not a previous demo's folder: choose an empty or new --scratch "
+                  "folder (the demo replaces its contents)", file=sys.stderr)
+            return 2
+        shutil.rmtree(scratch)  # a previous demo's folder: the demo owns it
+    scratch.mkdir(parents=True, exist_ok=True)
+    names = args.assignments or known
+    print("== 1. the reference ViT, trained on the embedded digits (what a good student hands in for a3)")
+    ckpt = lifecycle.train_reference_checkpoint(scratch / "reference" / lifecycle.VIT_CHECKPOINT, args.epochs, args.seed)
+    extra = {a: {lifecycle.VIT_CHECKPOINT: ckpt["path"]} for a in lifecycle.grades_checkpoint(names)}
+    print(f"\n== 2. release, a class of {len(lifecycle.STUDENTS)} hands in, TA collects, autogrades, feeds back, exports")
+    term = lifecycle.run_term(scratch, names, jobs=args.jobs, extra_files=extra)
+    print("\n== 3. the class's grades (autograded points / max; +N TA: written answers awaiting a TA)\n")
+    print(term.table())
+    print(f"\nfeedback for the students: {term.course_dir / 'feedback'}/<student>/<assignment>/<assignment>.html")
+    print(f"grades CSV:               {term.grades_csv}")
+    print(f"gradebook backups:        {', '.join(str(b) for b in term.backups if b)}")
+    print(f"student release (zips):   {term.course_dir / 'release'}")
+    problems = term.mismatches()
+    print(f"\n{len(term.students)} students x {len(names)} assignments in {time.perf_counter() - start:.0f} s; "
+          + ("every score as expected" if not problems else f"{len(problems)} UNEXPECTED score(s):"))
+    for line in problems:
+        print("  " + line, file=sys.stderr)
+    return 0 if not problems else 1

@@ -1,0 +1,66 @@
+"""nbgrader configuration of the Vision Transformer course (run nbgrader from this folder, `course/`).
+
+Students write their code in `transformer.py` and `ViT.py`, next to the notebook. nbgrader's autograde
+copies every non-notebook file of `source/<assignment>/` over the submission; those two files must never be
+overwritten (they *are* the submission), hence `exclude_overwriting`. Nothing with a solution in it lives
+in `source/` anyway: `vitcourse release` adds the generated stubs to the student release.
+"""
+import os
+import sys
+from pathlib import Path
+
+COURSE_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(COURSE_DIR.parent))  # so that `vitcourse` resolves when nbgrader runs from course/
+from autograder.nbgrader_plugin import configure  # noqa: E402
+from vitcourse.colab import COURSE_ID, NOT_IMPLEMENTED_MARK  # noqa: E402
+
+STUDENT_FILES = ["transformer.py", "ViT.py"]  # the student's code: never overwritten by autograde
+# Every assignment of source/, so exclude_overwriting covers a new one as soon as it exists.
+ASSIGNMENTS = sorted(p.name for p in (COURSE_DIR / "source").iterdir() if p.is_dir()) if (COURSE_DIR / "source").is_dir() else []
+CELL_TIMEOUT_S = 300  # one cell on a busy CPU grader; fast mode keeps training cells to seconds
+# Files a student hands in (zip of the assignment folder): the notebook, their code, checkpoint, metrics.
+SUBMISSION_FILE_RE = r"[^/]+\.ipynb|transformer\.py|ViT\.py|[^/]+\.pt|metrics\.json"
+
+c = get_config()  # noqa: F821 (nbgrader provides get_config)
+
+c.CourseDirectory.course_id = COURSE_ID
+c.CourseDirectory.root = os.environ.get("VITCOURSE_COURSE_ROOT", str(COURSE_DIR))
+# Build artefacts and caches never go into a release or a submission.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store", "*.bak"]
+
+# ---- generate_assignment: what a student gets instead of a solution --------------------------------------
+c.ClearSolutions.code_stub = {
+    "python": f'# YOUR CODE HERE\nraise NotImplementedError("{NOT_IMPLEMENTED_MARK}: replace this line with your code")',
+}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.ClearSolutions.enforce_metadata = True
+
+# ---- autograde ------------------------------------------------------------------------------------------
+# The autograder's plugin: exclude_overwriting for the student files, add_missing_cells (a student who
+# deleted a test cell gets it back, graded, instead of silently losing its points), and a preprocessor that
+# recomputes every grade_part(...) cell outside the student's kernel, in the sandbox.
+configure(c, assignments=ASSIGNMENTS)
+c.Autograde.exclude_overwriting = {name: STUDENT_FILES for name in ASSIGNMENTS}
+c.OverwriteCells.add_missing_cells = True
+c.Execute.timeout = CELL_TIMEOUT_S
+c.Execute.interrupt_on_timeout = True
+# nbgrader sets NBGRADER_EXECUTION while it executes: notebooks switch to fast mode (a few steps, tiny data).
+
+# ---- zip_collect: submissions downloaded as <student_id>.zip from the LMS / Drive -------------------------
+c.ZipCollectApp.archive_directory = "archive"
+c.ZipCollectApp.extracted_directory = "extracted"
+c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+c.FileNameCollectorPlugin.named_regexp = (
+    r".*/extracted/(?P<student_id>[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>" + SUBMISSION_FILE_RE + r")$"
+)
+c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt", ".json"]
+
+# ---- export ---------------------------------------------------------------------------------------------
+c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
+
+# ---- generate_feedback: the student sees their grades and messages, never the hidden tests --------------
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "vitcourse.feedback.HideHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -1,0 +1,34 @@
+"""vitcourse release: build the notebooks, generate the student release with nbgrader, check for leaks."""
+HELP = "Build course/source notebooks, run nbgrader generate_assignment, add stubs + library + zip, refuse leaks."
+
+from pathlib import Path
+
+from vitcourse import nbbuild, release
+
+
+def add_arguments(parser):
+    parser.add_argument("assignments", nargs="*", help="assignments to release (default: all)")
+    parser.add_argument("--course", type=Path, default=release.COURSE_DIR, help="the nbgrader course folder")
+    parser.add_argument("--build-only", action="store_true",
+                        help="only rebuild course/source/<a>/<a>.ipynb from course/notebooks/<a>.py")
+    parser.add_argument("--check", action="store_true",
+                        help="fail if a committed source notebook differs from a fresh build (CI); releases nothing")
+    parser.add_argument("--no-zip", action="store_true", help="skip the per-assignment zip for Colab/Drive")
+
+
+def run(args) -> int:
+    if args.check:
+        problems = nbbuild.build(check=True)
+        print("\n".join(problems) or "course/source notebooks are up to date with course/notebooks")
+        return 1 if problems else 0
+    nbbuild.build()
+    print(f"built {len(nbbuild.assignments())} source notebooks from {nbbuild.NOTEBOOK_SRC_DIR}")
+    if args.build_only:
+        return 0
+    try:
+        folders = release.release(args.course, args.assignments or None, zip_=not args.no_zip)
+    except release.ReleaseError as err:
+        print(f"release failed: {err}")
+        return 1
+    print(f"release ready: {len(folders)} assignment(s) in {args.course / 'release'}; publish that folder (not course/)")
+    return 0

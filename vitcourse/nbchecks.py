@@ -1,0 +1,312 @@
+"""Visible checks for the course notebooks: the student's code against an independent oracle.
+
+Shape legend: B batch, C channels, H/W image height/width, P patch size, N tokens, D embedding,
+h heads, d head dim, K classes.
+
+Every check compares the student's function with a torch built-in or a slow, obviously-correct loop
+(never with the hidden reference, so these checks ship with the release). A failed check raises an
+AssertionError that says what differs (max error, where, a hint); a part that is still a stub fails with
+"<part> is not implemented yet". A passing check prints one line and returns None, so in an nbgrader
+test cell it adds nothing to the output.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitcourse.colab import NOT_IMPLEMENTED_MARK
+
+ATOL = 1e-5  # float32 agreement between two orders of summation on these tiny sizes
+SINCOS_BASE = 10000.0  # Vaswani et al. (2017); the same constant as ViT.SINCOS_BASE
+# Small, distinct sizes: a swapped axis changes a shape and cannot pass by accident.
+B, h, N, d = 2, 3, 5, 4
+D = h * d  # 12
+C, H, W, P = 3, 8, 12, 4
+
+
+@contextlib.contextmanager
+def _part(name: str, where: str) -> Iterator[None]:
+    try:
+        yield
+    except NotImplementedError:
+        look = "" if " " in name else f" (look for 'TODO {name}')"
+        raise AssertionError(f"{name} is {NOT_IMPLEMENTED_MARK}: write it in {where}{look}") from None
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _assert_shape(name: str, got: torch.Tensor, expected: tuple) -> None:
+    if not isinstance(got, torch.Tensor):
+        raise AssertionError(f"{name} should return a tensor of shape {expected}, got {type(got).__name__}")
+    if tuple(got.shape) != tuple(expected):
+        raise AssertionError(f"{name} returned shape {tuple(got.shape)}, expected {tuple(expected)}: check the order of your reshape/permute")
+
+
+def _assert_close(name: str, got: torch.Tensor, want: torch.Tensor, hint: str, atol: float = ATOL) -> None:
+    _assert_shape(name, got, tuple(want.shape))
+    err = (got.detach().float() - want.detach().float()).abs()
+    if not torch.isfinite(got).all():
+        raise AssertionError(f"{name} returned NaN or inf values. Hint: {hint}")
+    if err.max() > atol:
+        where = tuple(int(i) for i in torch.nonzero(err == err.max())[0])
+        raise AssertionError(
+            f"{name} differs from the oracle: max error {err.max():.3g} at index {where} "
+            f"(yours {got.flatten()[err.flatten().argmax()]:.5g}, expected {want.flatten()[err.flatten().argmax()]:.5g}). Hint: {hint}")
+
+
+def _ok(message: str) -> None:
+    print(f"OK: {message}")
+
+
+# ---- transformer.py ---------------------------------------------------------------------------------------
+
+def check_attention(attention: Callable) -> None:
+    """`attention(q, k, v, mask)` against F.scaled_dot_product_attention, with and without a mask."""
+    g = _gen()
+    q, k, v = (torch.randn(B, h, N, d, generator=g) for _ in range(3))
+    with _part("attention", "transformer.py"):
+        out, weights = attention(q, k, v)
+    _assert_shape("attention weights", weights, (B, h, N, N))
+    _assert_close("attention weights row sums", weights.sum(-1), torch.ones(B, h, N),
+                  "apply the softmax over the last axis (the keys), so each query's weights sum to 1")
+    _assert_close("attention output", out, F.scaled_dot_product_attention(q, k, v),
+                  "scale the scores by 1/sqrt(d) with d = q.shape[-1], and multiply the weights by v")
+    mask = torch.rand(B, 1, N, N, generator=g) > 0.5
+    mask[..., 0] = True  # every query may see at least one key, otherwise the softmax row is undefined
+    out, weights = attention(q, k, v, mask)
+    _assert_close("masked attention output", out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                  "set the scores where mask is False to float('-inf') before the softmax")
+    if weights.masked_select(~mask.expand_as(weights)).abs().max() > 0:
+        raise AssertionError("masked attention gives a non-zero weight to a forbidden key: mask the scores, not the weights")
+    _ok("attention matches torch's scaled_dot_product_attention (with and without a mask)")
+
+
+def check_split_heads(attention_cls: type) -> None:
+    """Attention.split_heads: head i owns features [i·d, (i+1)·d)."""
+    attn = attention_cls(D, num_heads=h)
+    x = torch.randn(B, N, D, generator=_gen(1))
+    with _part("Attention.split_heads", "transformer.py"):
+        heads = attn.split_heads(x)
+    _assert_shape("split_heads", heads, (B, h, N, d))
+    want = torch.stack([x[..., i * d:(i + 1) * d] for i in range(h)], dim=1)  # (B, h, N, d), one head at a time
+    _assert_close("split_heads", heads, want, "view D as (h, d), then swap the token and head axes")
+    _ok("split_heads puts features [i*d, (i+1)*d) into head i")
+
+
+def check_merge_heads(attention_cls: type) -> None:
+    """Attention.merge_heads: the exact inverse of split_heads (checked without using split_heads)."""
+    attn = attention_cls(D, num_heads=h)
+    heads = torch.randn(B, h, N, d, generator=_gen(2))
+    with _part("Attention.merge_heads", "transformer.py"):
+        merged = attn.merge_heads(heads)
+    want = torch.cat([heads[:, i] for i in range(h)], dim=-1)  # (B, N, D)
+    _assert_close("merge_heads", merged, want, "swap the head and token axes back, then reshape (h, d) into D")
+    _ok("merge_heads concatenates the heads back into (B, N, D)")
+
+
+def check_attention_module(attention_cls: type) -> None:
+    """The whole multi-head self-attention against torch.nn.MultiheadAttention with the same weights."""
+    attn = attention_cls(D, num_heads=h, fused_attn=False).eval()
+    oracle = nn.MultiheadAttention(D, h, batch_first=True).eval()
+    with torch.no_grad():
+        oracle.in_proj_weight.copy_(attn.qkv.weight)
+        oracle.in_proj_bias.copy_(attn.qkv.bias)
+        oracle.out_proj.weight.copy_(attn.proj.weight)
+        oracle.out_proj.bias.copy_(attn.proj.bias)
+    x = torch.randn(B, N, D, generator=_gen(3))
+    with _part("Attention (split_heads, merge_heads, attention)", "transformer.py"), torch.no_grad():
+        got = attn(x)
+    want, _ = oracle(x, x, x, need_weights=False)
+    _assert_close("multi-head attention", got, want, "check split_heads/merge_heads: head i must own features [i*d, (i+1)*d)")
+    _ok("your multi-head attention equals torch.nn.MultiheadAttention with the same weights")
+
+
+def check_mlp(mlp_cls: type) -> None:
+    """Mlp.forward against its layers applied by hand (dropout off)."""
+    mlp = mlp_cls(D, 2 * D).eval()
+    x = torch.randn(B, N, D, generator=_gen(4))
+    with _part("Mlp.forward", "transformer.py"), torch.no_grad():
+        got = mlp(x)
+        want = F.linear(F.gelu(F.linear(x, mlp.fc1.weight, mlp.fc1.bias)), mlp.fc2.weight, mlp.fc2.bias)
+    _assert_close("Mlp.forward", got, want, "fc1, then the activation, then fc2 (dropout after each)")
+    _ok("Mlp.forward = fc2(gelu(fc1(x)))")
+
+
+class _TorchAttention(nn.Module):
+    """torch.nn.MultiheadAttention with the weights of a course Attention: isolates a check from the student's."""
+
+    def __init__(self, attn: nn.Module, dim: int, heads: int):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(dim, heads, batch_first=True)
+        with torch.no_grad():
+            self.mha.in_proj_weight.copy_(attn.qkv.weight)
+            self.mha.in_proj_bias.copy_(attn.qkv.bias)
+            self.mha.out_proj.weight.copy_(attn.proj.weight)
+            self.mha.out_proj.bias.copy_(attn.proj.bias)
+
+    def forward(self, x: torch.Tensor, mask=None) -> torch.Tensor:
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+class _TorchMlp(nn.Module):
+    """The course Mlp's weights applied with torch functions."""
+
+    def __init__(self, mlp: nn.Module):
+        super().__init__()
+        self.fc1, self.fc2 = mlp.fc1, mlp.fc2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+def check_block(block_cls: type) -> None:
+    """Block.forward alone: its attention and MLP are swapped for torch's, so only the wiring is checked."""
+    block = block_cls(D, h, mlp_ratio=2.0).eval()
+    block.attn = _TorchAttention(block.attn, D, h).eval()
+    block.mlp = _TorchMlp(block.mlp)
+    x = torch.randn(B, N, D, generator=_gen(5))
+    with torch.no_grad():
+        n1 = block.norm1(x)
+        y = x + block.attn(n1)
+        want = y + block.mlp(block.norm2(y))
+        with _part("Block.forward", "transformer.py"):
+            got = block(x)
+    _assert_close("Block.forward", got, want,
+                  "pre-norm: x = x + attn(norm1(x)), then x = x + mlp(norm2(x)); normalise the input of each branch, not its output")
+    _ok("Block.forward is a pre-norm encoder block")
+
+
+# ---- ViT.py -----------------------------------------------------------------------------------------------
+
+def _patches_by_unfold(images: torch.Tensor, p: int) -> torch.Tensor:
+    """Oracle: F.unfold gives (B, C·P·P, N) with values ordered (C, row, col); reorder to (row, col, C)."""
+    b, c = images.shape[:2]
+    cols = F.unfold(images, kernel_size=p, stride=p)  # (B, C·P·P, N)
+    n = cols.shape[-1]
+    return cols.reshape(b, c, p, p, n).permute(0, 4, 2, 3, 1).reshape(b, n, p * p * c)  # (B, N, P·P·C)
+
+
+def check_patchify(patchify: Callable) -> None:
+    """patchify against F.unfold on a non-square, multi-channel image (patches row by row)."""
+    images = torch.randn(B, C, H, W, generator=_gen(6))
+    with _part("patchify", "ViT.py"):
+        got = patchify(images, P)
+    _assert_shape("patchify", got, (B, (H // P) * (W // P), P * P * C))
+    _assert_close("patchify", got, _patches_by_unfold(images, P),
+                  "patches go row by row (left to right, then down); inside a patch the order is (row, column, channel)")
+    _ok("patchify matches F.unfold, patches row by row, values (row, column, channel)")
+
+
+def check_unpatchify(unpatchify: Callable) -> None:
+    """unpatchify must invert the (oracle) patchify exactly."""
+    images = torch.randn(B, C, H, W, generator=_gen(7))
+    with _part("unpatchify", "ViT.py"):
+        got = unpatchify(_patches_by_unfold(images, P), P, (H, W))
+    _assert_close("unpatchify", got, images, "apply the inverse permutation of patchify's, between the two reshapes")
+    _ok("unpatchify inverts patchify")
+
+
+def _sincos_loop(num_positions: int, dim: int) -> torch.Tensor:
+    table = torch.zeros(num_positions, dim)
+    for p in range(num_positions):
+        for i in range(dim // 2):
+            omega = SINCOS_BASE ** (-2 * i / dim)
+            table[p, 2 * i] = math.sin(p * omega)
+            table[p, 2 * i + 1] = math.cos(p * omega)
+    return table
+
+
+def check_sincos_1d(sincos_1d_embedding: Callable) -> None:
+    """The 1-D sinusoidal table against the formula evaluated entry by entry."""
+    with _part("sincos_1d_embedding", "ViT.py"):
+        got = sincos_1d_embedding(7, 10)
+    _assert_close("sincos_1d_embedding", got, _sincos_loop(7, 10),
+                  "column 2i holds sin(p*w_i), column 2i+1 cos(p*w_i), w_i = 10000**(-2i/dim)")
+    _ok("sincos_1d_embedding matches the formula")
+
+
+def check_sincos_2d(sincos_2d_embedding: Callable) -> None:
+    """The 2-D table: patch (r, c) gets concat(E1(r), E1(c)), patches row by row."""
+    gh, gw, dim = 3, 4, 8
+    with _part("sincos_2d_embedding", "ViT.py"):
+        got = sincos_2d_embedding(gh, gw, dim)
+    e1_rows, e1_cols = _sincos_loop(gh, dim // 2), _sincos_loop(gw, dim // 2)
+    want = torch.stack([torch.cat([e1_rows[n // gw], e1_cols[n % gw]]) for n in range(gh * gw)])
+    _assert_close("sincos_2d_embedding", got, want,
+                  "patch n sits at row n // grid_w and column n % grid_w; the row half comes first")
+    _ok("sincos_2d_embedding = concat(E1(row), E1(column)), patches row by row")
+
+
+def check_patch_embed(patch_embed_cls: type) -> None:
+    """PatchEmbed.forward against patchify (oracle) followed by the conv weights used as a linear layer."""
+    embed = patch_embed_cls((H, W), P, C, D)
+    images = torch.randn(B, C, H, W, generator=_gen(8))
+    weight = embed.proj.weight.permute(0, 2, 3, 1).reshape(D, P * P * C)  # (D, P·P·C) in patchify's order
+    with _part("PatchEmbed.forward", "ViT.py"), torch.no_grad():
+        got = embed(images)
+        want = _patches_by_unfold(images, P) @ weight.T + embed.proj.bias
+    _assert_close("PatchEmbed.forward", got, want, "self.proj(x) is (B, D, H/P, W/P): flatten the grid row by row and put D last")
+    _ok("PatchEmbed.forward gives one token per patch, row by row")
+
+
+class _UnfoldPatchEmbed(nn.Module):
+    """A course PatchEmbed computed through F.unfold: isolates forward_features from PatchEmbed.forward."""
+
+    def __init__(self, embed: nn.Module, p: int):
+        super().__init__()
+        self.embed, self.p = embed, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.embed.proj.weight
+        weight = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)  # (D, P·P·C) in patchify's order
+        return _patches_by_unfold(x, self.p) @ weight.T + self.embed.proj.bias
+
+
+def check_forward_features(vit_cls: type) -> None:
+    """ViT.forward_features alone (torch's patch embedding and blocks): class token first, positions added."""
+    model = vit_cls(image_size=(H, W), patch_size=P, in_chans=C, num_classes=K_CLASSES, embed_dim=D, depth=2, num_heads=h).eval()
+    model.patch_embed = _UnfoldPatchEmbed(model.patch_embed, P)
+    for block in model.blocks:
+        block.attn = _TorchAttention(block.attn, D, h).eval()
+        block.mlp = _TorchMlp(block.mlp)
+        block.forward = functools.partial(_oracle_block_forward, block)
+    images = torch.randn(B, C, H, W, generator=_gen(9))
+    with _part("ViT.forward_features", "ViT.py"), torch.no_grad():
+        tokens = model.patch_embed(images)
+        encoded = functools.reduce(lambda t, blk: blk(t), model.blocks,
+                                   torch.cat([model.cls_token.expand(B, -1, -1), tokens], dim=1) + model.pos_embed)
+        want = model.norm(encoded)
+        got = model.forward_features(images)
+    _assert_close("ViT.forward_features", got, want,
+                  "prepend the class token, add pos_embed, run every block, then the final norm")
+    _ok("ViT.forward_features: class token, positions, blocks, norm")
+
+
+def _oracle_block_forward(block: nn.Module, x: torch.Tensor, mask=None) -> torch.Tensor:
+    y = x + block.attn(block.norm1(x))
+    return y + block.mlp(block.norm2(y))
+
+
+K_CLASSES = 7  # a class count unlike any other size above
+
+
+def check_model(vit_cls: type) -> None:
+    """The whole ViT: logits of shape (B, K) and a gradient for every parameter."""
+    model = vit_cls(image_size=(H, W), patch_size=P, in_chans=C, num_classes=K_CLASSES, embed_dim=D, depth=2, num_heads=h)
+    images = torch.randn(B, C, H, W, generator=_gen(10))
+    with _part("ViT (forward_features, PatchEmbed.forward, the blocks)", "ViT.py and transformer.py"):
+        logits = model(images)
+    _assert_shape("ViT logits", logits, (B, K_CLASSES))
+    logits.square().sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    if missing:
+        raise AssertionError(f"these parameters get no gradient: {missing[:5]}; is every layer used in forward?")
+    _ok("the whole ViT gives (B, K) logits and every parameter gets a gradient")

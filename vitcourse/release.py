@@ -1,0 +1,234 @@
+"""The student release: `nbgrader generate_assignment` plus everything a student needs, and a leak check.
+
+Per assignment, `release/<assignment>/` gets
+    * the release notebook (solutions cleared, hidden tests removed, by nbgrader);
+    * `transformer.py`, `ViT.py`: the generated stubs from `student_src/` (never `solutions/`);
+    * `data_utils/` and the student-facing part of `vitcourse/` (setup cell, visible checks, trainer, plots);
+and `release/<assignment>.zip` holds that folder, ready to unzip into Google Drive (`MyDrive/vitcourse/`).
+
+`find_leaks` proves that nothing hidden is in a release: no line of a solution region (of `solutions/*.py`
+or of a source notebook), of a hidden test or of a mark scheme, and no copy of a `solutions/` file.
+A release with a leak is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import nbformat
+
+from vitcourse import impl
+from vitcourse.stubs import BEGIN, END, STUB_FILES
+
+COURSE_DIR = impl.REPO_ROOT / "course"
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+MARKERS = (BEGIN, END, HIDDEN_BEGIN, HIDDEN_END)
+# Shorter lines ("return x", "else:") occur in any Python file; a leak is a line at least this long.
+MIN_LEAK_CHARS = 12
+# Library packages copied next to the notebook, and the instructor-only modules left out of them.
+LIBRARY_PACKAGES = ("data_utils", "vitcourse", "autograder")
+INSTRUCTOR_ONLY = ("vitcourse/commands", "vitcourse/cli.py", "vitcourse/__main__.py", "vitcourse/release.py",
+                   "vitcourse/lifecycle.py", "vitcourse/nbbuild.py", "vitcourse/stubs.py", "vitcourse/feedback.py")
+# Of the autograder, students get only the self-check (public oracles); the grader stays with the TAs.
+# Its package docstring documents the hidden cells, so the release writes a student edition instead.
+STUDENT_AUTOGRADER = ("__main__.py", "points.py", "selfcheck.py")
+STUDENT_AUTOGRADER_INIT = (
+    '"""The course\'s self-check for students: `python -m autograder check` in the assignment folder, or in a\n'
+    'notebook `from autograder.selfcheck import check_all, format_results`. It compares your transformer.py and\n'
+    'ViT.py with public oracles (PyTorch built-ins, identities); the grader uses more cases."""\n')
+SKIP_NAMES = ("__pycache__", ".ipynb_checkpoints", ".DS_Store")
+TEXT_SUFFIXES = (".py", ".ipynb", ".md", ".txt", ".json", ".csv", ".toml", ".cfg", ".yml", ".yaml", ".html")
+
+
+class ReleaseError(RuntimeError):
+    """A release that could not be generated, or that would leak hidden material."""
+
+
+def nbgrader_env() -> dict:
+    """Environment for nbgrader subprocesses: the venv's bin on PATH (nbgrader runs `alembic` from it)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def nbgrader(course_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `nbgrader <args>` in `course_dir` (where nbgrader_config.py is); raise with its log on failure."""
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    proc = subprocess.run(cmd, cwd=course_dir, env=nbgrader_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise ReleaseError(f"`nbgrader {' '.join(args)}` failed in {course_dir} (exit {proc.returncode}):\n"
+                           f"{(proc.stdout + proc.stderr)[-4000:]}")
+    return proc
+
+
+def source_assignments(course_dir: Path = COURSE_DIR) -> list[str]:
+    """The assignments of a course: the folders of `source/` holding a notebook."""
+    source = course_dir / "source"
+    return sorted(p.name for p in source.iterdir() if p.is_dir() and any(p.glob("*.ipynb"))) if source.is_dir() else []
+
+
+def _ignore(root: Path):
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        rel = Path(folder).resolve().relative_to(root)
+        def hidden(n: str) -> bool:
+            path = (rel / n).as_posix()
+            if path.startswith("autograder/"):
+                return path.count("/") > 1 or n not in STUDENT_AUTOGRADER
+            return n in SKIP_NAMES or n.endswith(".pyc") or path in INSTRUCTOR_ONLY
+        return [n for n in names if hidden(n)]
+    return ignore
+
+
+def copy_library(dest: Path, repo_root: Path = impl.REPO_ROOT) -> None:
+    """Copy the student-facing library packages into a release folder."""
+    for package in LIBRARY_PACKAGES:
+        target = dest / package
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(repo_root / package, target, ignore=_ignore(repo_root))
+    (dest / "autograder" / "__init__.py").write_text(STUDENT_AUTOGRADER_INIT, encoding="utf-8")
+
+
+def assemble(release_dir: Path, stubs_dir: Path = impl.stubs_dir()) -> None:
+    """Add the stubs and the library to one nbgrader release folder (`release/<assignment>/`)."""
+    for name in STUB_FILES:
+        shutil.copy2(stubs_dir / name, release_dir / name)
+    copy_library(release_dir)
+
+
+def make_zip(release_dir: Path) -> Path:
+    """`release/<a>.zip` holding the folder `<a>/`; unzip it into MyDrive/vitcourse/ for Colab."""
+    archive = release_dir.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(release_dir.rglob("*")):
+            if path.is_file():
+                zf.write(path, Path(release_dir.name) / path.relative_to(release_dir))
+    return archive
+
+
+# ---- leak check -----------------------------------------------------------------------------------------
+
+def _region_lines(lines: Iterable[str], begin: str, end: str) -> list[str]:
+    """The lines strictly between `begin` and `end` marker lines (markers may sit behind a '#')."""
+    inside, found = False, []
+    for line in lines:
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside:
+            found.append(line)
+    return found
+
+
+def _distinctive(lines: Iterable[str]) -> set[str]:
+    out = set()
+    for line in lines:
+        text = line.strip()
+        if text.startswith("# "):  # a markdown line authored as a comment, or a code comment
+            text = text[2:].strip()
+        if len(text) >= MIN_LEAK_CHARS and not any(m in text for m in MARKERS):
+            out.add(text)
+    return out
+
+
+@dataclass
+class Secrets:
+    """What must never appear in a release."""
+
+    lines: set[str]  # distinctive lines of solution regions, hidden tests and mark schemes
+    file_hashes: dict[str, str]  # sha256 of every solutions/ file -> its name
+
+
+def collect_secrets(course_dir: Path = COURSE_DIR, solutions_dir: Optional[Path] = None) -> Secrets:
+    """Secret lines from `solutions/*.py` and from every source notebook, minus lines that are public anyway."""
+    solutions_dir = Path(solutions_dir or impl.solutions_dir())
+    secret, public = set(), set()
+    hashes = {}
+    for path in sorted(solutions_dir.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        hashes[hashlib.sha256(text.encode()).hexdigest()] = path.name
+        secret |= _distinctive(_region_lines(text.splitlines(), BEGIN, END))
+    for path in sorted((course_dir / "source").glob("*/*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            lines = cell.source.splitlines()
+            hidden = _region_lines(lines, BEGIN, END) + _region_lines(lines, HIDDEN_BEGIN, HIDDEN_END)
+            secret |= _distinctive(hidden)
+            public |= _distinctive(set(lines) - set(hidden))
+    # Lines the student is given anyway (stubs, the public part of a notebook) are not secrets.
+    for name in STUB_FILES:
+        stub = impl.stubs_dir() / name
+        if stub.exists():
+            public |= _distinctive(stub.read_text(encoding="utf-8").splitlines())
+    return Secrets(secret - public, hashes)
+
+
+def _release_texts(root: Path) -> Iterable[tuple[str, str]]:
+    """(name, text) of every text file under root, including the members of zip archives."""
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                for member in zf.namelist():
+                    if member.endswith(TEXT_SUFFIXES):
+                        yield f"{path}!{member}", zf.read(member).decode("utf-8", errors="replace")
+        elif path.suffix in TEXT_SUFFIXES:
+            yield str(path), path.read_text(encoding="utf-8", errors="replace")
+
+
+def find_leaks(release_root: Path, secrets: Secrets) -> list[str]:
+    """One message per leaked line or file found under release_root (empty: the release is clean)."""
+    problems = []
+    for name, text in _release_texts(release_root):
+        if hashlib.sha256(text.encode()).hexdigest() in secrets.file_hashes:
+            problems.append(f"{name} is a copy of solutions/{secrets.file_hashes[hashlib.sha256(text.encode()).hexdigest()]}")
+        if name.endswith(".ipynb"):  # compare the cell sources, not their JSON-escaped form
+            try:
+                nb = nbformat.reads(text, as_version=4)
+                text = "\n".join(cell.source for cell in nb.cells)
+            except Exception:  # noqa: BLE001 - a broken notebook is still scanned as raw text
+                pass
+        present = {line.strip() for line in text.splitlines()}
+        present |= {line[2:].strip() for line in present if line.startswith("# ")}
+        for line in sorted(secrets.lines & present):
+            problems.append(f"{name}: hidden line leaked: {line[:80]!r}")
+    return problems
+
+
+# ---- the release ----------------------------------------------------------------------------------------
+
+def release(course_dir: Path = COURSE_DIR, assignments: Optional[list[str]] = None, zip_: bool = True,
+            log=print) -> list[Path]:
+    """Generate and assemble the student release of `assignments` (default: all); return the folders.
+
+    Raises ReleaseError when nbgrader fails or when anything hidden would leak.
+    """
+    course_dir = Path(course_dir)
+    names = assignments or source_assignments(course_dir)
+    unknown = sorted(set(names) - set(source_assignments(course_dir)))
+    if unknown:
+        raise ReleaseError(f"no source notebook for {unknown} in {course_dir / 'source'}; "
+                           f"known: {source_assignments(course_dir)}")
+    folders = []
+    for name in names:
+        nbgrader(course_dir, "generate_assignment", name, "--force")
+        folder = course_dir / "release" / name
+        assemble(folder)
+        if zip_:
+            make_zip(folder)
+        folders.append(folder)
+        log(f"released {name}: {folder}" + (f" and {folder.with_suffix('.zip').name}" if zip_ else ""))
+    leaks = find_leaks(course_dir / "release", collect_secrets(course_dir))
+    if leaks:
+        raise ReleaseError("the release would leak hidden material; nothing may be published:\n" + "\n".join(leaks[:50]))
+    log(f"leak check: no solution line, hidden test, mark scheme or solutions/ file in {course_dir / 'release'}")
+    return folders
