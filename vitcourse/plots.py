@@ -1,0 +1,111 @@
+"""Plots of a training run and of a dataset: curves, confusion matrix, a grid of images per class.
+
+Shape legend: B batch, C channels, H/W image height/width, K classes.
+
+Every function returns a matplotlib Figure (shown inline in notebooks, saved with fig.savefig elsewhere).
+On a machine without a display the Agg backend is selected before pyplot is imported.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import matplotlib
+
+if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend().lower() \
+        and "ipykernel" not in matplotlib.get_backend().lower():
+    matplotlib.use("Agg")  # headless: render to files, never try to open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+IMAGES_PER_CLASS = 8  # columns of show_images' grid
+CELL_INCHES = 1.0  # size of one image in show_images
+MAX_ANNOTATED_CLASSES = 20  # confusion matrices larger than this are drawn without numbers
+
+
+def plot_history(history: Sequence[dict], title: Optional[str] = None):
+    """Loss, accuracy and learning rate per epoch of `train(...).history`."""
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.5))
+    for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], label="train", marker=".")
+        val = [r.get(f"val_{key}", float("nan")) for r in history]
+        if not all(np.isnan(val)):
+            ax.plot(epochs, val, label="validation", marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss" if key == "loss" else "accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_acc.set_title("train accuracy is on augmented images", fontsize=9)
+    ax_lr.plot(epochs, [r["lr"] for r in history], marker=".")
+    ax_lr.set_xlabel("epoch")
+    ax_lr.set_ylabel("learning rate (end of epoch)")
+    ax_lr.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm, class_names: Optional[Sequence[str]] = None, normalize: bool = True,
+                          title: Optional[str] = None):
+    """Heat map of a (K, K) confusion matrix (rows: true class, columns: predicted), row-normalised."""
+    cm = torch.as_tensor(cm).double().numpy()
+    K = cm.shape[0]
+    if normalize:
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(K)]
+    size = max(4.0, 0.45 * K)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if K <= MAX_ANNOTATED_CLASSES:
+        ax.set_xticks(range(K), names, rotation=45, ha="right")
+        ax.set_yticks(range(K), names)
+        for i in range(K):
+            for j in range(K):
+                text = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > 0.5 * cm.max() else "black")
+    ax.set_title(title or ("confusion matrix (row-normalised)" if normalize else "confusion matrix"))
+    fig.tight_layout()
+    return fig
+
+
+def _to_display(images: torch.Tensor, mean=None, std=None) -> np.ndarray:
+    """uint8 or normalised float (B, C, H, W) -> float (B, H, W, C) in [0, 1] for imshow."""
+    x = torch.as_tensor(images).detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255
+    elif mean is not None and std is not None:
+        x = x * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def show_images(images: torch.Tensor, labels: torch.Tensor, class_names: Optional[Sequence[str]] = None,
+                per_class: int = IMAGES_PER_CLASS, mean=None, std=None, predictions: Optional[torch.Tensor] = None):
+    """A grid with one row per class and `per_class` of its images (uint8, or normalised with mean/std).
+
+    With `predictions`, wrong predictions are titled in red with the predicted class.
+    """
+    labels = torch.as_tensor(labels).cpu()
+    K = len(class_names) if class_names is not None else int(labels.max()) + 1
+    names = list(class_names) if class_names is not None else [str(i) for i in range(K)]
+    pics = _to_display(images, mean, std)
+    grey = pics.shape[-1] == 1
+    fig, axes = plt.subplots(K, per_class, figsize=(per_class * CELL_INCHES, K * CELL_INCHES), squeeze=False)
+    for k in range(K):
+        idx = torch.nonzero(labels == k).flatten()[:per_class].tolist()
+        for j, ax in enumerate(axes[k]):
+            ax.axis("off")
+            if j >= len(idx):
+                continue
+            ax.imshow(pics[idx[j]][..., 0] if grey else pics[idx[j]], cmap="gray" if grey else None)
+            if predictions is not None and int(predictions[idx[j]]) != k:
+                ax.set_title(names[int(predictions[idx[j]])], color="red", fontsize=7)
+        axes[k][0].text(-0.1, 0.5, names[k], transform=axes[k][0].transAxes, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig

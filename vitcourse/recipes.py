@@ -1,0 +1,120 @@
+"""Default recipes: a model config and a `TrainConfig` for each (dataset, model) pair of the course.
+
+Shape legend: B batch, C channels, H/W image height/width, P patch size, N tokens, D embedding, h heads,
+K classes.
+
+Every choice is written down with its reason, so a notebook can print a recipe and discuss it. The
+targets they are built for (see docs/benchmarks.md for what was measured, and what could not be):
+    digits   ViT       >= 97% test accuracy in <= 60 s on 2 CPU cores
+    cifar10  ViT       >= 85% in <= 10 min on a T4;   ResNet-18 >= 93% in <= 5 min on a T4
+    cifar100 ViT       >= 60% in <= 30 min on a T4
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from torch import nn
+
+from data_utils import AugmentConfig
+from vitcourse.train import TrainConfig
+
+MODELS = ("vit", "resnet18")
+RECIPE_DATA = ("digits", "cifar10", "cifar100", "synthetic")
+
+# CIFAR augmentation: 4-pixel crops and flips are the standard pair; cutout of an 8-pixel square (a quarter
+# of the side) regularises the data-hungry ViT, which has no convolutional prior.
+CIFAR_AUGMENT = AugmentConfig(crop_prob=1.0, crop_padding=4, flip_prob=0.5, cutout_prob=0.5, cutout_size=8)
+# Digits: none by default (see the digits ViT recipe). A student who turns shifts on gets 1 pixel of padding,
+# the scale of an 8x8 image; flips stay off (a mirrored digit is another symbol, or none).
+DIGITS_AUGMENT = AugmentConfig(crop_prob=0.0, crop_padding=1, flip_prob=0.0, cutout_prob=0.0)
+SYNTHETIC_AUGMENT = AugmentConfig.none()  # unit-test data: nothing to learn but the class prototype
+
+
+def _vit(data: str, num_classes: int, in_chans: int) -> dict:
+    if data == "digits":
+        # 2x2 patches of an 8x8 image give 16 tokens; 64 wide and 4 deep is ~140k parameters, enough for
+        # 1,300 training images and fast on a CPU.
+        return dict(image_size=8, patch_size=2, in_chans=in_chans, num_classes=num_classes, embed_dim=64,
+                    depth=4, num_heads=4, mlp_ratio=2.0)
+    if data == "synthetic":
+        return dict(image_size=8, patch_size=2, in_chans=in_chans, num_classes=num_classes, embed_dim=32,
+                    depth=2, num_heads=2, mlp_ratio=2.0)
+    # CIFAR: 4x4 patches give 64 tokens (+ class token). 256 wide, 6 deep, 8 heads of 32 and an MLP ratio of
+    # 2 (~3.2M parameters) is the size published small-ViT CIFAR recipes train in minutes on one GPU;
+    # stochastic depth 0.1 fights over-fitting on 45,000 images.
+    return dict(image_size=32, patch_size=4, in_chans=in_chans, num_classes=num_classes, embed_dim=256,
+                depth=6, num_heads=8, mlp_ratio=2.0, drop_path_rate=0.1)
+
+
+def _train(data: str, model: str) -> TrainConfig:
+    if data == "digits" and model == "vit":
+        # Small batches give many steps on a small set. Measured on 2 CPU cores (docs/benchmarks.md):
+        # plain AdamW at a constant lr reaches ~95%; warm-up + cosine, label smoothing and clipping reach
+        # ~97-98% in 30 epochs. Augmentation is off: on 8x8 digits even 1-pixel shifts cost ~15 points in
+        # a 30-epoch budget (a shift moves every pixel across the 2x2 patch borders).
+        return TrainConfig(epochs=30, batch_size=64, lr=1e-3, warmup_epochs=2, weight_decay=0.05,
+                           label_smoothing=0.1, grad_clip=1.0, augment=DIGITS_AUGMENT)
+    if data == "digits":
+        return TrainConfig(epochs=15, batch_size=64, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+                           warmup_epochs=1, label_smoothing=0.1, augment=DIGITS_AUGMENT)
+    if data == "synthetic":
+        lr, opt = (3e-3, "adamw") if model == "vit" else (0.05, "sgd")
+        return TrainConfig(epochs=5, batch_size=64, lr=lr, optimizer=opt, warmup_epochs=1,
+                           weight_decay=0.05 if model == "vit" else 5e-4, augment=SYNTHETIC_AUGMENT)
+    if model == "vit":
+        # Batch 512 and lr 1e-3 (AdamW) is the usual small-ViT pairing; 5 warm-up epochs keep attention
+        # from collapsing early. CIFAR-100 has 10x fewer images per class and needs the longer schedule.
+        epochs = 50 if data == "cifar10" else 100
+        return TrainConfig(epochs=epochs, batch_size=512, lr=1e-3, warmup_epochs=5, weight_decay=0.05,
+                           label_smoothing=0.1, augment=CIFAR_AUGMENT, eval_batch_size=1024)
+    # ResNet-18: Nesterov SGD, lr 0.2 for batch 512 (0.1 per 256 scaled up, a little under linear),
+    # weight decay 5e-4, a short warm-up; the CNN's prior lets it converge in 20-30 epochs.
+    epochs = 20 if data == "cifar10" else 30
+    return TrainConfig(epochs=epochs, batch_size=512, lr=0.2, optimizer="sgd", weight_decay=5e-4,
+                       warmup_epochs=2, label_smoothing=0.1, augment=CIFAR_AUGMENT, eval_batch_size=1024)
+
+
+def default_recipe(data: str, model: str = "vit", num_classes: Optional[int] = None,
+                   in_chans: Optional[int] = None) -> tuple[dict, TrainConfig]:
+    """The documented default (model config, TrainConfig) for `data` in RECIPE_DATA and `model` in MODELS.
+
+    The model config is a plain dict: `ViT.ViT(**config)` for 'vit' (reference or student code alike),
+    `build_model('resnet18', config)` for 'resnet18'. num_classes / in_chans override the dataset's own
+    (e.g. after selecting a class subset).
+    """
+    if data not in RECIPE_DATA:
+        raise ValueError(f"no recipe for data {data!r}: choose one of {', '.join(RECIPE_DATA)}")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+    from data_utils.datasets import SYNTHETIC_SIZES
+
+    defaults = {"digits": (10, 1), "cifar10": (10, 3), "cifar100": (100, 3),
+                "synthetic": (SYNTHETIC_SIZES["num_classes"], SYNTHETIC_SIZES["in_chans"])}[data]
+    K = num_classes if num_classes is not None else defaults[0]
+    C = in_chans if in_chans is not None else defaults[1]
+    if model == "vit":
+        model_cfg = _vit(data, K, C)
+    else:
+        model_cfg = dict(arch="resnet18_cifar", num_classes=K, in_chans=C)
+    return model_cfg, dataclasses.replace(_train(data, model))
+
+
+def build_model(model: str, model_config: dict, implementation=None) -> nn.Module:
+    """Instantiate a recipe's model: 'vit' from `implementation.ViT` (default the reference), or ResNet-18."""
+    if model == "vit":
+        if implementation is None:
+            from vitcourse import impl
+
+            implementation = impl.reference()
+        return implementation.ViT.ViT(**model_config)
+    if model == "resnet18":
+        from vitcourse import resnet
+
+        cfg = dict(model_config)
+        arch = cfg.pop("arch", "resnet18_cifar")
+        if arch == "resnet18_imagenet":
+            cfg.pop("in_chans", None)
+            return resnet.resnet18_imagenet(**cfg)
+        return resnet.resnet18_cifar(**cfg)
+    raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
