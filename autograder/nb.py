@@ -28,6 +28,10 @@ from typing import Optional
 from autograder.points import POINTS, ROUND_DIGITS
 
 ERROR_SCORE = 0.0
+# Set by autograder.nbgrader_plugin.configure in the nbgrader process; its kernels inherit it. Under
+# `nbgrader autograde` RegradeHiddenCells then overwrites every grade_part cell, so grading in the kernel
+# too would only double the work.
+REGRADE_ENV = "VITCOURSE_REGRADE_OUTSIDE_KERNEL"
 
 
 class Score(float):
@@ -45,6 +49,9 @@ def cell_score(fraction: float, cell_points: Optional[float]) -> float:
 def grade_part(part: str, folder: str | os.PathLike = ".", cell_points: Optional[float] = None,
                **grade_kwargs) -> Score:
     """Grade one part of the student files in `folder`; print feedback; return the points as a number."""
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and os.environ.get(REGRADE_ENV) == "1":
+        print(f"{part}: graded outside this notebook by the autograder; the score is in your feedback.")
+        return Score(0.0)
     from autograder import grader
 
     out = io.StringIO()

@@ -25,6 +25,7 @@ which is the same as writing::
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from nbconvert.preprocessors import Preprocessor
 from nbformat.v4 import new_output
 from traitlets import Bool
 
+from autograder.nb import REGRADE_ENV
 from autograder.points import POINTS
 
 STUDENT_FILES = ["transformer.py", "ViT.py"]
@@ -95,6 +97,8 @@ def configure(c, assignments: list[str], cell_timeout: int = CELL_TIMEOUT_S) -> 
                                         LimitOutput, SaveAutoGrades)
 
     c.RegradeHiddenCells.enabled = True
+    # The kernels nbgrader starts inherit this and leave the scoring of grade_part cells to the plugin.
+    os.environ[REGRADE_ENV] = "1"
     c.Autograde.exclude_overwriting = {a: list(STUDENT_FILES) for a in assignments}
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = cell_timeout

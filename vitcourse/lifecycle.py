@@ -251,7 +251,7 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
         def one(student: str) -> None:
             args = ("autograde", assignment, "--force", f"--student={student}")
             for attempt in range(LOCK_RETRIES + 1):
-                proc = release.nbgrader(course_dir, *args, check=False)
+                proc = release.nbgrader(course_dir, *args, check=False, threads=max(1, (os.cpu_count() or 1) // jobs))
                 if proc.returncode == 0:
                     return
                 if "database is locked" not in proc.stdout + proc.stderr or attempt == LOCK_RETRIES:

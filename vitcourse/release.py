@@ -58,10 +58,17 @@ def nbgrader_env() -> dict:
     return env
 
 
-def nbgrader(course_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `nbgrader <args>` in `course_dir` (where nbgrader_config.py is); raise with its log on failure."""
+def nbgrader(course_dir: Path, *args: str, check: bool = True, threads: Optional[int] = None) -> subprocess.CompletedProcess:
+    """Run `nbgrader <args>` in `course_dir` (where nbgrader_config.py is); raise with its log on failure.
+
+    `threads` caps the intra-op threads of the kernels it starts: with several nbgrader processes side by
+    side, torch's default of one thread per core oversubscribes the CPU and every notebook slows down.
+    """
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    proc = subprocess.run(cmd, cwd=course_dir, env=nbgrader_env(), capture_output=True, text=True)
+    env = nbgrader_env()
+    if threads:
+        env.update({var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    proc = subprocess.run(cmd, cwd=course_dir, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise ReleaseError(f"`nbgrader {' '.join(args)}` failed in {course_dir} (exit {proc.returncode}):\n"
                            f"{(proc.stdout + proc.stderr)[-4000:]}")
