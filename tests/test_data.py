@@ -23,13 +23,8 @@ CIFAR10_TEST = 9
 SHARED_MINI = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "cifar10-mini"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread (conftest.one_thread) is faster, and far faster on a shared CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _md5(path: Path) -> str:

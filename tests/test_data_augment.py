@@ -16,13 +16,8 @@ import data_utils as du
 MEAN, STD = (0.3, 0.5, 0.7), (0.2, 0.25, 0.3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread (conftest.one_thread) is faster, and far faster on a shared CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images_u8(B=5, C=3, H=6, W=7, seed=0):

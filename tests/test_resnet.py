@@ -13,13 +13,8 @@ from torch import nn
 from vitcourse.resnet import resnet18_cifar, resnet18_imagenet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one intra-op thread (conftest.one_thread) is faster, and far faster on a shared CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def torchvision_cifar_resnet18(num_classes: int) -> nn.Module:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 import data_utils as du
 from vitcourse import recipes, runtime
@@ -21,14 +20,10 @@ MIN_TEST_ACCURACY = 0.90
 
 
 @pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Small matrices: one intra-op thread is faster, and far faster on a shared, oversubscribed CPU."""
+def full_mode(monkeypatch, one_thread):
+    """Train for real (not in fast mode), with one intra-op thread (conftest.one_thread)."""
     monkeypatch.delenv(runtime.FAST_ENV, raising=False)
     monkeypatch.delenv(runtime.NBGRADER_ENV, raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
