@@ -1,6 +1,8 @@
 """nbgrader hooks: hidden cells are re-graded outside the kernel; the config helper sets what it promises."""
 from __future__ import annotations
 
+import os
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 from nbgrader.utils import determine_grade
@@ -80,3 +82,18 @@ def test_in_a_real_kernel_grade_part_scores_and_the_regrade_overrides_a_hijack(t
     assert determine_grade(hijacked) == (2.0, 2.0)  # the kernel was fooled
     nb, _ = nbgrader_plugin.RegradeHiddenCells()(nb, {"metadata": {"path": str(tmp_path)}})
     assert determine_grade(nb.cells[2]) == (real, 2.0) == determine_grade(nb.cells[0])
+
+
+def test_grade_part_leaves_autograde_scoring_to_the_regrade(tmp_path, monkeypatch, capsys):
+    """Under `nbgrader autograde` with the plugin configured, the kernel does not grade a second time."""
+    from autograder import nb
+
+    (tmp_path / "transformer.py").write_text("raise RuntimeError('must not be imported')\n")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.setenv(nb.REGRADE_ENV, "1")
+    assert nb.grade_part("transformer.attention", tmp_path) == 0.0
+    assert "graded outside this notebook" in capsys.readouterr().out
+    # configure() is what sets the variable for the kernels nbgrader starts.
+    monkeypatch.delenv(nb.REGRADE_ENV)
+    nbgrader_plugin.configure(Config(), assignments=["a"])
+    assert os.environ[nb.REGRADE_ENV] == "1"
