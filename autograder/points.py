@@ -30,6 +30,27 @@ POINTS: dict[str, float] = {
 COMPOSITE_PARTS = ("transformer.Attention.forward", "ViT.model")
 
 
+# Which parts each assignment grades (its notebook's grade_part cells); the others grade none of the modules.
+# `python -m autograder grade DIR --assignment A`, Gradescope bundles and the notebooks read this table.
+ASSIGNMENT_PARTS: dict[str, tuple[str, ...]] = {
+    "a1_data_patches": ("ViT.patchify", "ViT.unpatchify", "ViT.sincos_1d_embedding", "ViT.sincos_2d_embedding"),
+    "a2_transformer": ("transformer.attention", "transformer.Attention.split_heads",
+                       "transformer.Attention.merge_heads", "transformer.Attention.forward",
+                       "transformer.Mlp.forward", "transformer.Block.forward"),
+    "a3_vit": ("ViT.PatchEmbed.forward", "ViT.ViT.forward_features", "ViT.model"),
+}
+
+
+def parts_for(assignment: str | None = None) -> tuple[str, ...]:
+    """The parts an assignment grades, in report order (every part when `assignment` is None)."""
+    if assignment is None:
+        return tuple(POINTS)
+    if assignment not in ASSIGNMENT_PARTS:
+        raise KeyError(f"assignment {assignment!r} grades no student module; the assignments with graded parts "
+                       f"are {', '.join(ASSIGNMENT_PARTS)} (autograder/points.py, ASSIGNMENT_PARTS)")
+    return ASSIGNMENT_PARTS[assignment]
+
+
 def module_of(part: str) -> str:
     """The student file a part lives in: 'transformer' or 'ViT'."""
     return part.split(".", 1)[0]

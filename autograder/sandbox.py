@@ -44,7 +44,7 @@ except ImportError:  # Windows: no rlimits (grade untrusted code on Linux)
 
 from autograder import runner
 
-STUDENT_FILES = ("transformer.py", "ViT.py")  # the only files copied out of a submission
+from autograder.registry import MODULE_NAMES, STUDENT_FILES  # the only files copied out of a submission
 POLL_S = 0.02  # how often the grader looks at the progress log
 UID_RANGE = (200_000, 900_000)  # fresh uids for student processes when the grader runs as root
 UNSHARE_FLAGS = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child",
@@ -385,7 +385,7 @@ def run_parts(files: dict[str, Path | None], parts: list[str], cases: dict[str, 
         started, done = None, set()
         for event in events:
             kind, module = event.get("event"), event.get("module")
-            if kind == "import_failed" and module in runner.MODULES:
+            if kind == "import_failed" and module in MODULE_NAMES:
                 run.import_errors[module] = str(event.get("reason", ""))[: runner.MESSAGE_CHARS]
             elif kind == "start" and event.get("part") in remaining:
                 started = event["part"]
@@ -403,7 +403,7 @@ def run_parts(files: dict[str, Path | None], parts: list[str], cases: dict[str, 
             raise SandboxError(f"the student process did not start ({fate[0]}); output: {text[-1500:]}")
         else:
             importing = [e["module"] for e in events if e.get("event") == "import"
-                         and e.get("module") in runner.MODULES]
+                         and e.get("module") in MODULE_NAMES]
             finished = {e.get("module") for e in events if e.get("event") in ("imported", "import_failed")}
             stuck = [m for m in importing if m not in finished]
             if stuck:
@@ -442,7 +442,7 @@ def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left):
         extra = [root, Path.home()] + ([Path(GRADESCOPE_ROOT)] if os.path.isdir(GRADESCOPE_ROOT) else [])
         hide_list = hidden_paths([*hide, *extra], keep) if prefix else []
         job_spec = {"student_dir": str(sub), "sys_path": _python_paths(), "parts": list(parts),
-                    "skip": dict(skip), "hide": hide_list}
+                    "skip": dict(skip), "hide": hide_list, "modules": list(MODULE_NAMES)}
         (job / "job.json").write_text(json.dumps(job_spec))
         for path in (job, sub):
             os.chmod(path, 0o755)

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from autograder.registry import MODULE_NAMES
+
 OK, TODO, WRONG = "ok", "not done", "wrong"
 ATOL, RTOL = 1e-5, 1e-4  # float32 tolerances of every comparison below
 
@@ -41,11 +43,11 @@ class Result:
 def load_student(folder: str | Path):
     """Import transformer.py and ViT.py from `folder` (ViT.py does `from transformer import ...`)."""
     folder = Path(folder).resolve()
-    saved = {n: sys.modules.pop(n) for n in ("transformer", "ViT") if n in sys.modules}
+    saved = {n: sys.modules.pop(n) for n in MODULE_NAMES if n in sys.modules}
     sys.path.insert(0, str(folder))
     try:
         mods = {}
-        for name in ("transformer", "ViT"):
+        for name in MODULE_NAMES:
             spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
@@ -54,7 +56,7 @@ def load_student(folder: str | Path):
         return mods["transformer"], mods["ViT"]
     finally:
         sys.path.remove(str(folder))
-        for name in ("transformer", "ViT"):
+        for name in MODULE_NAMES:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
 

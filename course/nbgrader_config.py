@@ -14,7 +14,7 @@ sys.path.insert(0, str(COURSE_DIR.parent))  # so that `vitcourse` resolves when 
 from autograder.nbgrader_plugin import configure  # noqa: E402
 from vitcourse.colab import COURSE_ID, NOT_IMPLEMENTED_MARK  # noqa: E402
 
-STUDENT_FILES = ["transformer.py", "ViT.py"]  # the student's code: never overwritten by autograde
+from autograder.registry import STUDENT_FILES  # noqa: E402 - the student's code: never overwritten by autograde
 # Every assignment of source/, so exclude_overwriting covers a new one as soon as it exists.
 ASSIGNMENTS = sorted(p.name for p in (COURSE_DIR / "source").iterdir() if p.is_dir()) if (COURSE_DIR / "source").is_dir() else []
 CELL_TIMEOUT_S = 300  # one cell on a busy CPU grader; fast mode keeps training cells to seconds
@@ -40,7 +40,7 @@ c.ClearSolutions.enforce_metadata = True
 # deleted a test cell gets it back, graded, instead of silently losing its points), and a preprocessor that
 # recomputes every grade_part(...) cell outside the student's kernel, in the sandbox.
 configure(c, assignments=ASSIGNMENTS)
-c.Autograde.exclude_overwriting = {name: STUDENT_FILES for name in ASSIGNMENTS}
+c.Autograde.exclude_overwriting = {name: list(STUDENT_FILES) for name in ASSIGNMENTS}
 c.OverwriteCells.add_missing_cells = True
 c.Execute.timeout = CELL_TIMEOUT_S
 c.Execute.interrupt_on_timeout = True

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODULE_NAMES = ("transformer", "ViT")  # import order: ViT imports transformer
+from autograder.registry import MODULE_NAMES  # import order: ViT imports transformer
 
 _cache: dict[Path, SimpleNamespace] = {}
 

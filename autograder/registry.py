@@ -1,0 +1,51 @@
+"""The student modules and the assignments: the one registry that every other place reads.
+
+A student module is a flat `.py` file the student writes (generated as a stub from `solutions/<file>`).
+The stub generator, the release and its leak check, the sandbox, the runner, the nbgrader plugin, the
+self-check and `vitcourse.impl` all take the list from here, so a new module is one line below.
+
+It imports only the standard library: the grader copies it into the sandbox next to `runner.py`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StudentModule:
+    """One file a student writes; it is imported under `name` from the student's folder."""
+
+    name: str  # import name (`import ViT`)
+    assignments: tuple[str, ...]  # the assignments whose release ships this file and whose grader imports it
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.py"
+
+
+# Every assignment that ships student code ships the files its modules import too: ViT.py does
+# `from transformer import ...`, so an assignment that uses ViT.py also ships transformer.py.
+_VIT_ASSIGNMENTS = ("a1_data_patches", "a2_transformer", "a3_vit", "a4_resnet_tradeoffs", "a5_analysis")
+
+# Import order: a module may import only the modules listed before it.
+STUDENT_MODULES: tuple[StudentModule, ...] = (
+    StudentModule("transformer", _VIT_ASSIGNMENTS),
+    StudentModule("ViT", _VIT_ASSIGNMENTS),
+)
+
+MODULE_NAMES: tuple[str, ...] = tuple(m.name for m in STUDENT_MODULES)
+STUDENT_FILES: tuple[str, ...] = tuple(m.file for m in STUDENT_MODULES)
+
+
+def module(name: str) -> StudentModule:
+    """The registered module called `name` (KeyError naming the known ones otherwise)."""
+    for m in STUDENT_MODULES:
+        if m.name == name:
+            return m
+    raise KeyError(f"unknown student module {name!r}; the registry (autograder/registry.py) has "
+                   f"{', '.join(MODULE_NAMES)}")
+
+
+def files_for(assignment: str | None = None) -> tuple[str, ...]:
+    """The student files an assignment ships and grades (all of them when `assignment` is None)."""
+    return tuple(m.file for m in STUDENT_MODULES if assignment is None or assignment in m.assignments)
