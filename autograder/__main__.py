@@ -1,4 +1,4 @@
-"""Command line: `python -m autograder grade SUBMISSION_DIR` (TAs) and `python -m autograder check` (students).
+"""Command line: `python -m autograder grade SUBMISSION_DIR [--assignment A]` (TAs) and `python -m autograder check` (students).
 
 Exit status of `grade`: 0 whenever grading completed, whatever the score; 2 when the grader itself could
 not run (missing folder, no reference, sandbox failure), with the reason on stderr.
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from autograder.points import POINTS
+from autograder.points import ASSIGNMENT_PARTS, POINTS
 
 EXIT_OK, EXIT_GRADER_FAILED = 0, 2
 
@@ -25,7 +25,7 @@ def _grade(args) -> int:
     try:
         hide = (Path(args.json).resolve().parent,) if args.json else ()
         report = grader.grade(args.submission, only=args.only or None, limits=limits,
-                              use_namespaces=not args.no_namespaces, hide=hide)
+                              use_namespaces=not args.no_namespaces, hide=hide, assignment=args.assignment)
     except (FileNotFoundError, KeyError, sandbox.SandboxError, OSError) as err:
         print(f"autograder: could not grade {args.submission}: {err}", file=sys.stderr)
         return EXIT_GRADER_FAILED
@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     grade = sub.add_parser("grade", help="grade a submission folder (transformer.py + ViT.py) against the reference")
     grade.add_argument("submission", help="folder holding the student's transformer.py and ViT.py")
     grade.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
+    grade.add_argument("--assignment", choices=list(ASSIGNMENT_PARTS),
+                       help="grade only this assignment's parts, out of its own maximum (default: every part)")
     grade.add_argument("--only", action="append", choices=list(POINTS), metavar="PART",
                        help=f"grade only this part (repeatable); parts: {', '.join(POINTS)}")
     grade.add_argument("--visibility", default="visible", choices=["visible", "hidden", "after_due_date",

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from autograder import bugs, cases, sandbox
-from autograder.points import COMPOSITE_PARTS, POINTS, ROUND_DIGITS, module_of
+from autograder.points import COMPOSITE_PARTS, POINTS, ROUND_DIGITS, module_of, parts_for
 
 # (rtol, atol) per dtype: a correct implementation that orders its operations differently stays far
 # inside these; every catalogued bug lands far outside.
@@ -364,7 +364,7 @@ def default_hidden(submission_dir: Path, solutions: Path) -> list[Path]:
 
 def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
           limits: Optional[sandbox.Limits] = None, solutions: Optional[str | os.PathLike] = None,
-          use_namespaces: bool = True, hide: tuple = ()) -> Report:
+          use_namespaces: bool = True, hide: tuple = (), assignment: Optional[str] = None) -> Report:
     """Grade the transformer.py and ViT.py in `submission_dir`; never raises for anything the student did.
 
     Args:
@@ -374,12 +374,18 @@ def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
         solutions: the reference folder (default `impl.solutions_dir()`).
         use_namespaces: False runs without Linux namespaces (for comparison; weaker isolation).
         hide: extra paths the student process must not see.
+        assignment: grade that assignment's parts only (`points.ASSIGNMENT_PARTS`); `only` narrows them.
     Raises:
         SandboxError when the grader itself cannot run (then the message says why).
     """
     from vitcourse import impl
 
-    parts = list(only) if only else list(POINTS)
+    parts = list(only) if only else list(parts_for(assignment))
+    if assignment is not None and only:
+        outside = [p for p in parts if p not in parts_for(assignment)]
+        if outside:
+            raise KeyError(f"part(s) {outside} are not graded in {assignment}; its parts are: "
+                           f"{', '.join(parts_for(assignment))}")
     unknown = [p for p in parts if p not in POINTS]
     if unknown:
         raise KeyError(f"unknown part(s) {unknown}; the parts are: {', '.join(POINTS)}")

@@ -396,3 +396,15 @@ def test_without_namespaces_grading_still_works_and_says_so(tmp_path):
     report = grader.grade(sub, only=["ViT.patchify"], limits=LIMITS, use_namespaces=False)
     assert report.score == report.max_score
     assert any("WITHOUT namespace isolation" in note for note in report.notes)
+
+
+def test_assignment_grades_only_its_parts_out_of_its_own_maximum(tmp_path):
+    from autograder import __main__ as cli
+    from autograder.points import ASSIGNMENT_PARTS, max_score
+
+    assert sorted(p for parts in ASSIGNMENT_PARTS.values() for p in parts) == sorted(POINTS)
+    out = tmp_path / "results.json"
+    assert cli.main(["grade", str(impl.solutions_dir()), "--assignment", "a2_transformer", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [t["name"] for t in results["tests"]] == list(ASSIGNMENT_PARTS["a2_transformer"])
+    assert results["score"] == results["max_score"] == max_score(ASSIGNMENT_PARTS["a2_transformer"])
