@@ -1,0 +1,1 @@
+"""Looking at models: interpretability (Grad-CAM, attention rollout and statistics) and profiling."""

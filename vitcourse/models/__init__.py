@@ -1,0 +1,1 @@
+"""Models beyond the student's ViT: pretrained backbones (timm, torchvision) and the course's CNNs."""
