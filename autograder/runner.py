@@ -227,7 +227,8 @@ def _forward_backward(call, inputs: dict, params: dict, cotangent, what: str, re
         if permuted is not None:
             result["out@perm"] = _tensor(permuted(), what)
     if out.shape != cotangent.shape:
-        raise StudentError(f"{what} returned shape {tuple(out.shape)}, expected {tuple(cotangent.shape)}")
+        # The grader reports the shape (and reads the values, which may be right in the wrong layout).
+        return result
     if out.requires_grad:
         result.update(_grads((out * cotangent.to(out.dtype)).sum(), {**inputs, **params}))
     return result
