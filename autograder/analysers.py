@@ -246,9 +246,9 @@ def additive(expected, actual, terms: dict, what: str = "the output") -> Optiona
         if t.abs().max() < 1e-8:
             continue
         if _close(diff, -t):
-            return Finding("additive", f"{what} is the correct one minus {name}: {missing}")
+            return Finding("additive", f"{what} equals the correct one minus {name}: {missing}")
         if _close(diff, t):
-            return Finding("additive", f"{what} is the correct one plus {name} once more: {doubled}")
+            return Finding("additive", f"{what} equals the correct one plus {name} once more: {doubled}")
     return None
 
 
@@ -306,7 +306,7 @@ def explain_error(message: str, part: str = "", sizes: Optional[dict] = None) ->
     if m:
         dim, a, b = (int(g) for g in m.groups())
         if "forward_features" in part or "model" in part or "ViT" == part:
-            if 1 in (a, b):
+            if dim == 1 and {a, b} == {1, sizes.get("B", -1)}:
                 return (f"torch.cat got tensors with different batch sizes ({a} and {b}): the class token has "
                         "shape (1, 1, D); expand it to the batch first, self.cls_token.expand(B, -1, -1), then "
                         "torch.cat([cls, x], dim=1).")
@@ -392,7 +392,7 @@ def where_wrong(expected, actual, view: Optional[View], what: str = "the output"
         others = tuple(i for i in range(bad.ndim) if i != axis)
         per_index = bad.any(dim=others) if others else bad
         wrong = [i for i in range(size) if per_index[i]]
-        if 0 < len(wrong) <= max(1, size // 2) and all(bad.select(axis, i).all() for i in wrong):
+        if 0 < len(wrong) <= max(1, size // 2):
             where = ", ".join(str(i) for i in wrong[:4]) + (" …" if len(wrong) > 4 else "")
             return Finding("localisation", f"{what} is right except where «{view.names[axis]}» is {where}: the "
                                            "mistake is in the code that fills those entries.")
@@ -546,7 +546,7 @@ def _tokens_finding(expected, actual, pos) -> Optional[Finding]:
                                        "pos_embed (its row 0 is the class token's position).")
     return additive(expected, actual, {"pos_embed": (pos, "the position embedding is not added "
                                                      "(x = x + self.pos_embed after the class token).",
-                                                     "the position embedding is added twice.")}, "the tokens")
+                                                     "the position embedding is added twice.")}, "the input of the first block")
 
 
 def analyse_part(part: str, expected: dict, actual: dict, sizes: dict, extras: Optional[dict] = None) -> list[Finding]:

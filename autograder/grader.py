@@ -195,8 +195,13 @@ def _close(a, b) -> bool:
 
 
 @torch.no_grad()
-def diagnose(part: str, case: dict, expected: dict, outputs: dict) -> list[bugs.Bug]:
-    """Catalogued bugs whose buggy output matches the student's (and differs from the correct one)."""
+def diagnose(part: str, case: dict, expected: dict, outputs: dict,
+             contradicted: Optional[set] = None) -> list[bugs.Bug]:
+    """Catalogued bugs whose buggy output matches the student's (and differs from the correct one).
+
+    `contradicted` collects the ids of bugs that applied to this case but did not match: a bug that matches
+    one case and is contradicted by another is a coincidence of sizes (2·√d = d when d = 4), not the cause.
+    """
     found = []
     for bug in bugs.for_part(part):
         if bug.nondeterministic and "out@2" in expected and _nondeterministic(outputs):
@@ -211,6 +216,8 @@ def diagnose(part: str, case: dict, expected: dict, outputs: dict) -> list[bugs.
             continue
         if _close(outputs[bug.key], predicted):
             found.append(bug)
+        elif contradicted is not None:
+            contradicted.add(bug.id)
     return found
 
 
@@ -268,7 +275,8 @@ def analyse_case(part: str, case: dict, expected: dict, result: dict) -> list[st
     return [f.message for f in analysers.analyse_part(part, expected, result.get("outputs", {}), sizes, extras)]
 
 
-def grade_case(part: str, case: dict, expected: dict, result: dict) -> tuple[list[Check], list[bugs.Bug], str]:
+def grade_case(part: str, case: dict, expected: dict, result: dict,
+               contradicted: Optional[set] = None) -> tuple[list[Check], list[bugs.Bug], str]:
     """Checks of one case, the catalogued bugs seen, and a hint for errors raised."""
     label = case["label"]
     has_grads = any(k.startswith("grad:") for k in expected)
@@ -284,7 +292,7 @@ def grade_case(part: str, case: dict, expected: dict, result: dict) -> tuple[lis
     outputs = result["outputs"]
     value_keys = [k for k in expected if not k.startswith(("grad:", "trace:")) and k not in ("out@2", "out@perm")]
     problems = [m for k in value_keys if (m := compare_tensor(k, expected[k], outputs.get(k)))]
-    found = diagnose(part, case, expected, outputs)
+    found = diagnose(part, case, expected, outputs, contradicted)
     if "out@2" in expected and _nondeterministic(outputs):
         problems.append("two calls in eval mode gave different outputs")
     if result.get("error"):
@@ -348,9 +356,10 @@ def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: 
     matches: dict[str, int] = {}  # cases each bug explains: the best explanation wins
     error_hints = []
     analysed: dict[str, int] = {}  # analyser hint -> failing cases it explains
+    contradicted: set = set()  # catalogued bugs that applied to a failing case and did not match it
     for (case, expected), res in zip(graded, outcome.results):
         try:
-            checks, found, hint = grade_case(part, case, expected, res)
+            checks, found, hint = grade_case(part, case, expected, res, contradicted)
         except Exception as err:  # noqa: BLE001 - an output too strange to compare fails, never crashes
             checks = [Check(f"{case['label']} [values]", False, f"the output could not be compared "
                                                                 f"({type(err).__name__}: {str(err)[:200]})")]
@@ -374,8 +383,7 @@ def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: 
     if result.passed < len(result.checks):
         best = max(matches.values(), default=0)
         seen = {k: b for k, b in seen.items() if matches[k] == best}
-        if max(analysed.values(), default=0) > best:
-            seen = {}  # a catalogued bug that explains fewer cases than an analyser is a coincidence of sizes
+        seen = {k: b for k, b in seen.items() if k not in contradicted}  # coincidences of sizes
         result.bug_ids = list(seen)
         result.hints = [b.hint for b in seen.values()] + error_hints
         if not seen:  # the catalogue gives the exact hint; the analysers cover what it does not list

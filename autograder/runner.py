@@ -245,7 +245,7 @@ def _detach(value):
     torch = _torch()
     if isinstance(value, (tuple, list)):
         value = value[0] if value else None
-    return value.detach().clone() if type(value) is torch.Tensor else None
+    return value.detach().clone() if isinstance(value, torch.Tensor) else None  # a Parameter too
 
 
 def _trace(module, names, store: dict) -> list:
