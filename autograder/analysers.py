@@ -69,13 +69,13 @@ def _usable(expected, actual) -> bool:
 # ------------------------------------------------------------------------------------------------ scale
 def _named_constants(sizes: dict) -> list[tuple[float, str]]:
     """Constants a student may multiply by mistake, generated from the case's sizes."""
-    out = [(2.0, "2"), (0.5, "1/2"), (-1.0, "-1")]
+    out = []
     for name, value in sizes.items():
         if not isinstance(value, (int, float)) or value in (0, 1):
             continue
-        for power, label in ((1, "{}"), (-1, "1/{}"), (0.5, "√{}"), (-0.5, "1/√{}")):
+        for power, label in ((0.5, "√{}"), (-0.5, "1/√{}"), (1, "{}"), (-1, "1/{}")):
             out.append((float(value) ** power, label.format(name)))
-    return out
+    return out + [(2.0, "2"), (0.5, "1/2"), (-1.0, "-1")]  # sizes first: √d is the likelier reading of 2
 
 
 def _name_factor(c: float, sizes: dict) -> Optional[str]:
