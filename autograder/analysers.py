@@ -399,6 +399,35 @@ def where_wrong(expected, actual, view: Optional[View], what: str = "the output"
     return None
 
 
+class record:
+    """Context manager: record the first input and output of named submodules as `trace:<name>.in/.out`.
+
+    The same keys as the grader's runner records, so `analyse_part` reads a notebook's traces the same way.
+    """
+
+    def __init__(self, module: torch.nn.Module, names):
+        self.module, self.names, self.traces, self.handles = module, list(names), {}, []
+
+    def __enter__(self) -> dict:
+        for name in self.names:
+            try:
+                sub = self.module.get_submodule(name)
+            except AttributeError:
+                continue
+
+            def hook(mod, args, out, name=name):
+                for key, value in ((f"trace:{name}.in", args), (f"trace:{name}.out", out)):
+                    value = value[0] if isinstance(value, (tuple, list)) and value else value
+                    if key not in self.traces and isinstance(value, torch.Tensor):
+                        self.traces[key] = value.detach().clone()
+            self.handles.append(sub.register_forward_hook(hook))
+        return self.traces
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
 def first(*findings: Optional[Finding]) -> Optional[Finding]:
     """The first analyser that spoke."""
     return next((f for f in findings if f is not None), None)
