@@ -19,13 +19,24 @@ from typing import Optional
 
 import torch
 
-from autograder import bugs, cases, sandbox
+from autograder import analysers, bugs, cases, sandbox
 from autograder.points import COMPOSITE_PARTS, POINTS, ROUND_DIGITS, module_of, parts_for
 
 # (rtol, atol) per dtype: a correct implementation that orders its operations differently stays far
 # inside these; every catalogued bug lands far outside.
 TOLERANCES = {torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-9)}
 MAX_MESSAGES = 3  # failing cases described per part; the rest are counted
+MAX_ANALYSER_HINTS = 2  # analyser sentences per part, the ones that explain the most failing cases
+# The student parts each composite runs: when one of them already failed on its own, the composite is graded
+# again with a correct stand-in for it (runner's oracles), so that one bug costs points only where it is.
+DEPENDS = {
+    "transformer.Attention.forward": ("transformer.attention", "transformer.Attention.split_heads",
+                                      "transformer.Attention.merge_heads"),
+    "ViT.model": ("transformer.attention", "transformer.Attention.split_heads", "transformer.Attention.merge_heads",
+                  "transformer.Attention.forward", "transformer.Mlp.forward", "transformer.Block.forward",
+                  "ViT.sincos_1d_embedding", "ViT.sincos_2d_embedding", "ViT.PatchEmbed.forward",
+                  "ViT.ViT.forward_features"),
+}
 MAX_SEARCH_DEPTH = 3  # how deep to look for the student files inside an uploaded folder
 HIDDEN_ANCESTORS = 3  # parents of a submission hidden from the student process (course/autograded/<student>)
 MIN_HIDDEN_DEPTH = 2  # never hide /x itself: '/', 'x' are two path parts
@@ -184,8 +195,13 @@ def _close(a, b) -> bool:
 
 
 @torch.no_grad()
-def diagnose(part: str, case: dict, expected: dict, outputs: dict) -> list[bugs.Bug]:
-    """Catalogued bugs whose buggy output matches the student's (and differs from the correct one)."""
+def diagnose(part: str, case: dict, expected: dict, outputs: dict,
+             contradicted: Optional[set] = None) -> list[bugs.Bug]:
+    """Catalogued bugs whose buggy output matches the student's (and differs from the correct one).
+
+    `contradicted` collects the ids of bugs that applied to this case but did not match: a bug that matches
+    one case and is contradicted by another is a coincidence of sizes (2·√d = d when d = 4), not the cause.
+    """
     found = []
     for bug in bugs.for_part(part):
         if bug.nondeterministic and "out@2" in expected and _nondeterministic(outputs):
@@ -200,6 +216,8 @@ def diagnose(part: str, case: dict, expected: dict, outputs: dict) -> list[bugs.
             continue
         if _close(outputs[bug.key], predicted):
             found.append(bug)
+        elif contradicted is not None:
+            contradicted.add(bug.id)
     return found
 
 
@@ -211,7 +229,54 @@ def _nondeterministic(outputs: dict) -> bool:
     return comparable and not _close(second, first)
 
 
-def grade_case(part: str, case: dict, expected: dict, result: dict) -> tuple[list[Check], list[bugs.Bug], str]:
+def case_sizes(case: dict) -> dict:
+    """The public sizes of a case (those its label shows), under the shape legend's letters."""
+    op, p, t = case["op"], case["params"], case["tensors"]
+    sizes: dict = {}
+    x = t.get("x")
+    if op == "attention":
+        sizes.update(zip("BhNd", t["q"].shape))
+    elif op == "split_heads":
+        sizes.update(zip("BND", x.shape), h=p["heads"], d=p["dim"] // p["heads"])
+    elif op == "merge_heads":
+        B, h, N, d = x.shape
+        sizes.update(B=B, h=h, N=N, d=d, D=h * d)
+    elif op in ("attention_forward", "mlp", "block"):
+        sizes.update(zip("BND", x.shape))
+        if "heads" in p:
+            sizes.update(h=p["heads"], d=p["dim"] // p["heads"])
+    elif op == "patchify":
+        sizes.update(zip("BCHW", x.shape), P=p["patch_size"])
+    elif op == "unpatchify":
+        P, (H, W) = p["patch_size"], p["image_size"]
+        sizes.update(B=x.shape[0], N=x.shape[1], P=P, H=H, W=W, C=x.shape[2] // (P * P))
+    elif op == "sincos_1d":
+        sizes.update(n=p["n"], D=p["dim"])
+    elif op == "sincos_2d":
+        sizes.update(grid_h=p["grid_h"], grid_w=p["grid_w"], D=p["dim"])
+    elif op == "patch_embed":
+        sizes.update(zip("BCHW", x.shape), P=p["patch_size"], D=p["dim"])
+    elif op in ("forward_features", "model"):
+        cfg = p["config"]
+        sizes.update(B=x.shape[0], D=cfg["embed_dim"], h=cfg["num_heads"], d=cfg["embed_dim"] // cfg["num_heads"],
+                     P=cfg["patch_size"])
+    return sizes
+
+
+def analyse_case(part: str, case: dict, expected: dict, result: dict) -> list[str]:
+    """Analyser hints for one failing case: the shape of the error, or torch's error translated."""
+    sizes = case_sizes(case)
+    if not result.get("ok"):
+        message = result.get("error", "")
+        hint = analysers.explain_error(message, part, sizes)
+        return [hint] if hint else []
+    t = case["tensors"]
+    extras = {"mask": t.get("mask"), "x": t.get("x"), "pos_embed": t.get("w.pos_embed")}
+    return [f.message for f in analysers.analyse_part(part, expected, result.get("outputs", {}), sizes, extras)]
+
+
+def grade_case(part: str, case: dict, expected: dict, result: dict,
+               contradicted: Optional[set] = None) -> tuple[list[Check], list[bugs.Bug], str]:
     """Checks of one case, the catalogued bugs seen, and a hint for errors raised."""
     label = case["label"]
     has_grads = any(k.startswith("grad:") for k in expected)
@@ -225,9 +290,9 @@ def grade_case(part: str, case: dict, expected: dict, result: dict) -> tuple[lis
                   for n in names]
         return checks, [bug] if bug else [], hint
     outputs = result["outputs"]
-    value_keys = [k for k in expected if not k.startswith("grad:") and k not in ("out@2", "out@perm")]
+    value_keys = [k for k in expected if not k.startswith(("grad:", "trace:")) and k not in ("out@2", "out@perm")]
     problems = [m for k in value_keys if (m := compare_tensor(k, expected[k], outputs.get(k)))]
-    found = diagnose(part, case, expected, outputs)
+    found = diagnose(part, case, expected, outputs, contradicted)
     if "out@2" in expected and _nondeterministic(outputs):
         problems.append("two calls in eval mode gave different outputs")
     if result.get("error"):
@@ -290,13 +355,21 @@ def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: 
     seen: dict[str, bugs.Bug] = {}
     matches: dict[str, int] = {}  # cases each bug explains: the best explanation wins
     error_hints = []
+    analysed: dict[str, int] = {}  # analyser hint -> failing cases it explains
+    contradicted: set = set()  # catalogued bugs that applied to a failing case and did not match it
     for (case, expected), res in zip(graded, outcome.results):
         try:
-            checks, found, hint = grade_case(part, case, expected, res)
+            checks, found, hint = grade_case(part, case, expected, res, contradicted)
         except Exception as err:  # noqa: BLE001 - an output too strange to compare fails, never crashes
             checks = [Check(f"{case['label']} [values]", False, f"the output could not be compared "
                                                                 f"({type(err).__name__}: {str(err)[:200]})")]
             found, hint = [], ""
+        if not all(c.passed for c in checks) and not hint:
+            try:
+                for message in analyse_case(part, case, expected, res):
+                    analysed[message] = analysed.get(message, 0) + 1
+            except Exception:  # noqa: BLE001 - an analyser never costs a grade
+                pass
         result.checks += checks
         for bug in found:
             seen.setdefault(bug.id, bug)
@@ -310,15 +383,19 @@ def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: 
     if result.passed < len(result.checks):
         best = max(matches.values(), default=0)
         seen = {k: b for k, b in seen.items() if matches[k] == best}
+        seen = {k: b for k, b in seen.items() if k not in contradicted}  # coincidences of sizes
         result.bug_ids = list(seen)
         result.hints = [b.hint for b in seen.values()] + error_hints
+        if not seen:  # the catalogue gives the exact hint; the analysers cover what it does not list
+            ranked = sorted(analysed, key=lambda m: -analysed[m])
+            result.hints += [m for m in ranked[:MAX_ANALYSER_HINTS] if m not in result.hints]
         values_ok = all(c.passed for c in result.checks if c.name.endswith("[values]"))
         grads_bad = any(not c.passed for c in result.checks if c.name.endswith("[gradients]"))
         if values_ok and grads_bad and not seen:
             result.hints.append(GRADIENT_HINT)
         if not result.hints and not import_failed:
             result.hints.append(bugs.GENERIC_HINTS[part])
-        if part in COMPOSITE_PARTS and bugs.GENERIC_HINTS[part] not in result.hints:
+        if part in COMPOSITE_PARTS and not result.hints:
             result.hints.append(bugs.GENERIC_HINTS[part])
     return result
 
@@ -390,13 +467,85 @@ def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
     if unknown:
         raise KeyError(f"unknown part(s) {unknown}; the parts are: {', '.join(POINTS)}")
     solutions = Path(solutions or impl.solutions_dir()).resolve()
-    table = {p: cases.graded_part(str(solutions), p) for p in parts}
     files, notes = find_student_files(submission_dir)
     hidden = [*default_hidden(Path(submission_dir), solutions), *map(Path, hide)]
-    inputs = {p: [case for case, _ in table[p]] for p in parts}
-    run = sandbox.run_parts(files, parts, inputs, limits, hidden, use_namespaces)
-    results = [score_part(p, table[p], run.outcomes.get(p, sandbox.Outcome(error="not run")),
-                          run.import_errors.get(module_of(p))) for p in parts]
+
+    def run_fn(run_parts, inputs):
+        return sandbox.run_parts(files, run_parts, inputs, limits, hidden, use_namespaces)
+
+    results, run_notes = grade_with(parts, str(solutions), run_fn)
+    return Report(str(submission_dir), results, notes + run_notes[0], run_notes[1])
+
+
+def substitutions(results: dict[str, PartResult]) -> dict[str, list[str]]:
+    """{composite: the parts it uses that failed on their own}, for composites that need a second run."""
+    subs = {}
+    for composite, deps in DEPENDS.items():
+        if composite not in results:
+            continue
+        graded = [d for d in deps if d in results]
+        failed = [d for d in graded if results[d].score < results[d].max_score]
+        # When every part it uses failed, nothing of the student's would be left to grade.
+        if failed and len(failed) < len(deps) and results[composite].score < results[composite].max_score:
+            subs[composite] = failed
+    return subs
+
+
+def grade_with(parts: list[str], solutions: str, run_fn) -> tuple[list[PartResult], tuple[list[str], str]]:
+    """Score `parts` from `run_fn(parts, inputs) -> SandboxRun`; composites get a second run with correct
+    stand-ins for the parts that already failed. Returns the results in `parts` order and (notes, printed)."""
+    extra = [d for c in parts for d in DEPENDS.get(c, ()) if d not in parts]
+    run_list = list(parts) + list(dict.fromkeys(extra))  # dependencies graded silently (e.g. a3's ViT.model)
+    table = {p: cases.graded_part(solutions, p) for p in run_list}
+    inputs = {p: [case for case, _ in table[p]] for p in run_list}
+    run = run_fn(run_list, inputs)
+    results = {p: score_part(p, table[p], run.outcomes.get(p, sandbox.Outcome(error="not run")),
+                             run.import_errors.get(module_of(p))) for p in run_list}
+    notes = []
     if run.restarts:
         notes.append(f"the student process was restarted {run.restarts} time(s) after a crash or timeout")
-    return Report(str(submission_dir), results, notes + run.notes, run.printed)
+    subs = {c: f for c, f in substitutions(results).items() if c in parts}
+    if subs:
+        again = {c: [{**case, "params": {**case["params"], "oracle": subs[c]}} for case in inputs[c]] for c in subs}
+        second = run_fn(list(subs), again)
+        for composite, failed in subs.items():
+            redo = score_part(composite, table[composite],
+                              second.outcomes.get(composite, sandbox.Outcome(error="not run")),
+                              second.import_errors.get(module_of(composite)))
+            if redo.score > results[composite].score:
+                names = ", ".join(f.split(".", 1)[1] for f in failed)
+                redo.summary = (f"Graded with correct stand-ins for {names} (already marked in "
+                                f"{'its' if len(failed) == 1 else 'their'} own part{'s' if len(failed) > 1 else ''}), "
+                                "so that a mistake costs points only where it is." + (f" {redo.summary}"
+                                                                                      if redo.summary else ""))
+                results[composite] = redo
+    return [results[p] for p in parts], (notes + run.notes, run.printed)
+
+
+def grade_in_process(folder: str | os.PathLike, parts: Optional[list[str]] = None,
+                     solutions: Optional[str | os.PathLike] = None) -> Report:
+    """Grade trusted code *in this process* (no sandbox): the benchmarks' and tests' fast path.
+
+    Same cases, comparisons, analysers and substitutions as `grade`; never use it on student code.
+    """
+    from autograder import runner
+    from vitcourse import impl
+
+    solutions = str(Path(solutions or impl.solutions_dir()).resolve())
+    mods = impl.load(folder, reload=True)
+
+    def run_fn(run_parts, inputs):
+        done = sandbox.SandboxRun()
+        for part in run_parts:
+            res = []
+            for case in inputs[part]:
+                torch.manual_seed(0)
+                try:
+                    res.append({"ok": True, "outputs": runner.clean_outputs(runner.run_case(mods, case))})
+                except Exception as err:  # noqa: BLE001 - the code's error is this case's result
+                    res.append({"ok": False, "error": runner.describe_error(err)})
+            done.outcomes[part] = sandbox.Outcome(results=res)
+        return done
+
+    results, (notes, printed) = grade_with(list(parts or POINTS), solutions, run_fn)
+    return Report(str(folder), results, notes, printed)

@@ -14,12 +14,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import re
+import sys
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autograder import analysers
 from vitcourse.colab import NOT_IMPLEMENTED_MARK
 
 ATOL = 1e-5  # float32 agreement between two orders of summation on these tiny sizes
@@ -34,9 +37,28 @@ C, H, W, P = 3, 8, 12, 4
 def _part(name: str, where: str) -> Iterator[None]:
     try:
         yield
-    except NotImplementedError:
-        look = "" if " " in name else f" (look for 'TODO {name}')"
-        raise AssertionError(f"{name} is {NOT_IMPLEMENTED_MARK}: write it in {where}{look}") from None
+    except NotImplementedError as err:
+        # Name the stub that really raised: it may be a part this one uses, not this one.
+        missing = re.search(r"implement ([\w.]+)", str(err))
+        raised = missing.group(1) if missing else name
+        if " " not in name and raised != name.split(".")[-1] and raised != name:
+            raise AssertionError(f"{name} uses {raised}, which is {NOT_IMPLEMENTED_MARK}: write {raised} in {where} "
+                                 f"first (look for 'TODO {raised}')") from None
+        look = "" if " " in raised else f" (look for 'TODO {raised}')"
+        raise AssertionError(f"{raised if ' ' not in raised else name} is {NOT_IMPLEMENTED_MARK}: write it in "
+                             f"{where}{look}") from None
+    except RuntimeError as err:  # torch's own message, translated for a student
+        first = (str(err).splitlines() or [""])[0].rstrip(".")
+        hint = analysers.explain_error(str(err), _PARTS.get(name, name), {"B": B, "N": N})
+        raise AssertionError(f"{name} raised {type(err).__name__}: {first}" + (f". Hint: {hint}" if hint else "")) from None
+
+
+# Notebook names -> grader part ids (the analysers read the part's shapes).
+_PARTS = {"attention": "transformer.attention", "Attention.split_heads": "transformer.Attention.split_heads",
+          "Attention.merge_heads": "transformer.Attention.merge_heads", "Mlp.forward": "transformer.Mlp.forward",
+          "Block.forward": "transformer.Block.forward", "patchify": "ViT.patchify", "unpatchify": "ViT.unpatchify",
+          "sincos_1d_embedding": "ViT.sincos_1d_embedding", "sincos_2d_embedding": "ViT.sincos_2d_embedding",
+          "PatchEmbed.forward": "ViT.PatchEmbed.forward", "ViT.forward_features": "ViT.ViT.forward_features"}
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -50,7 +72,19 @@ def _assert_shape(name: str, got: torch.Tensor, expected: tuple) -> None:
         raise AssertionError(f"{name} returned shape {tuple(got.shape)}, expected {tuple(expected)}: check the order of your reshape/permute")
 
 
-def _assert_close(name: str, got: torch.Tensor, want: torch.Tensor, hint: str, atol: float = ATOL) -> None:
+def _analysed(part: str, got, want, sizes: dict, hint: str, extras=None, key: str = "out") -> str:
+    """The analysers' reading of the error when one of them is sure, else the check's own hint."""
+    if not part or not isinstance(got, torch.Tensor):
+        return hint
+    found = analysers.analyse_part(part, {key: want.detach()}, {key: got.detach()}, sizes, extras)
+    return found[0].message if found else hint
+
+
+def _assert_close(name: str, got: torch.Tensor, want: torch.Tensor, hint: str, atol: float = ATOL,
+                  part: str = "", sizes: dict | None = None) -> None:
+    if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.numel() == want.numel() \
+            and (got.shape != want.shape or (got.detach().float() - want.detach().float()).abs().max() > atol):
+        hint = _analysed(part, got, want, sizes or {}, hint)
     _assert_shape(name, got, tuple(want.shape))
     err = (got.detach().float() - want.detach().float()).abs()
     if not torch.isfinite(got).all():
@@ -75,6 +109,7 @@ def check_attention(attention: Callable) -> None:
     with _part("attention", "transformer.py"):
         out, weights = attention(q, k, v)
     _assert_shape("attention weights", weights, (B, h, N, N))
+    _check_weights(q, k, weights, None)
     _assert_close("attention weights row sums", weights.sum(-1), torch.ones(B, h, N),
                   "apply the softmax over the last axis (the keys), so each query's weights sum to 1")
     _assert_close("attention output", out, F.scaled_dot_product_attention(q, k, v),
@@ -82,11 +117,23 @@ def check_attention(attention: Callable) -> None:
     mask = torch.rand(B, 1, N, N, generator=g) > 0.5
     mask[..., 0] = True  # every query may see at least one key, otherwise the softmax row is undefined
     out, weights = attention(q, k, v, mask)
+    _check_weights(q, k, weights, mask)
     _assert_close("masked attention output", out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
                   "set the scores where mask is False to float('-inf') before the softmax")
     if weights.masked_select(~mask.expand_as(weights)).abs().max() > 0:
         raise AssertionError("masked attention gives a non-zero weight to a forbidden key: mask the scores, not the weights")
     _ok("attention matches torch's scaled_dot_product_attention (with and without a mask)")
+
+
+def _check_weights(q, k, weights, mask) -> None:
+    """The weights against the built-in's (attending to the identity matrix returns them), read by the analysers."""
+    eye = torch.eye(N).expand(B, h, N, N)
+    want = F.scaled_dot_product_attention(q, k, eye, attn_mask=mask)
+    found = analysers.analyse_part("transformer.attention", {"weights": want, "out": eye},
+                                   {"weights": weights.detach(), "out": eye}, {"B": B, "h": h, "N": N, "d": d},
+                                   {"mask": mask})
+    if found:
+        raise AssertionError(f"the attention weights are wrong. Hint: {found[0].message}")
 
 
 def check_split_heads(attention_cls: type) -> None:
@@ -97,7 +144,8 @@ def check_split_heads(attention_cls: type) -> None:
         heads = attn.split_heads(x)
     _assert_shape("split_heads", heads, (B, h, N, d))
     want = torch.stack([x[..., i * d:(i + 1) * d] for i in range(h)], dim=1)  # (B, h, N, d), one head at a time
-    _assert_close("split_heads", heads, want, "view D as (h, d), then swap the token and head axes")
+    _assert_close("split_heads", heads, want, "view D as (h, d), then swap the token and head axes",
+                  part="transformer.Attention.split_heads", sizes={"B": B, "N": N, "D": D, "h": h})
     _ok("split_heads puts features [i*d, (i+1)*d) into head i")
 
 
@@ -108,7 +156,8 @@ def check_merge_heads(attention_cls: type) -> None:
     with _part("Attention.merge_heads", "transformer.py"):
         merged = attn.merge_heads(heads)
     want = torch.cat([heads[:, i] for i in range(h)], dim=-1)  # (B, N, D)
-    _assert_close("merge_heads", merged, want, "swap the head and token axes back, then reshape (h, d) into D")
+    _assert_close("merge_heads", merged, want, "swap the head and token axes back, then reshape (h, d) into D",
+                  part="transformer.Attention.merge_heads", sizes={"B": B, "N": N, "D": D, "h": h})
     _ok("merge_heads concatenates the heads back into (B, N, D)")
 
 
@@ -125,8 +174,49 @@ def check_attention_module(attention_cls: type) -> None:
     with _part("Attention (split_heads, merge_heads, attention)", "transformer.py"), torch.no_grad():
         got = attn(x)
     want, _ = oracle(x, x, x, need_weights=False)
-    _assert_close("multi-head attention", got, want, "check split_heads/merge_heads: head i must own features [i*d, (i+1)*d)")
+    if (got - want).abs().max() > ATOL:
+        raise AssertionError(f"multi-head attention differs from torch.nn.MultiheadAttention by up to "
+                             f"{(got - want).abs().max():.3g}. Hint: {_blame_attention(attn, x, want)}")
     _ok("your multi-head attention equals torch.nn.MultiheadAttention with the same weights")
+
+
+def _blame_attention(attn: nn.Module, x: torch.Tensor, want: torch.Tensor) -> str:
+    """Which of attention / split_heads / merge_heads is wrong: the one whose torch stand-in fixes the output."""
+    stand_ins = {
+        "attention": lambda q, k, v, mask=None, dropout=None: (
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+            F.scaled_dot_product_attention(q, k, torch.eye(q.shape[-2]).expand(*q.shape[:-1], q.shape[-2]),
+                                           attn_mask=mask)),
+        "Attention.split_heads": lambda t: t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2),
+        "Attention.merge_heads": lambda t: t.transpose(1, 2).flatten(2),
+    }
+    wrong = []
+    namespace = getattr(type(attn).forward, "__globals__", {})  # the module forward looks `attention` up in
+    for name, fn in stand_ins.items():
+        if name == "attention":
+            if "attention" not in namespace:
+                continue
+            saved = namespace["attention"]
+            namespace["attention"] = fn
+        else:
+            setattr(attn, name.split(".")[1], fn)
+        try:
+            with torch.no_grad():
+                fixed = bool((attn(x) - want).abs().max() <= ATOL)
+        except Exception:  # noqa: BLE001 - a stand-in that does not fit says nothing
+            fixed = False
+        finally:
+            if name == "attention":
+                namespace["attention"] = saved
+            else:
+                delattr(attn, name.split(".")[1])
+        if fixed:
+            wrong.append(name)
+    if wrong:
+        return (f"with torch's version of {wrong[0]} the whole layer is right: the mistake is in your {wrong[0]} "
+                "(run its own check above).")
+    return ("split_heads, attention and merge_heads are each fine here, so look at Attention.forward's own steps: "
+            "q, k, v are the three thirds of qkv(x) in that order, and proj is applied to the merged heads.")
 
 
 def check_mlp(mlp_cls: type) -> None:
@@ -177,10 +267,15 @@ def check_block(block_cls: type) -> None:
         n1 = block.norm1(x)
         y = x + block.attn(n1)
         want = y + block.mlp(block.norm2(y))
-        with _part("Block.forward", "transformer.py"):
+        with _part("Block.forward", "transformer.py"), analysers.record(block, ["norm1", "attn", "norm2", "mlp"]) as traces:
             got = block(x)
-    _assert_close("Block.forward", got, want,
-                  "pre-norm: x = x + attn(norm1(x)), then x = x + mlp(norm2(x)); normalise the input of each branch, not its output")
+    hint = "pre-norm: x = x + attn(norm1(x)), then x = x + mlp(norm2(x)); normalise the input of each branch, not its output"
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and (got - want).abs().max() > ATOL:
+        # The block's own intermediates, read against the pre-norm recipe: names the first wrong step.
+        found = analysers.analyse_part("transformer.Block.forward", {"out": want}, {**traces, "out": got},
+                                       {"B": B, "N": N, "D": D}, {"x": x})
+        hint = found[0].message if found else hint
+    _assert_close("Block.forward", got, want, hint)
     _ok("Block.forward is a pre-norm encoder block")
 
 
@@ -201,7 +296,8 @@ def check_patchify(patchify: Callable) -> None:
         got = patchify(images, P)
     _assert_shape("patchify", got, (B, (H // P) * (W // P), P * P * C))
     _assert_close("patchify", got, _patches_by_unfold(images, P),
-                  "patches go row by row (left to right, then down); inside a patch the order is (row, column, channel)")
+                  "patches go row by row (left to right, then down); inside a patch the order is (row, column, channel)",
+                  part="ViT.patchify", sizes={"B": B, "C": C, "H": H, "W": W, "P": P})
     _ok("patchify matches F.unfold, patches row by row, values (row, column, channel)")
 
 
@@ -210,7 +306,8 @@ def check_unpatchify(unpatchify: Callable) -> None:
     images = torch.randn(B, C, H, W, generator=_gen(7))
     with _part("unpatchify", "ViT.py"):
         got = unpatchify(_patches_by_unfold(images, P), P, (H, W))
-    _assert_close("unpatchify", got, images, "apply the inverse permutation of patchify's, between the two reshapes")
+    _assert_close("unpatchify", got, images, "apply the inverse permutation of patchify's, between the two reshapes",
+                  part="ViT.unpatchify", sizes={"B": B, "C": C, "H": H, "W": W, "P": P})
     _ok("unpatchify inverts patchify")
 
 
@@ -229,19 +326,30 @@ def check_sincos_1d(sincos_1d_embedding: Callable) -> None:
     with _part("sincos_1d_embedding", "ViT.py"):
         got = sincos_1d_embedding(7, 10)
     _assert_close("sincos_1d_embedding", got, _sincos_loop(7, 10),
-                  "column 2i holds sin(p*w_i), column 2i+1 cos(p*w_i), w_i = 10000**(-2i/dim)")
+                  "column 2i holds sin(p*w_i), column 2i+1 cos(p*w_i), w_i = 10000**(-2i/dim)",
+                  part="ViT.sincos_1d_embedding", sizes={"n": 7, "D": 10})
     _ok("sincos_1d_embedding matches the formula")
 
 
 def check_sincos_2d(sincos_2d_embedding: Callable) -> None:
     """The 2-D table: patch (r, c) gets concat(E1(r), E1(c)), patches row by row."""
     gh, gw, dim = 3, 4, 8
-    with _part("sincos_2d_embedding", "ViT.py"):
-        got = sincos_2d_embedding(gh, gw, dim)
+    # The formula's 1-D table underneath: a wrong sincos_1d_embedding is its own check's business, not this one's.
+    namespace = getattr(sincos_2d_embedding, "__globals__", {})
+    saved = namespace.get("sincos_1d_embedding")
+    if saved is not None:
+        namespace["sincos_1d_embedding"] = _sincos_loop
+    try:
+        with _part("sincos_2d_embedding", "ViT.py"):
+            got = sincos_2d_embedding(gh, gw, dim)
+    finally:
+        if saved is not None:
+            namespace["sincos_1d_embedding"] = saved
     e1_rows, e1_cols = _sincos_loop(gh, dim // 2), _sincos_loop(gw, dim // 2)
     want = torch.stack([torch.cat([e1_rows[n // gw], e1_cols[n % gw]]) for n in range(gh * gw)])
     _assert_close("sincos_2d_embedding", got, want,
-                  "patch n sits at row n // grid_w and column n % grid_w; the row half comes first")
+                  "patch n sits at row n // grid_w and column n % grid_w; the row half comes first",
+                  part="ViT.sincos_2d_embedding", sizes={"grid_h": gh, "grid_w": gw, "D": dim})
     _ok("sincos_2d_embedding = concat(E1(row), E1(column)), patches row by row")
 
 
@@ -253,7 +361,8 @@ def check_patch_embed(patch_embed_cls: type) -> None:
     with _part("PatchEmbed.forward", "ViT.py"), torch.no_grad():
         got = embed(images)
         want = _patches_by_unfold(images, P) @ weight.T + embed.proj.bias
-    _assert_close("PatchEmbed.forward", got, want, "self.proj(x) is (B, D, H/P, W/P): flatten the grid row by row and put D last")
+    _assert_close("PatchEmbed.forward", got, want, "self.proj(x) is (B, D, H/P, W/P): flatten the grid row by row and put D last",
+                  part="ViT.PatchEmbed.forward", sizes={"B": B, "C": C, "H": H, "W": W, "P": P, "D": D})
     _ok("PatchEmbed.forward gives one token per patch, row by row")
 
 

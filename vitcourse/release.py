@@ -38,7 +38,7 @@ INSTRUCTOR_ONLY = ("vitcourse/commands", "vitcourse/cli.py", "vitcourse/__main__
                    "vitcourse/lifecycle.py", "vitcourse/nbbuild.py", "vitcourse/stubs.py", "vitcourse/feedback.py")
 # Of the autograder, students get only the self-check (public oracles); the grader stays with the TAs.
 # Its package docstring documents the hidden cells, so the release writes a student edition instead.
-STUDENT_AUTOGRADER = ("__main__.py", "points.py", "registry.py", "selfcheck.py")
+STUDENT_AUTOGRADER = ("__main__.py", "analysers.py", "points.py", "registry.py", "selfcheck.py")
 STUDENT_AUTOGRADER_INIT = (
     '"""The course\'s self-check for students: `python -m autograder check` in the assignment folder, or in a\n'
     'notebook `from autograder.selfcheck import check_all, format_results`. It compares your transformer.py and\n'
