@@ -1,0 +1,180 @@
+"""Grade a handed-in checkpoint by its accuracy on held-out test images (assignment 3's `test_accuracy`).
+
+Shape legend: B batch, C channels, H/W image height/width, K classes.
+
+One scoring, two callers: the notebook's hidden test cell (nbgrader, with the student's `ViT` class, in
+the kernel) and the Gradescope bundle (`autograder.gradescope`, with the reference `ViT` class, because
+student code never runs in the grader's process there). For a ViT whose parts are correct both classes
+compute the same function, so the same checkpoint gets the same accuracy and the same points.
+
+Credit is linear between a floor and a target test accuracy per dataset (the course recipes reach the
+targets), on the first `HELD_OUT_IMAGES` test images of the dataset the checkpoint was trained on.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+CHECKPOINT = "vit_checkpoint.pt"  # the file assignment 3 writes and hands in
+ACCURACY_PART = "test_accuracy"  # the notebook's grade cell id; the Gradescope test of the same name
+ACCURACY_POINTS = 4.0  # points of that cell (course/notebooks/a3_vit.py `points=4`; a test keeps them equal)
+CHECKPOINT_ASSIGNMENTS = ("a3_vit",)  # the assignments graded from a handed-in checkpoint
+# (floor, target) test accuracy per dataset: 0 points at or below the floor, full points from the target.
+THRESHOLDS = {"cifar10": (0.50, 0.80), "cifar100": (0.20, 0.50), "digits": (0.50, 0.90)}
+# 2,000 images: the binomial standard error at 80 % is 0.9 points of accuracy (0.12 of the 4 points), and
+# evaluating them takes well under a minute on one CPU core, inside nbgrader's per-cell timeout.
+HELD_OUT_IMAGES = 2000
+MAX_CHECKPOINT_BYTES = 256 << 20  # the course's ViT is 25 MB; anything far larger is not a course checkpoint
+MAX_GFLOPS_PER_IMAGE = 4.0  # the CIFAR recipe needs 0.4; 10x leaves room for experiments, not for a DoS
+TIMEOUT_S = 300  # wall clock for the whole evaluation (a backstop behind the FLOP cap)
+
+
+class HeldOutDataUnavailable(RuntimeError):
+    """The grader has no test set for the checkpoint's dataset: the staff must add it (not the student)."""
+
+
+@dataclass
+class AccuracyResult:
+    """Score and feedback of the accuracy test."""
+
+    score: float
+    max_score: float
+    accuracy: Optional[float]
+    message: str
+    staff_problem: bool = False  # True when the grader, not the student, is missing something
+
+    def to_gradescope(self, visibility: str = "visible") -> dict:
+        return {"name": ACCURACY_PART, "score": self.score, "max_score": self.max_score, "output": self.message,
+                "visibility": visibility}
+
+
+def credit(accuracy: float, data: str, points: float = ACCURACY_POINTS) -> float:
+    """Points for `accuracy` on `data`: linear between THRESHOLDS[data] (floor, target), rounded to 2 digits."""
+    floor, target = THRESHOLDS[data]
+    return round(min(1.0, max(0.0, (accuracy - floor) / (target - floor))) * points, 2)
+
+
+def held_out_test_set(data: str, classes=None, root: Optional[str | os.PathLike] = None):
+    """The first HELD_OUT_IMAGES test images of `data`: (images (B, C, H, W) uint8, labels (B,), mean, std).
+
+    Only the test split is read (a bundle carries no training set). CIFAR comes from `root`, else
+    $VITCOURSE_DATA_ROOT, else the default download folder; digits are embedded.
+    Raises HeldOutDataUnavailable when the CIFAR test files are not there.
+    """
+    from data_utils import constants as K
+    from data_utils.cifar import DatasetUnavailableError, default_root, load_cifar
+    from data_utils.datasets import DIGITS_TEST_FRACTION, DIGITS_TEST_SEED
+    from data_utils.embedded import load_digits
+    from data_utils.splits import select_classes
+
+    if data == "digits":
+        d = load_digits(test_fraction=DIGITS_TEST_FRACTION, seed=DIGITS_TEST_SEED)
+        images, labels, mean, std, K_all = d["test_images"], d["test_labels"], K.DIGITS_MEAN, K.DIGITS_STD, 10
+    elif data in ("cifar10", "cifar100"):
+        from vitcourse.colab import DATA_ROOT_ENV
+
+        root = root or os.environ.get(DATA_ROOT_ENV) or default_root()
+        try:
+            images, labels = load_cifar(data, root, train=False, download=False, verify=False)
+        except DatasetUnavailableError as err:
+            raise HeldOutDataUnavailable(
+                f"the grader has no {data} test set ({str(err).splitlines()[0]}). Staff: set {DATA_ROOT_ENV} to a "
+                f"folder in the CIFAR python layout, or rebuild the Gradescope bundle with "
+                f"`vitcourse gradescope --assignment a3_vit --data-root DIR`.") from None
+        mean, std = (K.CIFAR10_MEAN, K.CIFAR10_STD) if data == "cifar10" else (K.CIFAR100_MEAN, K.CIFAR100_STD)
+        K_all = 10 if data == "cifar10" else 100
+    else:
+        raise ValueError(f"no held-out test set for {data!r}; graded datasets: {', '.join(THRESHOLDS)}")
+    if classes is not None:
+        images, labels = select_classes(images, labels, classes, K_all)
+    return images[:HELD_OUT_IMAGES], labels[:HELD_OUT_IMAGES], tuple(mean), tuple(std)
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(seconds: int):
+    """SIGALRM after `seconds` in the main thread (elsewhere: no backstop, the FLOP cap still holds)."""
+    import threading
+
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def fire(signum, frame):
+        raise _Timeout()
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    return previous
+
+
+def grade_checkpoint(path: str | os.PathLike, vit_class, data_root: Optional[str | os.PathLike] = None,
+                     points: float = ACCURACY_POINTS, timeout_s: int = TIMEOUT_S) -> AccuracyResult:
+    """Load the checkpoint at `path` into `vit_class` and score its held-out accuracy; never raises.
+
+    Args:
+        path: the handed-in checkpoint ({'model': state_dict, 'config': ViT kwargs, 'data', 'classes'}).
+        vit_class: the `ViT` class to evaluate it in (the student's in the notebook, the reference on
+            Gradescope); the checkpoint must load into it with strict=True.
+        data_root: CIFAR python-layout folder with the test split (default: $VITCOURSE_DATA_ROOT).
+    """
+    import torch
+
+    from vitcourse.complexity import count_flops
+    from vitcourse.train import evaluate
+
+    def zero(message: str, staff: bool = False, accuracy=None) -> AccuracyResult:
+        return AccuracyResult(0.0, float(points), accuracy, message, staff)
+
+    path = Path(path)
+    if not path.is_file() or path.is_symlink():
+        return zero(f"{CHECKPOINT} is missing: run the training cell of the notebook (section 4), which writes "
+                    f"it, and hand it in together with ViT.py and transformer.py.")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        return zero(f"{path.name} is larger than {MAX_CHECKPOINT_BYTES >> 20} MiB: it is not the checkpoint the "
+                    "notebook writes (that one is about 25 MB). Hand in the file the training cell saved.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        config, weights, data = dict(state["config"]), state["model"], state["data"]
+        classes = state.get("classes")
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the student's to fix
+        return zero(f"{path.name} could not be read as the notebook's checkpoint ({type(err).__name__}: "
+                    f"{str(err)[:200]}). Hand in the file the training cell saved with torch.save.")
+    if data not in THRESHOLDS:
+        return zero(f"{path.name} says it was trained on {data!r}; the graded datasets are {', '.join(THRESHOLDS)}.")
+    try:
+        with torch.device("meta"):  # shapes and cost first, without allocating a student-chosen model
+            probe = vit_class(**config)
+        probe.load_state_dict(weights, strict=True, assign=True)
+        gflops = count_flops(probe.config)["total"] / 1e9
+    except Exception as err:  # noqa: BLE001
+        return zero(f"{path.name} does not load into the ViT built from its own config ({type(err).__name__}: "
+                    f"{str(err)[:300]}). Save the checkpoint with the notebook's training cell, unchanged.")
+    if gflops > MAX_GFLOPS_PER_IMAGE:
+        return zero(f"the model in {path.name} needs {gflops:.1f} GFLOPs per image, more than the grader allows "
+                    f"({MAX_GFLOPS_PER_IMAGE:g}); the course recipe needs about 0.4. Hand in a model of the course's size.")
+    try:
+        images, labels, mean, std = held_out_test_set(data, classes, data_root)
+    except HeldOutDataUnavailable as err:
+        return zero(f"not graded yet, through no fault of yours: {err}", staff=True)
+    previous = _alarm(timeout_s)
+    try:
+        model = vit_class(**config)
+        model.load_state_dict(weights, strict=True)
+        accuracy = evaluate(model, images, labels, mean=mean, std=std, device="cpu", full=True).accuracy
+    except _Timeout:
+        return zero(f"evaluating {path.name} took longer than {timeout_s} s; hand in a model of the course's size.")
+    except Exception as err:  # noqa: BLE001 - the student's model (or class) failed while evaluating
+        return zero(f"evaluating {path.name} failed ({type(err).__name__}: {str(err)[:300]}).")
+    finally:
+        if previous is not None:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+    floor, target = THRESHOLDS[data]
+    score = credit(accuracy, data, points)
+    return AccuracyResult(score, float(points), accuracy,
+                          f"held-out test accuracy {accuracy:.1%} on {len(labels)} {data} test images: {score:g}/"
+                          f"{points:g} (0 at {floor:.0%} or below, full marks from {target:.0%})")

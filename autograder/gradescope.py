@@ -1,0 +1,103 @@
+"""What Gradescope's `run_autograder` runs for every submission: `python -m autograder.gradescope`.
+
+Reads `<root>/source/gradescope.json` (written by `vitcourse gradescope`: the assignment), normalises
+the upload in `<root>/submission` (`autograder.upload`), grades it with `grader.grade(..., assignment=A)`
+in the same sandbox as every other path, with `<root>` hidden from the student process, adds the
+checkpoint's held-out accuracy where the assignment is graded from one (`autograder.accuracy`), and writes
+`<root>/results/results.json`. Whatever happens, a results file is written: a broken upload gets a message
+that says how to upload, and a failure of the grader itself says that it is not the student's fault.
+
+`<root>` is $AUTOGRADER_ROOT, default `/autograder` (tests run the real script in a temporary root).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from autograder.points import POINTS, ROUND_DIGITS, parts_for
+
+ROOT_ENV = "AUTOGRADER_ROOT"
+DEFAULT_ROOT = "/autograder"
+CONFIG = "gradescope.json"  # in <root>/source: {"assignment", "visibility", "data"}
+GRADER_FAILED = ("The autograder itself failed while grading your submission; this is not your fault. "
+                 "The course staff have been given the details and will regrade it.")
+
+
+def root() -> Path:
+    return Path(os.environ.get(ROOT_ENV, DEFAULT_ROOT))
+
+
+def _zero_results(assignment, message: str, visibility: str, checkpoint: bool) -> dict:
+    """Every part of the assignment at 0 with `message`, so the student sees what would have been graded."""
+    from autograder.accuracy import ACCURACY_POINTS, AccuracyResult
+
+    tests = [{"name": p, "score": 0.0, "max_score": float(POINTS[p]), "output": message, "visibility": visibility}
+             for p in parts_for(assignment)]
+    if checkpoint:
+        tests.append(AccuracyResult(0.0, ACCURACY_POINTS, None, message).to_gradescope(visibility))
+    return {"score": 0.0, "max_score": round(sum(t["max_score"] for t in tests), ROUND_DIGITS),
+            "output": message, "visibility": visibility, "tests": tests}
+
+
+def grade_upload(base: Path, config: dict) -> dict:
+    """results.json for the submission under `base` (the Gradescope root)."""
+    from autograder import grader, upload
+    from autograder.accuracy import CHECKPOINT, CHECKPOINT_ASSIGNMENTS, grade_checkpoint
+
+    assignment = config.get("assignment")
+    visibility = config.get("visibility", "visible")
+    checkpoint = assignment in CHECKPOINT_ASSIGNMENTS
+    with tempfile.TemporaryDirectory(prefix="vitcourse-upload-") as tmp:
+        up = upload.normalise(base / "submission", assignment, Path(tmp) / "submission")
+        if up.problem:
+            return _zero_results(assignment, up.problem, visibility, checkpoint)
+        report = grader.grade(up.folder, assignment=assignment, hide=(base,))
+        results = report.to_gradescope(visibility)
+        if checkpoint:
+            from vitcourse import impl
+
+            data = base / "source" / config["data"] if config.get("data") else None
+            acc = grade_checkpoint(up.folder / CHECKPOINT, impl.reference().ViT.ViT, data_root=data)
+            results["tests"].append(acc.to_gradescope(visibility))
+            results["score"] = round(results["score"] + acc.score, ROUND_DIGITS)
+            results["max_score"] = round(results["max_score"] + acc.max_score, ROUND_DIGITS)
+            if acc.staff_problem:
+                print(f"STAFF: {acc.message}")
+    results["output"] = "\n".join([*up.notes, *([results["output"]] if results["output"] else [])])
+    return results
+
+
+def write_results(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, path)  # Gradescope never sees a half-written file
+
+
+def main() -> int:
+    base = root()
+    start = time.monotonic()
+    out = base / "results" / "results.json"
+    config = {}
+    try:
+        config = json.loads((base / "source" / CONFIG).read_text())
+        results = grade_upload(base, config)
+    except Exception:  # noqa: BLE001 - whatever broke, the student gets a results file and staff the traceback
+        traceback.print_exc(file=sys.stdout)  # stdout goes to the staff's view only
+        try:
+            results = _zero_results(config.get("assignment"), GRADER_FAILED, config.get("visibility", "visible"), False)
+        except Exception:  # noqa: BLE001 - even the configuration is unreadable
+            results = {"score": 0.0, "output": GRADER_FAILED, "tests": []}
+    results["execution_time"] = round(time.monotonic() - start, 1)
+    write_results(out, results)
+    print(f"score {results.get('score')} / {results.get('max_score')} in {results['execution_time']} s; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
