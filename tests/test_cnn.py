@@ -222,7 +222,7 @@ def test_closed_forms_equal_numel_and_flop_counter(cnn, name, options):
         assert complexity.FLOPS_PER_MAC * macs[f"stages.{stage}"] * 2 == counted["by_module"][f"ConvNet.stages.{stage}"]
     trained = complexity.flop_counter_flops(model.train(), images, backward=True)["total"]
     assert complexity.FLOPS_PER_MAC * complexity.count_cnn_training_macs(cfg) * 2 == trained
-    summary = complexity.model_complexity(name, **options)
+    summary = complexity.cnn_complexity(name, **options)
     assert summary["params"] == params["total"] and summary["flops"] == complexity.FLOPS_PER_MAC * macs["total"]
 
 

@@ -55,9 +55,11 @@ def test_categories_add_up_to_the_measured_step_time_on_cpu(tmp_path):
 
 
 def test_a_slowed_data_loader_raises_the_data_loading_share():
-    fast, slow = _profile(0.0), _profile(0.004)  # 4 ms per image, 16 ms per batch of 4
-    assert slow.shares["data_loading"] > fast.shares["data_loading"] + 0.2, (fast.shares, slow.shares)
-    assert slow.shares["data_loading"] > 0.5
+    # 50 ms per image, 200 ms per batch of 4. Slack for a loaded machine, where the rest of the step
+    # (profiler bookkeeping, the optimiser) can take hundreds of ms too: shares only, never times.
+    fast, slow = _profile(0.0), _profile(0.05)
+    assert slow.shares["data_loading"] > fast.shares["data_loading"] + 0.15, (fast.shares, slow.shares)
+    assert slow.shares["data_loading"] > 3 * fast.shares["data_loading"], (fast.shares, slow.shares)
 
 
 def test_priority_rule_on_a_gpu_style_trace():

@@ -358,8 +358,6 @@ def model_complexity(model: str = "vit", **options) -> dict:
         dict with 'model', 'config', 'params', 'macs', 'flops', 'gflops', 'training_macs', 'convention'
         and 'components': a list of rows {'component', 'params', 'macs', 'flops'} ending with 'total'.
     """
-    if str(model).lower() in CNN_MODELS:  # the CNN assignment's networks (solutions/cnn.py)
-        return cnn_complexity(str(model).lower(), **options)
     model = canonical_model(model)
     convention = ("forward pass, one image; FLOPs = 2 × MACs; matrix products only (linear, conv, "
                   "q·kᵀ, softmax·v), as torch.utils.flop_counter.FlopCounterMode counts them")

@@ -154,7 +154,8 @@ def _run_single(args) -> int:
         if vit_only:
             flags = ", ".join("--" + o.replace("_", "-") for o in vit_only)
             raise ValueError(f"only a ViT takes {flags}: ResNet-18 has fixed sizes (drop them or use --model vit)")
-    summary = complexity.model_complexity(model, num_classes=classes[0], **options)
+    summary = (complexity.cnn_complexity if model in complexity.CNN_MODELS else complexity.model_complexity)(
+        model, num_classes=classes[0], **options)
     check = _check(summary) if args.check else None
     if args.out:
         from pathlib import Path
