@@ -1,4 +1,5 @@
-"""Closed-form complexity of a ViT and of ResNet-18: parameters and forward FLOPs per component.
+"""Closed-form complexity of a ViT, of ResNet-18 and of the CNN assignment's ConvNets: parameters and
+forward FLOPs per component.
 
 Shape legend: B batch, C channels, H/W image height/width, P patch size, N tokens, D embedding,
 h heads, d head dim, K classes.
@@ -27,6 +28,8 @@ Public API (all counts are Python ints):
     count_elementwise_flops(cfg)                           the work FlopCounterMode ignores (estimate)
     count_training_macs(cfg)                               forward + backward MACs per image
     component_table(cfg)                                   rows for a per-component breakdown table
+    cnn_layers(cfg), count_cnn_parameters(cfg), count_cnn_macs(cfg)  the CNN assignment's ConvNets (CNN_MODELS)
+    count_cnn_training_macs(cfg), folded_cnn_parameters(cfg), cnn_complexity(model, **options)
     resnet18_layers(form, num_classes, image_size, in_chans)  per-layer parameters and MACs of ResNet-18
     count_resnet18_parameters(...), count_resnet18_macs(...)  the same, per component + 'total'
     vit_config(**options), canonical_model(name)           a validated ViTConfig; 'resnet18' -> 'resnet18_cifar'
@@ -484,3 +487,112 @@ def total_of(rows: Iterable[dict], key: str) -> int:
     """Sum a column of component rows, skipping the 'total' row (a check that the rows add up)."""
     return sum(row[key] for row in rows if row["component"] != "total")
 
+
+
+# ----------------------------------------------------------------------------- the CNN assignment's ConvNets
+CNN_MODELS = ("mish_cnn", "bn_cnn", "deep_mish_cnn", "vgg16")  # cnn.CONFIGS: see solutions/cnn.py
+CNN_OPTIONS = ("image_size", "in_chans", "num_classes", "stages", "kernel_size", "batch_norm", "act")
+
+
+def cnn_layers(cfg) -> list[Layer]:
+    """Every conv / batch-norm / linear layer of a `cnn.ConvNet` with its parameters and MACs for one image.
+
+    A k×k 'same' convolution from C_in to C_out channels at H×W has C_in·C_out·k² weights (+ C_out biases
+    when no batch norm follows) and costs C_in·C_out·k²·H·W MACs; each stage's 2×2 max-pool then halves
+    H and W (no parameters, no MACs). The head sees the globally averaged C_last-vector: C_last·K MACs.
+
+    Args:
+        cfg: a cnn.ConvNetConfig (or anything with its fields: image_size, in_chans, num_classes,
+            stages, kernel_size, batch_norm).
+    """
+    k, size, chans = cfg.kernel_size, cfg.image_size, cfg.in_chans
+    layers: list[Layer] = []
+    for s, widths in enumerate(cfg.stages):
+        for j, width in enumerate(widths):
+            weights = chans * width * k * k
+            bias = 0 if cfg.batch_norm else width  # a batch norm's shift replaces the conv bias
+            layers.append(Layer(f"stages.{s}.{j}.conv", "conv", weights + bias, weights * size * size,
+                                (width, size, size)))
+            if cfg.batch_norm:
+                layers.append(Layer(f"stages.{s}.{j}.bn", "bn", BN_PARAMS_PER_CHANNEL * width, 0, (width, size, size)))
+            chans = width
+        size //= 2  # the stage's 2×2 stride-2 max-pool
+    layers.append(Layer("head", "linear", _linear(chans, cfg.num_classes), chans * cfg.num_classes,
+                        (cfg.num_classes,)))
+    return layers
+
+
+def _cnn_components(layers: list[Layer], field: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for layer in layers:
+        name = ".".join(layer.name.split(".")[:2]) if layer.name.startswith("stages.") else layer.name
+        counts[name] = counts.get(name, 0) + getattr(layer, field)
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def count_cnn_parameters(cfg) -> dict[str, int]:
+    """Parameters of a ConvNet per stage ('stages.0', ...) and 'head', plus 'total'."""
+    return _cnn_components(cnn_layers(cfg), "params")
+
+
+def count_cnn_macs(cfg) -> dict[str, int]:
+    """Forward MACs of a ConvNet for one image per stage and 'head', plus 'total' (convs and the head only)."""
+    return _cnn_components(cnn_layers(cfg), "macs")
+
+
+def count_cnn_training_macs(cfg) -> int:
+    """Forward + backward MACs per image as FlopCounterMode counts them: 3× the forward, minus the first
+    conv's input gradient (the image needs none)."""
+    layers = cnn_layers(cfg)
+    return 3 * sum(layer.macs for layer in layers) - layers[0].macs
+
+
+def folded_cnn_parameters(cfg) -> int:
+    """Parameters after `ConvNet.fold_batch_norms()`: each conv + BN pair becomes a conv with a bias, so
+    the BN's 2·C_out become the conv's C_out biases (the running statistics were buffers all along)."""
+    return sum(layer.params if layer.kind != "bn" else layer.params // BN_PARAMS_PER_CHANNEL
+               for layer in cnn_layers(cfg))
+
+
+def cnn_config(model: str, **options):
+    """The ConvNetConfig of a CNN_MODELS network with fields overridden (from the reference cnn.py, else the
+    stub, else the cnn.py in the working directory: the config is given code, not a TODO)."""
+    from pathlib import Path
+
+    from vitcourse.models import cnn as cnn_models
+
+    if model not in CNN_MODELS:
+        raise ValueError(f"unknown CNN {model!r}: choose one of {', '.join(CNN_MODELS)}")
+    unknown = sorted(set(options) - set(CNN_OPTIONS))
+    if unknown:
+        raise TypeError(f"a CNN takes only {list(CNN_OPTIONS)}, not {unknown}")
+    for load in (cnn_models.reference, cnn_models.stubs, lambda: cnn_models.load(Path.cwd())):
+        try:
+            module = load()
+            break
+        except FileNotFoundError:
+            continue
+    else:
+        raise FileNotFoundError("no cnn.py found (solutions/, student_src/ or the working directory)")
+    return dataclasses.replace(module.CONFIGS[model], **options)
+
+
+def cnn_complexity(model: str, **options) -> dict:
+    """`model_complexity` for the CNN assignment's networks: the same keys, rows per stage and the head."""
+    cfg = cnn_config(model, **options)
+    params, macs = count_cnn_parameters(cfg), count_cnn_macs(cfg)
+    bias = "" if cfg.batch_norm else " + C_out"
+    bn = " + 2·C_out per BN" if cfg.batch_norm else ""
+    stage = f"Σ C_in·C_out·k²{bias}{bn} ; Σ H·W·C_in·C_out·k² (H, W of that stage)"
+    rows = [dict(component=name, formula=stage if name.startswith("stages") else (
+        "C_last·K + K ; C_last·K" if name == "head" else ""), params=params[name], macs=macs[name],
+        flops=FLOPS_PER_MAC * macs[name]) for name in params]
+    config = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in CNN_OPTIONS}
+    config["stages"] = [list(s) for s in cfg.stages]
+    total = rows[-1]
+    convention = ("forward pass, one image; FLOPs = 2 × MACs; convolutions and the linear head only, as "
+                  "torch.utils.flop_counter.FlopCounterMode counts them (BN, Mish, pooling are elementwise)")
+    return dict(model=model, config=config, params=total["params"], macs=total["macs"], flops=total["flops"],
+                gflops=total["flops"] / 1e9, training_macs=count_cnn_training_macs(cfg), convention=convention,
+                components=rows, folded_params=folded_cnn_parameters(cfg))

@@ -93,6 +93,8 @@ def default_recipe(data: str, model: str = "vit", num_classes: Optional[int] = N
                 "synthetic": (SYNTHETIC_SIZES["num_classes"], SYNTHETIC_SIZES["in_chans"])}[data]
     K = num_classes if num_classes is not None else defaults[0]
     C = in_chans if in_chans is not None else defaults[1]
+    if model in CNN_MODELS:  # the CNN assignment's networks: the block at the end of this file
+        return _cnn_recipe(data, model, K, C)
     if model == "vit":
         model_cfg = _vit(data, K, C)
     else:
@@ -101,7 +103,12 @@ def default_recipe(data: str, model: str = "vit", num_classes: Optional[int] = N
 
 
 def build_model(model: str, model_config: dict, implementation=None) -> nn.Module:
-    """Instantiate a recipe's model: 'vit' from `implementation.ViT` (default the reference), or ResNet-18."""
+    """Instantiate a recipe's model: 'vit' from `implementation.ViT` (default the reference), or ResNet-18.
+
+    A CNN of the CNN assignment (CNN_MODELS) comes from `implementation`, a loaded cnn.py (default the reference).
+    """
+    if model in CNN_MODELS:
+        return _build_cnn(model, model_config, implementation)
     if model == "vit":
         if implementation is None:
             from vitcourse import impl
@@ -118,3 +125,50 @@ def build_model(model: str, model_config: dict, implementation=None) -> nn.Modul
             return resnet.resnet18_imagenet(**cfg)
         return resnet.resnet18_cifar(**cfg)
     raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The CNN assignment's networks (solutions/cnn.py, vitcourse.models.cnn): the 3-conv Mish CNN, its batch-norm
+# version and the deep Mish CNN. The model config is a dict of ConvNetConfig fields plus 'arch' (the key of
+# cnn.CONFIGS). Measured on digits on 2 CPU cores: see docs/cnn.md.
+CNN_MODELS = ("mish_cnn", "bn_cnn", "deep_mish_cnn")
+MODELS = MODELS + CNN_MODELS  # what `vitcourse train --model` offers
+
+# CIFAR: crops and flips, no cutout: these small CNNs under-fit before they over-fit.
+CNN_CIFAR_AUGMENT = AugmentConfig(crop_prob=1.0, crop_padding=4, flip_prob=0.5, cutout_prob=0.0)
+
+
+def _cnn_recipe(data: str, model: str, num_classes: int, in_chans: int) -> tuple[dict, TrainConfig]:
+    from data_utils.datasets import SYNTHETIC_SIZES
+
+    image_size = {"digits": 8, "synthetic": SYNTHETIC_SIZES["image_size"]}.get(data, 32)
+    model_cfg = dict(arch=model, image_size=image_size, in_chans=in_chans, num_classes=num_classes)
+    if data in ("digits", "synthetic"):
+        # Three pools take an 8x8 digit to 1x1, so the homework's widths work unchanged. AdamW at a fixed
+        # peak lr of 3e-3 for all three networks: the BN-vs-no-BN comparison must change one thing only.
+        # Flat (no label smoothing, no warm-up beyond 1 epoch) so the early-training curves are easy to read.
+        # The deep CNN (1.1M parameters) is ~30x slower per epoch on a CPU and is fit in 5 epochs.
+        epochs = (5 if model == "deep_mish_cnn" else 15) if data == "digits" else 5
+        augment = DIGITS_AUGMENT if data == "digits" else SYNTHETIC_AUGMENT
+        return model_cfg, TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, warmup_epochs=1, weight_decay=5e-4,
+                                      label_smoothing=0.0, grad_clip=None, augment=augment)
+    if model == "deep_mish_cnn":
+        # 6 convs with batch norm: Nesterov SGD at lr 0.1 for batch 256 (0.1 per 256, the classic CNN
+        # recipe), weight decay 5e-4, 2 warm-up epochs, 40 epochs of cosine, label smoothing 0.1.
+        return model_cfg, TrainConfig(epochs=40, batch_size=256, lr=0.1, optimizer="sgd", weight_decay=5e-4,
+                                      warmup_epochs=2, label_smoothing=0.1, augment=CNN_CIFAR_AUGMENT,
+                                      eval_batch_size=1024)
+    # The 3-conv CNNs (~95k parameters): AdamW lr 2e-3, batch 128, 30 epochs. The same recipe with and
+    # without batch norm, so the loss curves differ by the normalisation alone.
+    return model_cfg, TrainConfig(epochs=30, batch_size=128, lr=2e-3, warmup_epochs=1, weight_decay=5e-4,
+                                  label_smoothing=0.0, grad_clip=None, augment=CNN_CIFAR_AUGMENT, eval_batch_size=1024)
+
+
+def _build_cnn(model: str, model_config: dict, implementation=None) -> nn.Module:
+    from vitcourse.models import cnn as cnn_models
+
+    cfg = dict(model_config)
+    arch = cfg.pop("arch", model)
+    if "stages" in cfg:  # JSON turns tuples into lists
+        cfg["stages"] = tuple(tuple(stage) for stage in cfg["stages"])
+    return cnn_models.build(arch, implementation, **cfg)

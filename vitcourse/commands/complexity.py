@@ -26,7 +26,8 @@ def _image_size(text: str):
 
 def add_arguments(parser):
     model = parser.add_argument_group("model (defaults: the ViTConfig defaults)")
-    model.add_argument("--model", default="vit", help="vit, resnet18 (= resnet18_cifar) or resnet18_imagenet")
+    model.add_argument("--model", default="vit", help="vit, resnet18 (= resnet18_cifar), resnet18_imagenet, or a CNN of the CNN "
+                            "assignment: " + ", ".join(complexity.CNN_MODELS))
     model.add_argument("--image-size", type=_image_size, help="H or HxW in pixels (default 32)")
     model.add_argument("--patch-size", type=int, help="P")
     model.add_argument("--in-chans", type=int, help="C")
@@ -77,6 +78,10 @@ def _print_breakdown(summary: dict) -> None:
 
 def _describe(summary: dict) -> str:
     c = summary["config"]
+    if summary["model"] in complexity.CNN_MODELS:
+        return (f"{summary['model']}: stages {c['stages']}, {c['kernel_size']}x{c['kernel_size']} convs"
+                f"{' + BN' if c['batch_norm'] else ''}, {c['act']}, {c['image_size']} px, K = {c['num_classes']}; "
+                f"{summary['folded_params']:,} parameters once the batch norms are folded")
     if summary["model"] != "vit":
         return f"ResNet-18 ({c['form']} form), {c['image_size']} px images, K = {c['num_classes']}"
     cfg = complexity.vit_config(**c)
@@ -94,7 +99,12 @@ def _check(summary: dict) -> dict:
     from vitcourse import impl, resnet
 
     c = summary["config"]
-    if summary["model"] == "vit":
+    if summary["model"] in complexity.CNN_MODELS:
+        from vitcourse.models import cnn
+
+        model = cnn.build(summary["model"], **dict(c, stages=tuple(map(tuple, c["stages"]))))
+        shape = (c["in_chans"], c["image_size"], c["image_size"])
+    elif summary["model"] == "vit":
         model = impl.reference().ViT.ViT(complexity.vit_config(**c))
         shape = (c["in_chans"], *model.config.image_hw)
     else:
@@ -131,13 +141,21 @@ def _run_single(args) -> int:
     classes = args.num_classes or [10]
     if len(classes) > 1:
         raise ValueError("give one --num-classes for a single model (several are for --sweep)")
-    model = complexity.canonical_model(args.model)
-    if model != "vit":
+    model = args.model.lower() if args.model.lower() in complexity.CNN_MODELS else complexity.canonical_model(args.model)
+    if model in complexity.CNN_MODELS:
+        vit_only = sorted(set(options) - {"image_size", "in_chans"})
+        if vit_only:
+            flags = ", ".join("--" + o.replace("_", "-") for o in vit_only)
+            raise ValueError(f"only a ViT takes {flags}: {model}'s sizes are its ConvNetConfig (drop them)")
+        if isinstance(options.get("image_size"), tuple):
+            raise ValueError("the CNNs take square images: give --image-size as one number")
+    elif model != "vit":
         vit_only = sorted(set(options) - {"image_size", "in_chans"})
         if vit_only:
             flags = ", ".join("--" + o.replace("_", "-") for o in vit_only)
             raise ValueError(f"only a ViT takes {flags}: ResNet-18 has fixed sizes (drop them or use --model vit)")
-    summary = complexity.model_complexity(model, num_classes=classes[0], **options)
+    summary = (complexity.cnn_complexity if model in complexity.CNN_MODELS else complexity.model_complexity)(
+        model, num_classes=classes[0], **options)
     check = _check(summary) if args.check else None
     if args.out:
         from pathlib import Path
