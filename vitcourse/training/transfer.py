@@ -259,9 +259,12 @@ class BackboneSpec:
     arch: dict = field(default_factory=dict)  # timm architecture overrides (small demo models)
 
     def build(self, num_classes: int, in_chans: int, pretrained: bool = True) -> nn.Module:
+        arch = dict(self.arch)
+        img_size = self.img_size if self.img_size is not None else arch.pop("img_size", None)
+        arch.pop("img_size", None)
         return P.create_backbone(self.name, num_classes, pretrained=pretrained,
-                                 weights=self.weights if pretrained else None, img_size=self.img_size,
-                                 in_chans=in_chans, input_size=self.input_size, **self.arch)
+                                 weights=self.weights if pretrained else None, img_size=img_size,
+                                 in_chans=in_chans, input_size=self.input_size, **arch)
 
 
 @dataclass
