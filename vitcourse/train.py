@@ -138,8 +138,16 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (default) or Nesterov SGD with the decay groups of `param_groups`."""
-    groups = param_groups(model, cfg.weight_decay)
+    """AdamW (default) or Nesterov SGD with the decay groups of `param_groups`.
+
+    A model may define `optimizer_groups(weight_decay)` returning its own groups, each with an optional
+    'lr_scale' (transfer learning's lower backbone learning rate, `vitcourse.training.transfer`)."""
+    if hasattr(model, "optimizer_groups"):
+        groups = model.optimizer_groups(cfg.weight_decay)
+    else:
+        groups = param_groups(model, cfg.weight_decay)
+    for group in groups:
+        group["lr"] = cfg.lr * group.pop("lr_scale", 1.0)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=SGD_MOMENTUM, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr)

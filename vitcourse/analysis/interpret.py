@@ -1,0 +1,238 @@
+"""Looking inside classifiers: Grad-CAM, attention maps and rollout, attention statistics, disagreements.
+
+Shape legend: B batch, C channels, H/W image height/width, N tokens, D embedding, h heads, K classes.
+
+Grad-CAM runs on pytorch-grad-cam (`pip install grad-cam`, import `pytorch_grad_cam`): a transformer's
+tokens (B, N, D) are reshaped to a feature map (B, D, H', W') on the patch grid (prefix tokens such as the
+class token dropped), and Swin's last stage, already a grid (B, H', W', D) in timm, is moved to (B, D, H', W').
+
+    cams = grad_cam(model, images, targets=labels)          # (B, H, W) in [0, 1], target layer chosen for you
+    maps = attention_maps(vit, images)                       # course ViT or timm ViT: [(B, h, N, N)] per block
+    R = attention_rollout(maps)                              # (B, N, N)
+    stats = attention_statistics(R[:, 0, 1:], grid=(8, 8))   # CLS-to-patch statistics (see the docstring)
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitcourse.models.pretrained import unwrap
+from vitcourse.train import confusion_matrix
+
+RESIDUAL_WEIGHT = 0.5  # rollout: A' = 0.5·A + 0.5·I, the residual's share (Abnar & Zuidema, 2020)
+MASS_FRACTION = 0.5  # attention statistics: the share of the mass whose patch count we report
+
+
+# ----------------------------------------------------------------------------------------------------
+# Grad-CAM
+# ----------------------------------------------------------------------------------------------------
+def vit_reshape_transform(num_prefix_tokens: int = 1, grid: Optional[tuple[int, int]] = None) -> Callable:
+    """Tokens (B, N, D) -> a feature map (B, D, H', W'): drop the first `num_prefix_tokens` (class token),
+    lay the N - prefix patch tokens out row by row on the grid (square unless `grid` is given)."""
+    def transform(tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, num_prefix_tokens:]  # (B, H'·W', D)
+        B, n, D = patches.shape
+        gh, gw = grid if grid is not None else (int(round(n ** 0.5)),) * 2
+        if gh * gw != n:
+            raise ValueError(f"{n} patch tokens do not fill a {gh}x{gw} grid: pass grid=(H', W') or the right "
+                             f"num_prefix_tokens")
+        return patches.reshape(B, gh, gw, D).permute(0, 3, 1, 2)  # (B, D, H', W')
+    return transform
+
+
+def swin_reshape_transform(tokens: torch.Tensor) -> torch.Tensor:
+    """A timm Swin stage output (B, H', W', D) (or flattened (B, H'·W', D)) -> (B, D, H', W')."""
+    if tokens.ndim == 3:
+        return vit_reshape_transform(0)(tokens)
+    return tokens.permute(0, 3, 1, 2)  # (B, D, H', W')
+
+
+def default_cam_layer(model: nn.Module) -> tuple[nn.Module, Optional[Callable]]:
+    """(target layer, reshape transform) for Grad-CAM: a CNN's last stage; the first norm of a ViT's last
+    block (the features before its attention: the last blocks' output only moves the class token); the
+    first norm of the last block of Swin's last stage."""
+    net = unwrap(model)
+    if hasattr(net, "layer4"):  # ResNets: the last bottleneck / basic block
+        return net.layer4[-1], None
+    if hasattr(net, "layers") and hasattr(net.layers[-1], "blocks"):  # timm Swin
+        return net.layers[-1].blocks[-1].norm1, swin_reshape_transform
+    if hasattr(net, "blocks"):  # timm ViT, the course ViT
+        prefix = getattr(net, "num_prefix_tokens", None)
+        if prefix is None:
+            prefix = net.config.num_prefix_tokens if hasattr(net, "config") else 1
+        return net.blocks[-1].norm1, vit_reshape_transform(prefix)
+    raise ValueError(f"no default Grad-CAM layer for {type(net).__name__}: pass target_layer=")
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[int]] = None,
+             target_layer: Optional[nn.Module] = None, reshape_transform: Optional[Callable] = None) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al., 2017) of normalised images (B, C, H, W) with pytorch-grad-cam.
+
+    Args:
+        targets: the class explained for each image; None explains the predicted class.
+        target_layer / reshape_transform: default `default_cam_layer(model)`.
+
+    Returns:
+        float32 array of shape (B, H, W): ReLU(Σ_c mean-gradient_c · activation_c), upsampled and scaled
+        to [0, 1] per image (pytorch-grad-cam's convention).
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    if target_layer is None:
+        target_layer, default_reshape = default_cam_layer(model)
+        reshape_transform = reshape_transform or default_reshape
+    was_training = model.training
+    model.eval()
+    try:
+        with GradCAM(model=model, target_layers=[target_layer], reshape_transform=reshape_transform) as cam:
+            cam_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets]
+            return cam(input_tensor=images, targets=cam_targets).astype(np.float32)
+    finally:
+        model.train(was_training)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Attention maps and rollout
+# ----------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """Attention weights of every block: one (B, h, N, N) tensor per block, N counting prefix tokens.
+
+    The course ViT has `get_attention_maps`; for a timm ViT the fused kernel is switched off for one
+    forward pass and the softmax output is read where it enters `attn_drop`.
+    """
+    net = unwrap(model)
+    if hasattr(net, "get_attention_maps"):
+        return net.get_attention_maps(images)
+    if not hasattr(net, "blocks"):
+        raise ValueError(f"{type(net).__name__} has no ViT blocks: attention maps need a ViT")
+    maps, handles, fused = [], [], []
+    for block in net.blocks:
+        attn = block.attn
+        fused.append(getattr(attn, "fused_attn", False))
+        attn.fused_attn = False  # the manual path materialises the weights
+        handles.append(attn.attn_drop.register_forward_hook(lambda m, inp, out: maps.append(inp[0].detach())))
+    was_training = net.training
+    net.eval()
+    try:
+        net.forward_features(images)
+    finally:
+        net.train(was_training)
+        for block, f, h in zip(net.blocks, fused, handles):
+            block.attn.fused_attn = f
+            h.remove()
+    return maps
+
+
+def attention_rollout(attentions: Sequence[torch.Tensor], residual_weight: float = RESIDUAL_WEIGHT) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each input token flows into each output token.
+
+    For each layer l: average the heads, Ā_l = mean_h A_l; mix in the residual connection,
+    A'_l = residual_weight·I + (1 - residual_weight)·Ā_l; renormalise every row to sum to 1; then multiply
+    through the layers from the first: R = A'_L · … · A'_2 · A'_1.
+
+    Args:
+        attentions: one tensor of shape (B, h, N, N) per layer, first layer first (rows: queries).
+
+    Returns:
+        R of shape (B, N, N); every row sums to 1. R[:, 0, 1:] is the class token's rollout over the patches.
+    """
+    if not attentions:
+        raise ValueError("attention_rollout: no attention maps given")
+    B, _, N, _ = attentions[0].shape
+    eye = torch.eye(N, dtype=attentions[0].dtype, device=attentions[0].device)
+    rollout = eye.expand(B, N, N)
+    for A in attentions:
+        a = residual_weight * eye + (1.0 - residual_weight) * A.mean(dim=1)  # (B, N, N)
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a @ rollout  # (B, N, N): the new layer acts after the ones before
+    return rollout
+
+
+# ----------------------------------------------------------------------------------------------------
+# Attention statistics
+# ----------------------------------------------------------------------------------------------------
+def centre_edge_masks(grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks (H'·W',) of the patch grid, row by row.
+
+    edge: the outer ring (first or last row or column). centre: rows r and columns c with
+    ⌊H'/4⌋ ≤ r < H' − ⌊H'/4⌋ and ⌊W'/4⌋ ≤ c < W' − ⌊W'/4⌋, excluding the ring (for an 8×8 grid the middle
+    4×4, for 4×4 the middle 2×2). Needs a grid of at least 3×3.
+    """
+    gh, gw = grid
+    if gh < 3 or gw < 3:
+        raise ValueError(f"centre/edge needs a patch grid of at least 3x3, got {gh}x{gw}")
+    r = torch.arange(gh)[:, None].expand(gh, gw)
+    c = torch.arange(gw)[None, :].expand(gh, gw)
+    edge = (r == 0) | (r == gh - 1) | (c == 0) | (c == gw - 1)
+    qh, qw = gh // 4, gw // 4
+    centre = (r >= qh) & (r < gh - qh) & (c >= qw) & (c < gw - qw) & ~edge
+    return centre.reshape(-1), edge.reshape(-1)
+
+
+def attention_statistics(cls_attention: torch.Tensor, grid: tuple[int, int],
+                         mass: float = MASS_FRACTION) -> dict[str, float]:
+    """Statistics of the class token's attention over the patches, per image, then averaged over images.
+
+    Args:
+        cls_attention: a (B, H'·W') tensor of weights a_i ≥ 0 of the class token on each patch i (row by row
+            on the grid), e.g. a head-averaged last-layer map A[:, :, 0, 1:].mean(1), or rollout R[:, 0, 1:].
+            It need not sum to 1 (the class token's weight on itself is left out).
+        grid: (H', W').
+
+    Returns (each the mean over the B images):
+        mean: the mean of a_i over the patches;
+        std: their population standard deviation (ddof=0);
+        mass_fraction: the smallest fraction k/(H'·W') of patches whose largest weights hold at least
+            `mass` (50%) of Σ_i a_i — small means a concentrated, large (→ `mass`) a spread-out attention;
+        centre_edge_ratio: mean a_i over the centre patches / mean a_i over the edge patches
+            (`centre_edge_masks`); > 1 means the class token looks at the middle of the image.
+    """
+    a = cls_attention.double()
+    B, n = a.shape
+    if grid[0] * grid[1] != n:
+        raise ValueError(f"cls_attention has {n} patches per image, but grid {grid} holds {grid[0] * grid[1]}")
+    p = a / a.sum(dim=1, keepdim=True)
+    cum = p.sort(dim=1, descending=True).values.cumsum(dim=1)  # (B, n)
+    k = (cum < mass - 1e-12).sum(dim=1) + 1  # patches needed to reach the mass
+    centre, edge = centre_edge_masks(grid)
+    return {
+        "mean": a.mean(dim=1).mean().item(),
+        "std": a.std(dim=1, unbiased=False).mean().item(),
+        "mass_fraction": (k.double() / n).mean().item(),
+        "centre_edge_ratio": (a[:, centre].mean(dim=1) / a[:, edge].mean(dim=1)).mean().item(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Where two models disagree
+# ----------------------------------------------------------------------------------------------------
+def disagreement(preds_a, preds_b, labels, num_classes: Optional[int] = None,
+                 class_names: Optional[Sequence[str]] = None) -> list[dict]:
+    """Per class, how two models' test predictions (B,) compare against the labels (B,).
+
+    Returns one dict per class: class, name, n (test images), acc_a and acc_b (per-class accuracy, the
+    diagonal of `vitcourse.train.confusion_matrix` over its row sum), a_only (A right, B wrong), b_only
+    (B right, A wrong), both_wrong, both_right.
+    """
+    a, b, y = (torch.as_tensor(t).long().cpu() for t in (preds_a, preds_b, labels))
+    K = num_classes if num_classes is not None else int(max(a.max(), b.max(), y.max())) + 1
+    cm_a, cm_b = confusion_matrix(a, y, K), confusion_matrix(b, y, K)
+    ra, rb = a == y, b == y
+    rows = []
+    for k in range(K):
+        m = y == k
+        n = int(m.sum())
+        rows.append({
+            "class": k, "name": class_names[k] if class_names is not None else str(k), "n": n,
+            "acc_a": cm_a[k, k].item() / n if n else float("nan"),
+            "acc_b": cm_b[k, k].item() / n if n else float("nan"),
+            "a_only": int((m & ra & ~rb).sum()), "b_only": int((m & rb & ~ra).sum()),
+            "both_wrong": int((m & ~ra & ~rb).sum()), "both_right": int((m & ra & rb).sum()),
+        })
+    return rows
