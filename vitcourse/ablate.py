@@ -1,0 +1,371 @@
+"""Ablation studies: a grid of ViT variants × seeds under one recipe and budget, with intervals.
+
+Shape legend: B batch, C channels, H/W image height/width, P patch size, N tokens, D embedding, h heads,
+K classes.
+
+A variant is a set of ViT options (`pos_embed`, `act`, `depth`, `num_heads`, `embed_dim`, `patch_size`,
+`pool`, `mlp_ratio`) and data options (`classes`: a class subset) on top of the dataset's default recipe
+(`vitcourse.recipes.default_recipe`). Every variant is trained on the same seeds with the same training
+config and budget, so the only difference between two runs with the same seed is the variant: the seed
+fixes the validation split, the data order and the augmentation draws (the initial weights differ where
+the architectures do).
+
+Layout of an ablation folder (`run_grid`, `vitcourse ablate --out DIR`)::
+
+    DIR/runs/<variant>/seed<k>.json      one finished run: options, config, accuracy, parameters, times
+    DIR/runs/<variant>/seed<k>/          its checkpoints (`last.pt` to resume mid-run, `best.pt`)
+    DIR/ablation.md, DIR/ablation.csv    the table (`summary_rows`) and the paired comparisons
+    DIR/position_similarity.png          the trained position embeddings (`plot_position_similarity`)
+
+Resumable: a run whose JSON exists is not redone (re-run the same command after a disconnect), and a run
+that was interrupted mid-way continues from its `last.pt`.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+import torch
+
+from vitcourse import stats
+
+MODEL_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_heads": int, "embed_dim": int,
+                 "patch_size": int, "mlp_ratio": float}
+DATA_OPTIONS = {"classes": "classes"}  # a class subset, written 1+3+5+7+9 on the command line
+OPTIONS = (*MODEL_OPTIONS, *DATA_OPTIONS)
+RUNS_DIR, TABLE_MD, TABLE_CSV, FIGURE = "runs", "ablation.md", "ablation.csv", "position_similarity.png"
+CLASS_SEP = "+"
+
+
+class AblationError(ValueError):
+    """A grid that cannot be run as written (the message says which option and what to write)."""
+
+
+# ---- the grid ---------------------------------------------------------------------------------------------
+
+def _parse_value(name: str, text: str):
+    if name == "classes":
+        try:
+            return tuple(int(c) for c in text.split(CLASS_SEP))
+        except ValueError:
+            raise AblationError(f"classes={text!r}: write a class subset as labels joined by '{CLASS_SEP}', "
+                                f"e.g. classes=1+3+5+7+9") from None
+    kind = MODEL_OPTIONS[name]
+    try:
+        return kind(text)
+    except ValueError:
+        raise AblationError(f"{name}={text!r}: {name} takes {kind.__name__} values, e.g. {name}="
+                            f"{ {int: '4,6', float: '2,4', str: 'a,b'}[kind] }") from None
+
+
+def parse_grid(specs: Iterable[str]) -> dict[str, list]:
+    """`["act=gelu,tanh", "depth=4,6"]` -> {"act": ["gelu", "tanh"], "depth": [4, 6]} (order kept)."""
+    grid: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep or not values:
+            raise AblationError(f"--grid {spec!r}: write OPTION=VALUE,VALUE,... (e.g. act=gelu,relu,tanh)")
+        if name not in OPTIONS:
+            raise AblationError(f"--grid {spec!r}: unknown option {name!r}; the options are {', '.join(OPTIONS)}")
+        if name in grid:
+            raise AblationError(f"--grid {name}=... is given twice: list all its values once, comma-separated")
+        grid[name] = [_parse_value(name, v.strip()) for v in values.split(",")]
+    return grid
+
+
+def expand(grid: dict[str, list]) -> list[dict]:
+    """Every combination of the grid's values, the first option varying slowest."""
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def _format(value) -> str:
+    return CLASS_SEP.join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def variant_name(options: dict) -> str:
+    """A readable, file-system-safe name: 'pos_embed=cosine,act=tanh' (or 'default' for no options)."""
+    return ",".join(f"{k}={_format(v)}" for k, v in options.items()) or "default"
+
+
+# ---- one run ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Settings:
+    """What every run of the grid shares: the data, the recipe's budget and the device."""
+
+    data: str = "digits"  # a dataset of data_utils.DATASETS
+    data_dir: Optional[str] = None  # CIFAR folder (see `vitcourse train --data-dir`)
+    verify: bool = True  # CIFAR checksums (False for a folder like ../shared/datasets/cifar10-mini)
+    epochs: Optional[int] = None  # override the recipe's epochs (the budget of every run)
+    budget_minutes: Optional[float] = None  # or a wall-clock budget per run
+    max_train: Optional[int] = None  # train on the first images only (pilot grids, tests)
+    classes: Optional[tuple[int, ...]] = None  # a class subset for every run (a grid's `classes` wins)
+    device: str = "auto"
+    threads: Optional[int] = None  # torch threads per run (1 makes runs comparable on a shared machine)
+    progress: bool = False
+    overrides: dict = field(default_factory=dict)  # other TrainConfig fields (batch_size, lr, ...)
+    # The notebooks load data their own way (`vitcourse.colab.load_course_data`: $VITCOURSE_DATA_ROOT, the
+    # offline fallback) and train the student's ViT module: loader(seed, classes) -> DatasetSplits.
+    loader: Optional[Callable] = None
+    vit: Optional[object] = None  # the module defining ViT / ViTConfig (default: the reference)
+
+    def load(self, seed: int, classes):
+        import data_utils
+
+        if self.loader is not None:
+            return self.loader(seed, list(classes) if classes else None)
+        return data_utils.load_dataset(self.data, root=self.data_dir, classes=list(classes) if classes else None,
+                                       seed=seed, verify=self.verify, download=self.verify)
+
+
+def _vit_module(vit=None):
+    """The ViT implementation to build and read: the one given, else the reference."""
+    if vit is not None:
+        return vit
+    from vitcourse import impl
+
+    return impl.reference().ViT
+
+
+def run_path(out_dir: Path, options: dict, seed: int) -> Path:
+    return Path(out_dir) / RUNS_DIR / variant_name(options) / f"seed{seed}.json"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # a JSON that exists is complete: resume trusts it
+
+
+def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[str, Path]) -> dict:
+    """Train one (variant, seed) with the shared recipe and write its JSON; returns the JSON's content."""
+    from vitcourse import recipes, runtime
+    from vitcourse.train import evaluate, load_best, train
+
+    path = run_path(out_dir, options, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    model_options = {k: v for k, v in options.items() if k in MODEL_OPTIONS}
+    classes = options.get("classes", settings.classes)
+    splits = settings.load(seed, classes)
+    if settings.max_train:
+        splits = splits.subset(settings.max_train, len(splits.test_labels))
+    # The recipe of the data actually loaded (a notebook's CIFAR may fall back to the offline digits).
+    model_cfg, cfg = recipes.default_recipe(splits.name, "vit", splits.num_classes, splits.in_chans)
+    model_cfg = {**model_cfg, **model_options}
+    cfg = dataclasses.replace(cfg, seed=seed, device=settings.device, progress=settings.progress,
+                              budget_minutes=settings.budget_minutes, **settings.overrides,
+                              **({"epochs": settings.epochs} if settings.epochs else {}))
+    runtime.seed_everything(seed)  # the initial weights depend on the seed too
+    model = _vit_module(settings.vit).ViT(**model_cfg)
+    ckpt = path.with_suffix("")  # runs/<variant>/seed<k>/
+    result = train(model, splits, cfg, checkpoint_dir=ckpt)
+    if len(splits.val_labels):
+        load_best(model, result)
+    test = evaluate(model, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std,
+                    batch_size=cfg.eval_batch_size, precision=cfg.precision)
+    epoch_times = [r["epoch_time_s"] for r in result.history]
+    record = {
+        "variant": variant_name(options),
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+        "seed": seed,
+        "data": splits.name,
+        "classes": list(classes) if classes else None,
+        "model_config": model_cfg,
+        "train": cfg.to_dict(),
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "test_accuracy": test.accuracy,
+        "best_val_acc": None if math.isnan(result.best_val_acc) else result.best_val_acc,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "time_per_epoch_s": sum(epoch_times) / len(epoch_times),
+        "threads": torch.get_num_threads(),
+        "fast_mode": runtime.fast_mode(),
+        "checkpoint": str(ckpt.relative_to(Path(out_dir))),
+    }
+    _atomic_write(path, json.dumps(record, indent=2))
+    return record
+
+
+def run_grid(variants: Sequence[dict], seeds: Sequence[int], settings: Settings, out_dir: Union[str, Path],
+             log: Callable[[str], None] = print) -> list[dict]:
+    """Train every variant on every seed (skipping runs whose JSON exists) and write the table."""
+    out_dir = Path(out_dir)
+    results, total = [], len(variants) * len(seeds)
+    for i, (options, seed) in enumerate(itertools.product(variants, seeds), start=1):
+        path = run_path(out_dir, options, seed)
+        if path.is_file():
+            results.append(json.loads(path.read_text()))
+            log(f"[{i}/{total}] {variant_name(options)} seed {seed}: done before, kept "
+                f"({results[-1]['test_accuracy']:.2%})")
+            continue
+        t0 = time.perf_counter()
+        results.append(train_variant(options, seed, settings, out_dir))
+        log(f"[{i}/{total}] {variant_name(options)} seed {seed}: {results[-1]['test_accuracy']:.2%} "
+            f"in {time.perf_counter() - t0:.1f} s")
+    write_outputs(out_dir, results, baseline=variant_name(variants[0]) if variants else None)
+    return results
+
+
+def load_results(out_dir: Union[str, Path]) -> list[dict]:
+    """Every finished run's JSON under `out_dir/runs/`."""
+    return [json.loads(p.read_text()) for p in sorted((Path(out_dir) / RUNS_DIR).glob("*/seed*.json"))]
+
+
+# ---- the table --------------------------------------------------------------------------------------------
+
+def _by_variant(results: Iterable[dict]) -> dict[str, dict[int, dict]]:
+    grouped: dict[str, dict[int, dict]] = {}
+    for r in results:
+        grouped.setdefault(r["variant"], {})[r["seed"]] = r
+    return grouped
+
+
+def summary_rows(results: Iterable[dict]) -> list[dict]:
+    """One row per variant: accuracy mean, std and 95% interval over its seeds, parameters, time per epoch."""
+    rows = []
+    for name, runs in _by_variant(results).items():
+        seeds = sorted(runs)
+        acc = stats.summarize([runs[s]["test_accuracy"] for s in seeds])
+        rows.append({"variant": name, "seeds": len(seeds), "mean_acc": acc.mean, "std_acc": acc.std,
+                     "ci_low": acc.low, "ci_high": acc.high,
+                     "num_parameters": runs[seeds[0]]["num_parameters"],
+                     "time_per_epoch_s": sum(runs[s]["time_per_epoch_s"] for s in seeds) / len(seeds)})
+    return rows
+
+
+def comparisons(results: Iterable[dict], baseline: Optional[str] = None) -> list[dict]:
+    """Each variant against `baseline` (default the first variant): the paired difference over common seeds."""
+    grouped = _by_variant(results)
+    if not grouped:
+        return []
+    baseline = baseline or next(iter(grouped))
+    if baseline not in grouped:
+        raise AblationError(f"baseline {baseline!r} is not a variant of this grid: {', '.join(grouped)}")
+    base, out = grouped[baseline], []
+    for name, runs in grouped.items():
+        if name == baseline:
+            continue
+        common = sorted(set(runs) & set(base))
+        if not common:
+            continue
+        diff = stats.paired_difference([runs[s]["test_accuracy"] for s in common],
+                                       [base[s]["test_accuracy"] for s in common])
+        out.append({"variant": name, "baseline": baseline, "seeds": len(common), "diff": diff.mean,
+                    "ci_low": diff.low, "ci_high": diff.high, "sentence": stats.verdict(name, baseline, diff)})
+    return out
+
+
+def _pct(x: Optional[float]) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def to_markdown(rows: list[dict], comps: list[dict]) -> str:
+    lines = ["| variant | seeds | test acc. mean (%) | std | 95% interval | parameters | s / epoch |",
+             "|---|---:|---:|---:|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['seeds']} | {_pct(r['mean_acc'])} | {_pct(r['std_acc'])} | "
+                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {r['num_parameters']:,} | "
+                     f"{r['time_per_epoch_s']:.2f} |")
+    if comps:
+        lines += ["", f"Paired differences against `{comps[0]['baseline']}` (same seeds):", ""]
+        lines += [f"- {c['sentence']}" for c in comps]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out_dir: Union[str, Path], results: list[dict], baseline: Optional[str] = None) -> list[Path]:
+    """`ablation.md` (table + sentences) and `ablation.csv` (one row per variant) in `out_dir`."""
+    out_dir = Path(out_dir)
+    rows, comps = summary_rows(results), comparisons(results, baseline)
+    md, csv_path = out_dir / TABLE_MD, out_dir / TABLE_CSV
+    _atomic_write(md, to_markdown(rows, comps))
+    tmp = csv_path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["variant"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(csv_path)
+    return [md, csv_path]
+
+
+# ---- what the position embeddings learned -----------------------------------------------------------------
+
+def position_similarity(table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Cosine similarity of each patch's position embedding with every other, on the patch grid.
+
+    Args:
+        table: the patches' rows of the position table, of shape (N, D) with N = gh·gw, row-major.
+        grid: (gh, gw).
+    Returns:
+        of shape (gh, gw, gh, gw): [i, j] is the map of patch (i, j) against every patch.
+    """
+    gh, gw = grid
+    sims = torch.nn.functional.cosine_similarity(table[:, None, :], table[None, :, :], dim=-1)  # (N, N)
+    return sims.reshape(gh, gw, gh, gw)
+
+
+def mosaic(sim: torch.Tensor) -> torch.Tensor:
+    """Tile the (gh, gw, gh, gw) maps into one (gh·(gh+1), gw·(gw+1)) image, NaN-separated (as in the ViT paper)."""
+    gh, gw = sim.shape[:2]
+    out = torch.full((gh * (gh + 1), gw * (gw + 1)), float("nan"))
+    for i in range(gh):
+        for j in range(gw):
+            out[i * (gh + 1):i * (gh + 1) + gh, j * (gw + 1):j * (gw + 1) + gw] = sim[i, j]
+    return out
+
+
+def trained_patch_table(record: dict, out_dir: Union[str, Path], vit=None) -> Optional[torch.Tensor]:
+    """The patches' rows (N, D) of a finished run's position table (None for pos_embed 'none')."""
+    from vitcourse.train import BEST_CHECKPOINT
+
+    model = _vit_module(vit).ViT(**record["model_config"])
+    if model.pos_embed is None:
+        return None
+    state = torch.load(Path(out_dir) / record["checkpoint"] / BEST_CHECKPOINT, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    prefix = model.config.num_prefix_tokens
+    return model.pos_embed.detach()[0, prefix:]  # (N, D): the class token's row is not on the grid
+
+
+def plot_position_similarity(results: list[dict], out_dir: Union[str, Path], seed: Optional[int] = None, vit=None):
+    """One similarity mosaic per variant (trained model of `seed`, default the lowest), beside the fixed tables."""
+    import matplotlib.pyplot as plt
+
+    ref = _vit_module(vit)
+    chosen = {}
+    for r in sorted(results, key=lambda r: r["seed"]):
+        if (seed is None or r["seed"] == seed) and r["variant"] not in chosen:
+            chosen[r["variant"]] = r
+    panels = []
+    for name, r in chosen.items():
+        table = trained_patch_table(r, out_dir, vit)
+        if table is not None:
+            cfg = ref.ViTConfig(**r["model_config"])
+            panels.append((f"{name}\n(trained, seed {r['seed']})", position_similarity(table, cfg.grid_size)))
+    if chosen:
+        cfg = ref.ViTConfig(**next(iter(chosen.values()))["model_config"])
+        gh, gw = cfg.grid_size
+        panels.append(("fixed 1-D sin-cos\n(patches row by row)",
+                       position_similarity(ref.sincos_1d_embedding(gh * gw, cfg.embed_dim), (gh, gw))))
+        panels.append(("fixed 2-D sin-cos", position_similarity(ref.sincos_2d_embedding(gh, gw, cfg.embed_dim), (gh, gw))))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.2 * max(len(panels), 1), 3.6), squeeze=False)
+    for ax, (title, sim) in zip(axes[0], panels):
+        # One symmetric scale for every panel: a cross or a band is visible and panels compare.
+        im = ax.imshow(mosaic(sim).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.7, label="cosine similarity") if panels else None
+    fig.suptitle("Position-embedding similarity: tile (i, j) compares patch (i, j) with every patch", fontsize=9)
+    path = Path(out_dir) / FIGURE
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig, path
