@@ -205,7 +205,7 @@ def attention_properties(weights, mask=None, expected=None) -> Optional[Finding]
         return None
     ones = torch.ones((), dtype=torch.float64)
     rows_ok = torch.allclose(w.sum(-1), ones, 1e-4, 1e-4)
-    if mask is not None:
+    if isinstance(mask, torch.Tensor):
         m = mask.expand_as(w)
         if (w.masked_select(m) <= 0).all() and (w.masked_select(~m) > 0).any():
             return Finding("properties", "the weights are zero exactly where the mask is True: the mask is read "
