@@ -111,6 +111,7 @@ def test_a3_bundle_carries_only_the_test_split(a3_bundle):
 
 
 # ----------------------------------------------------------------------------- run_autograder, end to end
+@pytest.mark.slow  # one real run_autograder: Python + torch twice, then the sandbox
 def test_reference_scores_full_and_cannot_read_the_bundle(a2_bundle, tmp_path):
     secret = tmp_path / "autograder" / "source" / "solutions" / "transformer.py"
 
@@ -126,6 +127,7 @@ def test_reference_scores_full_and_cannot_read_the_bundle(a2_bundle, tmp_path):
     assert results["score"] == results["max_score"], results
 
 
+@pytest.mark.slow  # one real run_autograder: Python + torch twice, then the sandbox
 def test_stubs_score_zero(a2_bundle, tmp_path):
     results = run_autograder(a2_bundle, tmp_path, lambda sub: [shutil.copy(impl.stubs_dir() / f, sub / f)
                                                                   for f in ("transformer.py", "ViT.py")])
@@ -146,6 +148,7 @@ def test_notebook_instead_of_the_files(a2_bundle, tmp_path):
     assert "notebook" in results["output"] and "transformer.py" in results["output"]
 
 
+@pytest.mark.slow  # one real run_autograder: Python + torch twice, then the sandbox
 def test_zip_inside_the_upload_three_folders_deep(a2_bundle, tmp_path):
     def fill(sub):
         buffer = io.BytesIO()
@@ -159,6 +162,7 @@ def test_zip_inside_the_upload_three_folders_deep(a2_bundle, tmp_path):
     assert "submission.zip:hw/a2/code/transformer.py" in results["output"]
 
 
+@pytest.mark.slow  # one real run_autograder: Python + torch twice, then the sandbox
 def test_wrong_file_names_are_graded_with_a_note(a2_bundle, tmp_path):
     results = run_autograder(a2_bundle, tmp_path, lambda sub: copy_reference(sub, ("transformer (1).py", "vit.py")))
     assert results["score"] == results["max_score"]
@@ -166,6 +170,7 @@ def test_wrong_file_names_are_graded_with_a_note(a2_bundle, tmp_path):
     assert "name it exactly" in results["output"]
 
 
+@pytest.mark.slow  # one real run_autograder: Python + torch twice, then the sandbox
 def test_a3_grades_the_checkpoint_like_the_notebook(a3_bundle, tmp_path, one_thread):
     import torch.nn.functional as F
 
