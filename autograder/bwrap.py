@@ -112,6 +112,7 @@ def command(job: str | os.PathLike, writable: list[str | os.PathLike], argv: lis
     for path in writable:
         path = os.path.realpath(path)
         args += ["--bind", path, path]
+    args += ["--remount-ro", "/"]  # the sandbox's own root: no scratch space outside the writable folders
     if chdir is not None:
         args += ["--chdir", os.path.realpath(chdir)]
     return [*args, "--", *argv]
