@@ -7,7 +7,9 @@ Shape legend (the same in every file of the course):
 One grading job = one temporary folder holding only the allow-listed student files (`sub/`), a copy of
 `runner.py`, the cases (`cases.pt`, tensors only) and an `out/` folder. The runner is started with
 `python -I -S` (no site-packages, no sitecustomize, no user paths, no PYTHON* variables), an environment
-of a few thread settings only, and, where the OS allows, inside Linux namespaces (`unshare`): no network,
+of a few thread settings only, inside the allow-list sandbox of `autograder.bwrap` (only the job folder
+and the Python runtime exist) where bubblewrap runs, else, where the OS allows, inside Linux namespaces
+(`unshare`, the fallback, a deny-list): no network,
 its own PID space, and a mount space in which the reference solutions, the grader's repository (except the
 Python environment), the other submissions, the home folder and the other grading jobs are covered by
 empty read-only mounts. Limits: wall clock per import / per part / per submission (enforced here, by
