@@ -20,7 +20,7 @@ which is the same as writing::
     c.Autograde.exclude_overwriting = {"vit": ["transformer.py", "ViT.py"]}
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = 120
-    c.Autograde.autograde_preprocessors = [Execute, RegradeHiddenCells, IgnorePattern,
+    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, IgnorePattern,
         ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 """
 from __future__ import annotations
@@ -46,6 +46,32 @@ def hidden_parts(source: str) -> list[str]:
     return [m["part"] for m in GRADE_CALL.finditer(source) if m["part"] in POINTS]
 
 
+SNAPSHOT_KEY = "vitcourse_snapshot"  # resources key: the grader-private copy of the handed-in files
+
+
+class SnapshotSubmission(Preprocessor):
+    """Before the kernel runs: copy the student's files to a folder only the grader can reach.
+
+    The kernel may write its own folder (the sandbox lets it), so the out-of-kernel regrade grades this
+    copy: the files as handed in, never files the student's cells rewrote (e.g. with a copy of a reference).
+    """
+
+    enabled = Bool(True, help="Grade the handed-in files, not what the kernel left.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        import shutil
+        import tempfile
+
+        folder = Path(resources.get("metadata", {}).get("path") or ".")
+        snap = Path(tempfile.mkdtemp(prefix="vitcourse-handed-in-"))
+        os.chmod(snap, 0o700)
+        for name in STUDENT_FILES:
+            if (folder / name).is_file() and not (folder / name).is_symlink():
+                shutil.copyfile(folder / name, snap / name)
+        resources[SNAPSHOT_KEY] = str(snap)
+        return nb, resources
+
+
 class RegradeHiddenCells(Preprocessor):
     """Overwrite the outputs of grade_part cells with a score computed outside the kernel."""
 
@@ -54,9 +80,18 @@ class RegradeHiddenCells(Preprocessor):
     enabled = Bool(True, help="Recompute grade_part cells outside the kernel.").tag(config=True)
 
     def preprocess(self, nb, resources):
+        snapshot = resources.pop(SNAPSHOT_KEY, None)
+        folder = Path(snapshot or resources.get("metadata", {}).get("path") or ".")
+        try:
+            return self._regrade(nb, resources, folder)
+        finally:
+            if snapshot:
+                import shutil
+                shutil.rmtree(snapshot, ignore_errors=True)
+
+    def _regrade(self, nb, resources, folder: Path):
         from autograder import grader
 
-        folder = Path(resources.get("metadata", {}).get("path") or ".")
         cells = []
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -97,10 +132,12 @@ def configure(c, assignments: list[str], cell_timeout: int = CELL_TIMEOUT_S) -> 
                                         LimitOutput, SaveAutoGrades)
 
     c.RegradeHiddenCells.enabled = True
+    # Each student's kernel runs in the allow-list sandbox (autograder/kernel_sandbox.py), over ipc sockets.
+    c.Execute.kernel_manager_class = "autograder.kernel_sandbox.SandboxedKernelManager"
     # The kernels nbgrader starts inherit this and leave the scoring of grade_part cells to the plugin.
     os.environ[REGRADE_ENV] = "1"
     c.Autograde.exclude_overwriting = {a: list(STUDENT_FILES) for a in assignments}
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = cell_timeout
-    c.Autograde.autograde_preprocessors = [Execute, RegradeHiddenCells, IgnorePattern, ClearMetadataPreprocessor,
+    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, IgnorePattern, ClearMetadataPreprocessor,
                                            LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

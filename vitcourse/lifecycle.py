@@ -248,25 +248,37 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     if jobs <= 1 or not students:
         release.nbgrader(course_dir, "autograde", assignment, "--force")
     else:
-        def one(student: str) -> None:
+        def one(student: str) -> Optional[str]:
+            """None when graded, else why not (the other students go on)."""
             args = ("autograde", assignment, "--force", f"--student={student}")
             for attempt in range(LOCK_RETRIES + 1):
                 proc = release.nbgrader(course_dir, *args, check=False, threads=max(1, (os.cpu_count() or 1) // jobs))
                 if proc.returncode == 0:
-                    return
+                    return None
                 if "database is locked" not in proc.stdout + proc.stderr or attempt == LOCK_RETRIES:
-                    raise LifecycleError(f"`nbgrader {' '.join(args)}` failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+                    return f"`nbgrader {' '.join(args)}` failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, students))
+            failed = {s: why for s, why in zip(students, pool.map(one, students)) if why}
     release.nbgrader(course_dir, "generate_feedback", assignment, "--force")
+    if jobs > 1 and students and failed:
+        # Everyone else has grades and feedback; the TA re-runs only these (README: recovering).
+        raise LifecycleError(f"{len(failed)} of {len(students)} students were not graded: "
+                             + ", ".join(failed) + "\n" + "\n".join(failed.values()))
     return backup
 
 
 def export_grades(course_dir: Path) -> Path:
-    """`nbgrader export` to grades.csv in the course folder."""
+    """`nbgrader export` to grades.csv in the course folder, atomically.
+
+    nbgrader writes the CSV as it goes; a killed export would leave a truncated file that looks valid.
+    It writes a temporary name in the same folder instead, renamed over grades.csv only once complete.
+    """
     out = Path(course_dir) / GRADES_CSV
-    release.nbgrader(course_dir, "export", "--to", str(out))
+    partial = out.with_name(f".{out.name}.partial")
+    partial.unlink(missing_ok=True)
+    release.nbgrader(course_dir, "export", "--to", str(partial))
+    os.replace(partial, out)
     return out
 
 

