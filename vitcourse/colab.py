@@ -99,7 +99,7 @@ def setup_cell_source(assignment: str) -> str:
         %load_ext autoreload
         %autoreload 2
         from vitcourse.colab import report_gpu
-        report_gpu()
+        _gpu = report_gpu()  # prints the line once (a bare call would also echo its return value)
         ''')
 
 

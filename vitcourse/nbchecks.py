@@ -30,13 +30,22 @@ D = h * d  # 12
 C, H, W, P = 3, 8, 12, 4
 
 
+class CheckFailed(AssertionError):
+    """A failed notebook check: IPython shows only its message, not a traceback through contextlib."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 @contextlib.contextmanager
 def _part(name: str, where: str) -> Iterator[None]:
     try:
         yield
     except NotImplementedError:
-        look = "" if " " in name else f" (look for 'TODO {name}')"
-        raise AssertionError(f"{name} is {NOT_IMPLEMENTED_MARK}: write it in {where}{look}") from None
+        from vitcourse.stubs import banner_title
+
+        look = "" if " " in name else f" (look for '{banner_title(name)}')"
+        raise CheckFailed(f"{name} is {NOT_IMPLEMENTED_MARK}: write it in {where}{look}") from None
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -24,6 +24,11 @@ from pathlib import Path
 from autograder.registry import STUDENT_FILES
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+def banner_title(name: str) -> str:
+    """How a stub's banner names a TODO ("TODO (Attention.split_heads)"): what messages tell students to search for."""
+    return f"TODO ({name})"
+
+
 TODO_RE = re.compile(r"^(?P<indent>\s*)### TODO (?P<name>[\w.]+): (?P<what>.+)$")
 HINT_RE = re.compile(r"^\s*###(?P<hint>\s.*)$")
 RULE = "-" * 76
@@ -94,7 +99,7 @@ def make_stub(source: str, filename: str) -> tuple[str, list[Todo]]:
         todo = Todo(filename, name, start + 1, n)
         todos.append(todo)
         plural = "line" if n == 1 else "lines"
-        banner = [f" {RULE}", f" TODO ({name}): {header['what']}", *hints,
+        banner = [f" {RULE}", f" {banner_title(name)}: {header['what']}", *hints,
                   f" Our solution is {n} {plural}. No Python loops over the batch.", f" {RULE}"]
         out.extend(f"{indent}#{text}".rstrip() + "\n" for text in banner)
         out.append(f'{indent}raise NotImplementedError("{todo.message}")\n')
