@@ -66,3 +66,15 @@ def test_failed_check_shows_the_message_without_a_contextlib_traceback(shell, ca
     shell.run_cell("from vitcourse import nbchecks\nnbchecks.check_patch_embed(stub.PatchEmbed)")
     out = capsys.readouterr().out
     assert "not implemented yet" in out and "contextlib" not in out, out
+
+
+def test_every_release_folder_gets_a_readme(tmp_path):
+    from vitcourse import release
+
+    folder = tmp_path / "a2_transformer"
+    folder.mkdir()
+    release.assemble(folder)
+    text = (folder / "README.md").read_text()
+    for must in ("a2_transformer.ipynb", "transformer.py", "python -m autograder check --assignment a2_transformer",
+                 ".zip"):
+        assert must in text, must
