@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from autograder.points import ASSIGNMENT_PARTS, POINTS
+from autograder.points import ASSIGNMENT_PARTS, POINTS, parts_for
 
 EXIT_OK, EXIT_GRADER_FAILED = 0, 2
 
@@ -22,6 +22,15 @@ def _grade(args) -> int:
         limits.part_timeout = args.part_timeout
     if args.total_timeout:
         limits.total_timeout = args.total_timeout
+    if args.assignment:
+        from autograder import datacheck
+
+        if args.assignment in datacheck.DATA_ASSIGNMENTS:
+            try:
+                datacheck.check_submissions([Path(args.submission)])
+            except datacheck.DataCheckError as err:
+                print(f"autograder: {err}", file=sys.stderr)
+                return EXIT_GRADER_FAILED
     try:
         hide = (Path(args.json).resolve().parent,) if args.json else ()
         report = grader.grade(args.submission, only=args.only or None, limits=limits,
@@ -40,6 +49,9 @@ def _check(args) -> int:
     from autograder import selfcheck
 
     results = selfcheck.check_all(args.folder)
+    if args.assignment:  # only this assignment's parts: later assignments' stubs are not "missing" yet
+        wanted = set(parts_for(args.assignment))
+        results = [r for r in results if r.part in wanted]
     print(selfcheck.format_results(results))
     return EXIT_OK
 
@@ -64,6 +76,8 @@ def main(argv=None) -> int:
     grade.set_defaults(func=_grade)
     check = sub.add_parser("check", help="student self-check: which parts look done (no hidden reference)")
     check.add_argument("folder", nargs="?", default=".", help="folder holding your transformer.py and ViT.py")
+    check.add_argument("--assignment", choices=list(ASSIGNMENT_PARTS),
+                       help="check only this assignment's parts (default: every part)")
     check.set_defaults(func=_check)
     args = parser.parse_args(argv)
     return args.func(args)

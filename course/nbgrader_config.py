@@ -41,6 +41,7 @@ c.ClearSolutions.enforce_metadata = True
 # deleted a test cell gets it back, graded, instead of silently losing its points), and a preprocessor that
 # recomputes every grade_part(...) cell outside the student's kernel, in the sandbox.
 configure(c, assignments=ASSIGNMENTS)
+__import__("autograder.datacheck").datacheck.check_before_autograde(Path(c.CourseDirectory.root))  # data first
 c.Autograde.exclude_overwriting = {name: list(STUDENT_FILES) for name in ASSIGNMENTS}
 c.OverwriteCells.add_missing_cells = True
 c.Execute.timeout = CELL_TIMEOUT_S

@@ -40,6 +40,13 @@ REQUIREMENTS = {
     "tqdm": "tqdm",
 }
 NOT_IMPLEMENTED_MARK = "not implemented yet"
+
+
+def banner_title(name: str) -> str:
+    """How a stub's banner names a TODO ("TODO (Attention.split_heads)"): what messages tell students to search for."""
+    return f"TODO ({name})"
+
+
 DATA_ROOT_ENV = "VITCOURSE_DATA_ROOT"  # a folder in the CIFAR python layout (read as is, never downloaded)
 OFFLINE_DATA = "digits"  # embedded in scikit-learn: every notebook runs offline and under the grader
 
@@ -99,7 +106,7 @@ def setup_cell_source(assignment: str) -> str:
         %load_ext autoreload
         %autoreload 2
         from vitcourse.colab import report_gpu
-        report_gpu()
+        _gpu = report_gpu()  # prints the line once (a bare call would also echo its return value)
         ''')
 
 

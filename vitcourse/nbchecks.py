@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder import analysers
-from vitcourse.colab import NOT_IMPLEMENTED_MARK
+from vitcourse.colab import NOT_IMPLEMENTED_MARK, banner_title
 
 ATOL = 1e-5  # float32 agreement between two orders of summation on these tiny sizes
 SINCOS_BASE = 10000.0  # Vaswani et al. (2017); the same constant as ViT.SINCOS_BASE
@@ -31,6 +31,13 @@ SINCOS_BASE = 10000.0  # Vaswani et al. (2017); the same constant as ViT.SINCOS_
 B, h, N, d = 2, 3, 5, 4
 D = h * d  # 12
 C, H, W, P = 3, 8, 12, 4
+
+
+class CheckFailed(AssertionError):
+    """A failed notebook check: IPython shows only its message, not a traceback through contextlib."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 @contextlib.contextmanager
@@ -42,15 +49,15 @@ def _part(name: str, where: str) -> Iterator[None]:
         missing = re.search(r"implement ([\w.]+)", str(err))
         raised = missing.group(1) if missing else name
         if " " not in name and raised != name.split(".")[-1] and raised != name:
-            raise AssertionError(f"{name} uses {raised}, which is {NOT_IMPLEMENTED_MARK}: write {raised} in {where} "
-                                 f"first (look for 'TODO {raised}')") from None
-        look = "" if " " in raised else f" (look for 'TODO {raised}')"
-        raise AssertionError(f"{raised if ' ' not in raised else name} is {NOT_IMPLEMENTED_MARK}: write it in "
+            raise CheckFailed(f"{name} uses {raised}, which is {NOT_IMPLEMENTED_MARK}: write {raised} in {where} "
+                                 f"first (look for '{banner_title(raised)}')") from None
+        look = "" if " " in raised else f" (look for '{banner_title(raised)}')"
+        raise CheckFailed(f"{raised if ' ' not in raised else name} is {NOT_IMPLEMENTED_MARK}: write it in "
                              f"{where}{look}") from None
     except RuntimeError as err:  # torch's own message, translated for a student
         first = (str(err).splitlines() or [""])[0].rstrip(".")
         hint = analysers.explain_error(str(err), _PARTS.get(name, name), {"B": B, "N": N})
-        raise AssertionError(f"{name} raised {type(err).__name__}: {first}" + (f". Hint: {hint}" if hint else "")) from None
+        raise CheckFailed(f"{name} raised {type(err).__name__}: {first}" + (f". Hint: {hint}" if hint else "")) from None
 
 
 # Notebook names -> grader part ids (the analysers read the part's shapes).

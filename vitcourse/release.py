@@ -103,11 +103,32 @@ def copy_library(dest: Path, repo_root: Path = impl.REPO_ROOT) -> None:
     (dest / "autograder" / "__init__.py").write_text(STUDENT_AUTOGRADER_INIT, encoding="utf-8")
 
 
+def release_readme(assignment: str) -> str:
+    """The README.md of a release folder: open, where to write code, self-check, what to hand in and how."""
+    from autograder.points import ASSIGNMENT_PARTS
+
+    check = (f"python -m autograder check --assignment {assignment}" if assignment in ASSIGNMENT_PARTS
+             else "python -m autograder check")
+    handin = "`vit_checkpoint.pt`, " if assignment == "a3_vit" else (
+        "`resnet_checkpoint.pt`, `sweep.json`, " if assignment == "a4_resnet_tradeoffs" else "")
+    return (f"# {assignment}\n\n"
+            f"1. **Open** `{assignment}.ipynb` (Colab: its *Open in Colab* badge, then *File -> Save a copy in Drive*; "
+            "Jupyter: this folder) and run the setup cell first.\n"
+            "2. **Write code** where a `TODO (...)` banner asks in `transformer.py` and `ViT.py` (they stay in this "
+            "folder and carry over to the next assignments), in notebook cells that say `YOUR CODE HERE`, and "
+            "answers in cells that say `YOUR ANSWER HERE`.\n"
+            f"3. **Self-check**: the check cell after each part, or `{check}` in a terminal in this folder. "
+            "Passing the visible checks does not guarantee full marks.\n"
+            f"4. **Hand in** a zip of this folder named `<your id>.zip`: the notebook, `transformer.py`, `ViT.py`, "
+            f"{handin}`metrics.json` when there is one. Do not rename the notebook or delete cells.\n")
+
+
 def assemble(release_dir: Path, stubs_dir: Path = impl.stubs_dir()) -> None:
-    """Add the stubs and the library to one nbgrader release folder (`release/<assignment>/`)."""
+    """Add the stubs, the library and a README to one nbgrader release folder (`release/<assignment>/`)."""
     for name in STUB_FILES:
         shutil.copy2(stubs_dir / name, release_dir / name)
     copy_library(release_dir)
+    (release_dir / "README.md").write_text(release_readme(release_dir.name), encoding="utf-8")
 
 
 def make_zip(release_dir: Path) -> Path:

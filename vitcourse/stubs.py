@@ -24,6 +24,9 @@ from pathlib import Path
 from autograder.registry import STUDENT_FILES
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+from vitcourse.colab import banner_title  # noqa: E402,F401 - student-facing (the release has no stubs.py)
+
+
 TODO_RE = re.compile(r"^(?P<indent>\s*)### TODO (?P<name>[\w.]+): (?P<what>.+)$")
 HINT_RE = re.compile(r"^\s*###(?P<hint>\s.*)$")
 RULE = "-" * 76
@@ -94,7 +97,7 @@ def make_stub(source: str, filename: str) -> tuple[str, list[Todo]]:
         todo = Todo(filename, name, start + 1, n)
         todos.append(todo)
         plural = "line" if n == 1 else "lines"
-        banner = [f" {RULE}", f" TODO ({name}): {header['what']}", *hints,
+        banner = [f" {RULE}", f" {banner_title(name)}: {header['what']}", *hints,
                   f" Our solution is {n} {plural}. No Python loops over the batch.", f" {RULE}"]
         out.extend(f"{indent}#{text}".rstrip() + "\n" for text in banner)
         out.append(f'{indent}raise NotImplementedError("{todo.message}")\n')

@@ -1,0 +1,80 @@
+"""Issue 9, items 6 and 9: what a student reads in a notebook (messages, tracebacks, hidden feedback)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vitcourse import impl, nbbuild, nbchecks
+from vitcourse.colab import setup_cell_source
+from vitcourse.stubs import todos
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cell(notebook: str, marker: str) -> str:
+    text = (REPO / "course" / "notebooks" / f"{notebook}.py").read_text()
+    start = text.index(f"# %% {marker}")
+    end = text.find("\n# %%", start + 1)
+    return text[start:end if end >= 0 else None]
+
+
+def test_hidden_block_count_feedback_does_not_reveal_the_answer():
+    reference = impl.load(impl.solutions_dir())
+    count = sum(p.numel() for p in reference.transformer.Block(64, 4, mlp_ratio=4.0).parameters())
+    env = {"BLOCK_PARAMS": count + 64, "transformer": reference.transformer}
+    with pytest.raises(AssertionError) as failed:
+        exec(_cell("a2_transformer", "tests=test_block_params"), env)
+    message = str(failed.value)
+    assert str(count) not in message and f"{count:,}" not in message, message
+    assert "BLOCK_PARAMS" in message
+
+
+@pytest.fixture()
+def shell():
+    from IPython.testing.globalipapp import get_ipython
+
+    ip = get_ipython()  # one shared test shell (IPython's own test helper)
+    yield ip
+    ip.run_cell("%reset -f")
+
+
+def test_setup_cell_prints_the_gpu_line_once(shell, tmp_path, monkeypatch, capsys):
+    from vitcourse.colab import report_gpu
+
+    monkeypatch.chdir(tmp_path)
+    line = report_gpu()
+    capsys.readouterr()
+    shell.run_cell(setup_cell_source("a1_data_patches"), store_history=True)
+    out = capsys.readouterr().out
+    assert out.count(line) == 1, out
+
+
+@pytest.mark.parametrize("part,where", [("patchify", "ViT.py"), ("Attention.split_heads", "transformer.py")])
+def test_not_implemented_hint_names_the_banner_verbatim(part, where):
+    with pytest.raises(AssertionError) as failed:
+        with nbchecks._part(part, where):
+            raise NotImplementedError(part)
+    search = re.search(r"look for '([^']+)'", str(failed.value)).group(1)
+    stub = (impl.stubs_dir() / where).read_text()
+    assert search in stub, f"{search!r} does not appear in student_src/{where}"
+
+
+def test_failed_check_shows_the_message_without_a_contextlib_traceback(shell, capsys):
+    shell.user_ns["stub"] = impl.load(impl.stubs_dir()).ViT
+    shell.run_cell("from vitcourse import nbchecks\nnbchecks.check_patch_embed(stub.PatchEmbed)")
+    out = capsys.readouterr().out
+    assert "not implemented yet" in out and "contextlib" not in out, out
+
+
+def test_every_release_folder_gets_a_readme(tmp_path):
+    from vitcourse import release
+
+    folder = tmp_path / "a2_transformer"
+    folder.mkdir()
+    release.assemble(folder)
+    text = (folder / "README.md").read_text()
+    for must in ("a2_transformer.ipynb", "transformer.py", "python -m autograder check --assignment a2_transformer",
+                 ".zip"):
+        assert must in text, must
