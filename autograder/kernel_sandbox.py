@@ -30,7 +30,7 @@ from autograder import bwrap
 from autograder.nb import REGRADE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ("vitcourse", "data_utils")  # what a course notebook imports from the repository, read-only
+LIBRARY = ("vitcourse", "data_utils", "autograder")  # what course notebooks import (self-check, grade_part), read-only; never solutions/
 DATA_ROOT_ENV = "VITCOURSE_DATA_ROOT"  # vitcourse.colab.DATA_ROOT_ENV (not imported: no torch here)
 UID_RANGE = (200_000, 900_000)
 UNSANDBOXED_ENV = "VITCOURSE_UNSANDBOXED"  # "1": grade with ordinary kernels where bwrap does not work
@@ -55,7 +55,7 @@ def wrap(kernel_cmd: list[str], cwd: str, socket_dir: str, uid: int | None) -> l
         readonly.append(Path(data))
     cmd = bwrap.command(socket_dir, [cwd, socket_dir], kernel_cmd, chdir=cwd, readonly=readonly)
     passed = (REGRADE_ENV, DATA_ROOT_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    cmd = bwrap.with_env(cmd, {"HOME": cwd, "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin",
+    cmd = bwrap.with_env(cmd, {"HOME": "/tmp", "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin",
                                **{k: v for k, v in os.environ.items() if k.startswith("NBGRADER_") or k in passed}})
     if uid is not None:
         cmd = [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}",
