@@ -107,14 +107,15 @@ class Bug:
         path.write_text(new, encoding="utf-8")
 
 
+# A bug costs the points of its own part only: the composites (Attention.forward, ViT.model) are graded with
+# built-in stand-ins for the student parts that already failed on their own (docs/grading.md, issue 9).
 BUGS = {
     # Forgets the 1/sqrt(d) scale: softmax too sharp, differs from torch's attention.
-    "no_scale": Bug("transformer.py", r"\s*/\s*math\.sqrt\(q\.shape\[-1\]\)", "",
-                    ("test_attention", "test_attention_module", "test_model")),
+    "no_scale": Bug("transformer.py", r"\s*/\s*math\.sqrt\(q\.shape\[-1\]\)", "", ("test_attention",)),
     # Reshapes to (B, h, N, d) directly: heads get interleaved tokens instead of a block of features.
     "split_no_transpose": Bug("transformer.py", r"x = x\.reshape\(B, N, self\.num_heads, self\.head_dim\)[^\n]*\n(\s*)return x\.transpose\(1, 2\)",
                               r"return x.reshape(B, self.num_heads, N, self.head_dim)",
-                              ("test_split_heads", "test_attention_module", "test_model", "test_accuracy")),
+                              ("test_split_heads", "test_accuracy")),
     # Patches column by column.
     "patch_order": Bug("ViT.py", r"x\.permute\(0, 2, 4, 3, 5, 1\)", "x.permute(0, 4, 2, 3, 5, 1)", ("test_patchify",)),
 }

@@ -1,5 +1,5 @@
 """vitcourse ablate: train a grid of ViT variants over several seeds and say which differences are real."""
-HELP = "Ablation study: a grid of ViT options x seeds, one recipe and budget, a table with 95% intervals."
+HELP = "Ablation study: a grid of ViT options x seeds, one recipe and budget, a table with 95 percent intervals."
 
 import sys
 from pathlib import Path
