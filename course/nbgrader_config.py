@@ -44,6 +44,15 @@ configure(c, assignments=ASSIGNMENTS)
 __import__("autograder.datacheck").datacheck.check_before_autograde(Path(c.CourseDirectory.root))  # data first
 c.Autograde.exclude_overwriting = {name: list(STUDENT_FILES) for name in ASSIGNMENTS}
 c.OverwriteCells.add_missing_cells = True
+# nbgrader's sanitize steps, with OverwriteCells replaced by vitcourse/overwrite.py's subclass: a deleted
+# setup cell (or any read-only or test cell) comes back in place instead of crashing with KeyError.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "vitcourse.overwrite.RestoringOverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 c.Execute.timeout = CELL_TIMEOUT_S
 c.Execute.interrupt_on_timeout = True
 # nbgrader sets NBGRADER_EXECUTION while it executes: notebooks switch to fast mode (a few steps, tiny data).
@@ -63,7 +72,9 @@ c.FileNameCollectorPlugin.named_regexp = (
 c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt", ".json"]
 
 # ---- export ---------------------------------------------------------------------------------------------
-c.ExportApp.plugin_class = "nbgrader.plugins.export.CsvExportPlugin"
+# nbgrader's CSV, written to a temporary name and renamed when complete (vitcourse/export.py): a killed or
+# failing export leaves the previous grades.csv intact, never a truncated or partial one.
+c.ExportApp.plugin_class = "vitcourse.export.AtomicCsvExportPlugin"
 
 # ---- generate_feedback: the student sees their grades and messages, never the hidden tests --------------
 c.GenerateFeedback.preprocessors = [

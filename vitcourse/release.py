@@ -35,7 +35,8 @@ MIN_LEAK_CHARS = 12
 # Library packages copied next to the notebook, and the instructor-only modules left out of them.
 LIBRARY_PACKAGES = ("data_utils", "vitcourse", "autograder")
 INSTRUCTOR_ONLY = ("vitcourse/commands", "vitcourse/cli.py", "vitcourse/__main__.py", "vitcourse/release.py",
-                   "vitcourse/lifecycle.py", "vitcourse/nbbuild.py", "vitcourse/stubs.py", "vitcourse/feedback.py")
+                   "vitcourse/lifecycle.py", "vitcourse/nbbuild.py", "vitcourse/stubs.py", "vitcourse/feedback.py",
+                   "vitcourse/overwrite.py", "vitcourse/export.py")
 # Of the autograder, students get only the self-check (public oracles); the grader stays with the TAs.
 # Its package docstring documents the hidden cells, so the release writes a student edition instead.
 STUDENT_AUTOGRADER = ("__main__.py", "analysers.py", "points.py", "registry.py", "selfcheck.py")

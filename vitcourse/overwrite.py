@@ -1,0 +1,50 @@
+"""nbgrader's OverwriteCells, restoring every deleted read-only cell in its place instead of crashing.
+
+nbgrader 0.9's `add_missing_cells` puts a deleted grade cell after "the previous cell" of the source
+notebook and looks that cell up among the submission's grade and solution cells only: when the previous
+cell is a read-only cell (the setup cell), the lookup fails (`KeyError: 'setup_1'`) and that student is not
+graded at all. It also never brings back a deleted read-only cell, though later cells depend on it (the
+setup cell's imports). This subclass restores every missing grade cell and every missing read-only cell,
+in source order, each right after the nearest earlier source cell the submission still has (or first).
+"""
+from __future__ import annotations
+
+import nbformat
+from nbgrader.preprocessors import OverwriteCells
+
+
+def _grade_id(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+class RestoringOverwriteCells(OverwriteCells):
+    """OverwriteCells whose add_missing_cells restores grade and read-only cells and never raises."""
+
+    def _restored_locked_cell(self, source_cell):
+        new = nbformat.v4.new_code_cell if source_cell.cell_type == "code" else nbformat.v4.new_markdown_cell
+        cell = new(source_cell.source)
+        cell.metadata.update({"deletable": False, "editable": False, "nbgrader": {
+            "grade": False, "solution": False, "locked": True, "task": False, "grade_id": source_cell.name,
+            "checksum": source_cell.checksum, "schema_version": 3}})
+        return cell
+
+    def add_missing_grade_cells(self, nb, resources):
+        source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        source_cells = list(source_nb.source_cells)
+        grade_cells = {cell.name: cell for cell in source_nb.grade_cells}
+        solution_ids = {cell.name for cell in source_nb.solution_cells}
+        for k, source_cell in enumerate(source_cells):
+            present = {_grade_id(c): i for i, c in enumerate(nb.cells) if _grade_id(c)}
+            if source_cell.name in present:
+                continue
+            if source_cell.name in grade_cells:
+                cell = self.missing_cell_transform(source_cell, grade_cells[source_cell.name].max_score,
+                                                   is_solution=source_cell.name in solution_ids)
+            elif source_cell.locked and source_cell.name not in solution_ids:
+                cell = self._restored_locked_cell(source_cell)
+            else:
+                continue  # a deleted answer cell: its test cell (restored) gives the student 0 for it
+            self.log.warning("Missing cell %s encountered, adding it back to the notebook", source_cell.name)
+            before = next((present[s.name] for s in reversed(source_cells[:k]) if s.name in present), -1)
+            nb.cells.insert(before + 1, cell)
+        return nb, resources
