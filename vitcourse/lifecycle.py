@@ -270,16 +270,13 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
 
 
 def export_grades(course_dir: Path) -> Path:
-    """`nbgrader export` to grades.csv in the course folder, atomically.
+    """`nbgrader export` to grades.csv in the course folder.
 
-    nbgrader writes the CSV as it goes; a killed export would leave a truncated file that looks valid.
-    It writes a temporary name in the same folder instead, renamed over grades.csv only once complete.
+    Atomic through the course's export plugin (`vitcourse.export.AtomicCsvExportPlugin`, set in
+    nbgrader_config.py): a killed export leaves the previous complete grades.csv, never a partial one.
     """
     out = Path(course_dir) / GRADES_CSV
-    partial = out.with_name(f".{out.name}.partial")
-    partial.unlink(missing_ok=True)
-    release.nbgrader(course_dir, "export", "--to", str(partial))
-    os.replace(partial, out)
+    release.nbgrader(course_dir, "export", "--to", str(out))
     return out
 
 
