@@ -170,7 +170,8 @@ def _timm_backbone(name, num_classes, pretrained, weights, img_size, in_chans, a
         return timm.create_model(name, pretrained=True, **kwargs)
     # timm drops the file's classifier when its class count differs from the config's num_classes: tell
     # it the file's own count, so that a file of a K-class model keeps its head and a K'-class one does not.
-    overlay = dict(file=str(Path(weights)))
+    # timm < 1.0 marks some hub configs (the augreg ViTs) as `custom_load` (a JAX .npz): a torch file is not one.
+    overlay = dict(file=str(Path(weights)), custom_load=Path(weights).suffix == ".npz")
     file_classes = _head_classes(read_state_dict(weights))
     if file_classes is not None:
         overlay["num_classes"] = file_classes
