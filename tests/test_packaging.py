@@ -31,8 +31,54 @@ def test_constraints_pin_every_direct_dependency():
     assert {d.replace("_", "-") for d in direct} - {"vitcourse[course]"} <= pins
 
 
+def _floors():
+    """pyproject's lower bounds: name -> version, for every declared dependency with a `>=`."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += [r for r in extra if not r.startswith("vitcourse")]
+    floors = {}
+    for r in reqs:
+        m = re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][^,;\s]*)", r)
+        if m:
+            floors[m[1].lower().replace("_", "-")] = m[2]
+    return floors
+
+
+def test_floor_constraints_pin_every_floor_at_the_declared_version():
+    """constraints-floor.txt tests exactly what pyproject.toml promises: each `>=X` pinned at X (or X.patch)."""
+    pins = {}
+    for line in (REPO_ROOT / "constraints-floor.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    for name, floor in _floors().items():
+        assert name in pins, f"constraints-floor.txt: {name} (pyproject says >={floor}) is not pinned"
+        assert pins[name] == floor or pins[name].startswith(floor + "."), \
+            f"constraints-floor.txt pins {name}=={pins[name]} but pyproject.toml's floor is {floor}"
+
+
+REMOVED_IN_312 = ("distutils", "imp", "asynchat", "asyncore", "smtpd")  # Colab runs Python 3.12
+
+
+def test_no_module_removed_in_python_312_is_imported():
+    import ast
+
+    offenders = []
+    for folder in ("autograder", "vitcourse", "data_utils", "solutions", "student_src", "course", "tests", "benchmarks"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] in REMOVED_IN_312]
+    assert not offenders
+
+
 def test_ci_runs_the_readme_test_command():
-    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+    # The floor environment runs next to the pinned one (issue 9.10).
+    assert "make test-floor" in ci
     readme = (REPO_ROOT / "README.md").read_text()
     assert "make test" in readme and "make demo" in readme
 
