@@ -125,6 +125,8 @@ def test_reference_scores_full_and_cannot_read_the_bundle(a2_bundle, tmp_path):
     assert [t["name"] for t in results["tests"]] == list(parts_for("a2_transformer"))
     assert results["max_score"] == sum(POINTS[p] for p in parts_for("a2_transformer"))
     assert results["score"] == results["max_score"], results
+    if os.geteuid() == 0:  # without namespaces too, the unprivileged student user cannot enter the root
+        assert (tmp_path / "autograder").stat().st_mode & 0o077 == 0
 
 
 @pytest.mark.slow  # one real run_autograder: Python + torch twice, then the sandbox

@@ -79,6 +79,10 @@ if [ ! -x "$PY" ]; then
   printf '{"score": 0.0, "output": "The autograder is not set up correctly; this is not your fault. The course staff will regrade your submission.", "tests": []}\n' > "$ROOT/results/results.json"
   exit 0
 fi
+# Defence in depth where the container allows no namespaces (then the sandbox cannot hide paths): the
+# student process runs as an unprivileged user, and this makes the bundle, the upload and the results
+# unreadable to any user but root. The grader copies the upload into the student's own working folder.
+if [ "$(id -u)" = 0 ]; then chmod go-rwx "$ROOT" || true; fi
 cd "$ROOT/source" || exit 1
 export AUTOGRADER_ROOT="$ROOT" PYTHONPATH="$ROOT/source" VITCOURSE_SOLUTIONS="$ROOT/source/solutions"
 exec "$PY" -m autograder.gradescope
