@@ -28,7 +28,7 @@ from typing import Optional
 
 import nbformat
 
-from vitcourse import impl, release
+from vitcourse import course_root, impl, release
 from vitcourse.stubs import STUB_FILES
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -48,8 +48,10 @@ class LifecycleError(RuntimeError):
 
 # ---- course folder and notebooks --------------------------------------------------------------------------
 
-def make_course(scratch: Path, assignments: Optional[list[str]] = None, course_dir: Path = release.COURSE_DIR) -> Path:
-    """A fresh course folder in `scratch/course` with the config and the chosen source notebooks."""
+def make_course(scratch: Path, assignments: Optional[list[str]] = None, course_dir: Optional[Path] = None) -> Path:
+    """A fresh course folder in `scratch/course` with the config and the chosen source notebooks of `course_dir`
+    (default: the active course, `course_root.current()`)."""
+    course_dir = Path(course_dir or course_root.current().course)
     dest = Path(scratch) / "course"
     if dest.exists():
         shutil.rmtree(dest)
@@ -437,12 +439,13 @@ def execute_notebook(path: Path, timeout: int = 300, fast: bool = True) -> tuple
     return nb, errors
 
 
-def prepare_source_run(assignment: str, dest: Path, course_dir: Path = release.COURSE_DIR) -> Path:
+def prepare_source_run(assignment: str, dest: Path, course_dir: Optional[Path] = None) -> Path:
     """Copy a source notebook next to the reference (`solutions/*.py`) in `dest`; return the notebook path.
 
     The source notebook's checks must all pass with the reference as the student's files. The copy lives
     in a scratch folder: nothing with a solution in it is ever written under course/source/.
     """
+    course_dir = Path(course_dir or course_root.current().course)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{assignment}.ipynb"
@@ -473,8 +476,9 @@ VIT_CHECKPOINT = "vit_checkpoint.pt"  # the file assignment 3 writes and grades 
 CHECKPOINT_DATA = "digits"  # offline: the demo's class trains on the embedded digits
 
 
-def grades_checkpoint(assignments: list[str], course_dir: Path = release.COURSE_DIR) -> list[str]:
+def grades_checkpoint(assignments: list[str], course_dir: Optional[Path] = None) -> list[str]:
     """The assignments whose notebook grades a handed-in VIT_CHECKPOINT."""
+    course_dir = Path(course_dir or course_root.current().course)
     return [a for a in assignments
             if VIT_CHECKPOINT in (course_dir / "source" / a / f"{a}.ipynb").read_text(encoding="utf-8")]
 
