@@ -237,25 +237,30 @@ def backup_gradebook(course_dir: Path) -> Optional[Path]:
     return target
 
 
-def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] = None, jobs: int = 1, log=print) -> Optional[Path]:
+def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] = None, jobs: int = 1, log=print,
+              outputs: Optional[list[str]] = None) -> Optional[Path]:
     """zip_collect, back up the gradebook, autograde and generate feedback for one assignment.
 
     With jobs > 1 the students are autograded in parallel, one `nbgrader autograde --student` each (every
     notebook runs in its own kernel; the gradebook's writes are short SQLite transactions, and a student
-    whose write met a lock is simply graded again).
+    whose write met a lock is simply graded again). `outputs` collects what each `nbgrader autograde` printed
+    (its log: warnings included).
     """
+    outputs = [] if outputs is None else outputs
     release.nbgrader(course_dir, "zip_collect", assignment, "--force")
     backup = backup_gradebook(course_dir)
     log(f"  gradebook backed up to {backup}")
     # nbgrader sets NBGRADER_EXECUTION while it runs the notebooks: they train in fast mode.
     if jobs <= 1 or not students:
-        release.nbgrader(course_dir, "autograde", assignment, "--force")
+        proc = release.nbgrader(course_dir, "autograde", assignment, "--force")
+        outputs.append(proc.stdout + proc.stderr)
     else:
         def one(student: str) -> Optional[str]:
             """None when graded, else why not (the other students go on)."""
             args = ("autograde", assignment, "--force", f"--student={student}")
             for attempt in range(LOCK_RETRIES + 1):
                 proc = release.nbgrader(course_dir, *args, check=False, threads=max(1, (os.cpu_count() or 1) // jobs))
+                outputs.append(proc.stdout + proc.stderr)
                 if proc.returncode == 0:
                     return None
                 if "database is locked" not in proc.stdout + proc.stderr or attempt == LOCK_RETRIES:
@@ -315,6 +320,7 @@ class TermResult:
     lost: dict[str, dict[str, set]] = field(default_factory=dict)  # assignment -> student -> cells to lose
     backups: list[Path] = field(default_factory=list)
     grades_csv: Optional[Path] = None
+    autograde_logs: dict[str, list[str]] = field(default_factory=dict)  # assignment -> what autograde printed
 
     def autograded(self, assignment: str, student: str) -> float:
         return sum(self.scores[assignment][student]["cells"].values())
@@ -386,7 +392,8 @@ def run_term(scratch: Path, assignments: Optional[list[str]] = None, students=ST
             make_submission(s, a, course_dir, scratch / "students", (extra_files or {}).get(a))
             result.lost[a][s.id] = expected_losses(s, a, release_nb, course_dir)
         log(f"{a}: {len(students)} submissions handed in; collecting and autograding")
-        result.backups.append(autograde(course_dir, a, [s.id for s in students], jobs=jobs, log=log))
+        result.backups.append(autograde(course_dir, a, [s.id for s in students], jobs=jobs, log=log,
+                                        outputs=result.autograde_logs.setdefault(a, [])))
         result.scores[a] = read_scores(course_dir, a)
     result.grades_csv = export_grades(course_dir)
     return result
