@@ -4,6 +4,7 @@ This repository's environment is an editable install: `.venv/bin/vitcourse` impo
 clone. Run from a second clone, `vitcourse release` must write into the second clone only.
 """
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,23 @@ def _env() -> dict:
     import os
 
     return {k: v for k, v in os.environ.items() if k not in ("VITCOURSE_SOLUTIONS", course_root.ROOT_ENV)}
+
+
+def test_grade_uses_the_reference_of_the_course_it_runs_in(tmp_path):
+    """`python -m autograder grade` from a second clone compares with that clone's solutions/."""
+    from autograder.points import POINTS
+    from vitcourse import lifecycle
+
+    second = _second_clone(tmp_path / "second")
+    lifecycle.BUGS["no_scale"].apply(second / "solutions")  # the second clone's reference differs in attention
+    submission = tmp_path / "ada"
+    shutil.copytree(FIRST / "solutions", submission)
+    part = "transformer.attention"
+    # -P: the first clone's installed package, not the cwd's copy (as the console scripts do).
+    cmd = [sys.executable, "-P", "-m", "autograder", "grade", str(submission), "--only", part, "--json", str(tmp_path / "r.json")]
+    scores = {}
+    for where in (FIRST, second):
+        proc = subprocess.run(cmd, cwd=where, capture_output=True, text=True, env=_env())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        scores[where] = json.loads((tmp_path / "r.json").read_text())["score"]
+    assert scores[FIRST] == POINTS[part] and scores[second] < POINTS[part], scores
