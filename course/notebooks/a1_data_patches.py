@@ -21,7 +21,6 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 
 import ViT
 from data_utils import AugmentConfig, DeviceLoader
