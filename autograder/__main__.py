@@ -14,9 +14,38 @@ from autograder.points import ASSIGNMENT_PARTS, POINTS, parts_for
 EXIT_OK, EXIT_GRADER_FAILED = 0, 2
 
 
+def _use_course_reference(course) -> None:
+    """Grade against the reference of `--course`, else of the course around the current folder, else the package's.
+
+    `VITCOURSE_SOLUTIONS` (a grading machine) wins over both. A course found upward without `solutions/` (a
+    scratch nbgrader course) keeps the reference already in use. Raises CourseNotFound for a wrong --course.
+    """
+    import os
+
+    from vitcourse import course_root
+
+    if os.environ.get("VITCOURSE_SOLUTIONS"):
+        return
+    if course is not None:
+        course_root.activate(course_root.find(course))
+        return
+    try:
+        found = course_root.find()
+    except course_root.CourseNotFound:
+        return
+    if found.solutions.is_dir():
+        course_root.activate(found)
+
+
 def _grade(args) -> int:
     from autograder import grader, sandbox
+    from vitcourse.course_root import CourseNotFound
 
+    try:
+        _use_course_reference(args.course)
+    except CourseNotFound as err:
+        print(f"autograder: {err}", file=sys.stderr)
+        return EXIT_GRADER_FAILED
     limits = sandbox.Limits()
     if args.part_timeout:
         limits.part_timeout = args.part_timeout
@@ -71,6 +100,9 @@ def main(argv=None) -> int:
                        help="Gradescope visibility of the results (default: visible)")
     grade.add_argument("--part-timeout", type=float, help="wall-clock seconds per part (default 20)")
     grade.add_argument("--total-timeout", type=float, help="wall-clock seconds per submission (default 240)")
+    grade.add_argument("--course", type=Path, default=None,
+                       help="the course whose solutions/ is the reference (default: the nearest one upward from "
+                            "here that has solutions/, else the installed package's)")
     grade.add_argument("--no-namespaces", action="store_true",
                        help="do not use Linux namespaces (weaker isolation; for debugging the grader)")
     grade.set_defaults(func=_grade)

@@ -427,9 +427,10 @@ def find_student_files(submission_dir: str | os.PathLike) -> tuple[dict[str, Opt
 
 def default_hidden(submission_dir: Path, solutions: Path) -> list[Path]:
     """What the student process must not see: the reference, the repository, the other submissions."""
-    from vitcourse import impl
+    from vitcourse import course_root, impl
 
-    hide = [solutions, impl.REPO_ROOT]
+    # The package's repository and the active course's (another clone when a command runs there).
+    hide = [solutions, *dict.fromkeys([impl.REPO_ROOT, course_root.current().root])]
     # The submission's parent folders hold the other students (submitted/<student>/<assignment> in
     # nbgrader) and the course (source/, gradebook.db): hide up to HIDDEN_ANCESTORS of them, but never
     # a top-level folder such as /home or /tmp.

@@ -23,7 +23,15 @@ PathLike = Union[str, Path]
 
 
 class DatasetUnavailableError(RuntimeError):
-    """The dataset is neither on disk nor downloadable; the message says where to put it."""
+    """The dataset is neither on disk nor downloadable; the message says where to put it.
+
+    `reason` (what went wrong, without the dataset's name), `url`, `archive` and `folder` (where a copy
+    goes) let a caller word its own message (the notebooks' fallback, `vitcourse.colab.load_course_data`).
+    """
+
+    def __init__(self, message: str, reason: str = "", url: str = "", archive: str = "", folder: str = ""):
+        super().__init__(message)
+        self.reason, self.url, self.archive, self.folder = reason, url, archive, folder
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,8 @@ def _unavailable(spec: CifarSpec, root: Path, reason: str) -> DatasetUnavailable
         f"  To use it offline, download {spec.url} elsewhere and place the archive at\n"
         f"      {root / spec.archive}\n"
         f"  (or its extracted folder at {root / spec.folder}), then call again with download=False.\n"
-        f"  A copy whose checksums differ (a subset, a re-pickled file) loads with verify=False."
+        f"  A copy whose checksums differ (a subset, a re-pickled file) loads with verify=False.",
+        reason=reason, url=spec.url, archive=str(root / spec.archive), folder=str(root / spec.folder),
     )
 
 

@@ -140,4 +140,4 @@ def test_offline_data_falls_back_to_digits(monkeypatch, capsys):
     monkeypatch.setattr("data_utils.cifar.default_root", lambda: nbbuild.COURSE_DIR / "no-such-data")
     splits = colab.load_course_data("cifar10", classes=[1, 3, 5, 7, 9])
     assert splits.name == colab.OFFLINE_DATA and splits.num_classes == 5
-    assert "not available" in capsys.readouterr().out
+    assert "could not be loaded" in capsys.readouterr().out  # the wording: tests/test_notebook_data.py

@@ -131,3 +131,46 @@ def test_bug_patterns_still_match_the_reference(tmp_path):
             shutil.copy2(lifecycle.impl.solutions_dir() / f, folder / f)
         bug.apply(folder)
         assert (folder / bug.file).read_text() != (lifecycle.impl.solutions_dir() / bug.file).read_text()
+
+
+@pytest.mark.slow
+def test_autograde_warns_about_checksums_only_for_changed_cells(term):
+    """nbgrader warned "checksum ... has changed" for every test cell with hidden tests (issue 9, item 9)."""
+    for a in ASSIGNMENTS:
+        logs = "\n".join(term.autograde_logs[a])
+        assert logs and "has changed" not in logs, f"{a}: autograde warned for unmodified submissions:\n" + "\n".join(
+            line for line in logs.splitlines() if "has changed" in line)
+    # A student who really edited a test cell is still reported, and graded with the original cell.
+    a, course = "a2_transformer", term.course_dir
+    tampered = course / "submitted" / "tam" / a
+    shutil.copytree(course / "submitted" / "ada" / a, tampered)
+    nb = nbformat.read(tampered / f"{a}.ipynb", as_version=4)
+    cell = lifecycle.cells_by_id(nb)["test_mlp"]
+    cell.source += "\nprint('edited by the student')"
+    nbformat.write(nb, tampered / f"{a}.ipynb")
+    out = release.nbgrader(course, "autograde", a, "--force", "--student=tam")
+    warned = [line for line in (out.stdout + out.stderr).splitlines() if "has changed" in line]
+    assert len(warned) == 1 and "'checksum' for cell test_mlp" in warned[0], warned
+    graded = nbformat.read(course / "autograded" / "tam" / a / f"{a}.ipynb", as_version=4)
+    source = nbformat.read(course / "source" / a / f"{a}.ipynb", as_version=4)
+    assert lifecycle.cells_by_id(graded)["test_mlp"].source == lifecycle.cells_by_id(source)["test_mlp"].source
+
+
+@pytest.mark.slow
+def test_a2_autograded_through_nbgrader_has_a2s_maximum_and_no_vit_part(term):
+    """Issue 9, item 4: the a2 notebook grades a2's parts only, out of a2's points (autograder/points.py)."""
+    from autograder.nbgrader_plugin import hidden_parts
+    from autograder.points import max_score, parts_for
+
+    a = "a2_transformer"
+    graded = nbformat.read(term.course_dir / "autograded" / "ada" / a / f"{a}.ipynb", as_version=4)
+    part_cells = {gid: hidden_parts(c.source) for gid, c in lifecycle.cells_by_id(graded).items() if hidden_parts(c.source)}
+    named = [p for parts in part_cells.values() for p in parts]
+    assert sorted(named) == sorted(parts_for(a)), "the a2 notebook's grade_part cells differ from ASSIGNMENT_PARTS"
+    assert not [p for p in named if p.startswith("ViT.")]
+    assert sum(term.points[a][gid] for gid in part_cells) == max_score(parts_for(a))
+    # The reference student earns exactly that maximum on those cells, and nothing mentions a ViT part.
+    assert sum(term.scores[a]["ada"]["cells"][gid] for gid in part_cells) == pytest.approx(max_score(parts_for(a)))
+    outputs = "".join(str(o.get("text", "")) + str(o.get("data", "")) for gid in part_cells
+                      for o in lifecycle.cells_by_id(graded)[gid].get("outputs", []))
+    assert "ViT." not in outputs

@@ -341,6 +341,8 @@ def plot_position_similarity(results: list[dict], out_dir: Union[str, Path], see
     """One similarity mosaic per variant (trained model of `seed`, default the lowest), beside the fixed tables."""
     import matplotlib.pyplot as plt
 
+    from vitcourse.plots import similarity_limits
+
     ref = _vit_module(vit)
     chosen = {}
     for r in sorted(results, key=lambda r: r["seed"]):
@@ -360,11 +362,12 @@ def plot_position_similarity(results: list[dict], out_dir: Union[str, Path], see
         panels.append(("fixed 2-D sin-cos", position_similarity(ref.sincos_2d_embedding(gh, gw, cfg.embed_dim), (gh, gw))))
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.2 * max(len(panels), 1), 3.6), squeeze=False)
     for ax, (title, sim) in zip(axes[0], panels):
-        # One symmetric scale for every panel: a cross or a band is visible and panels compare.
-        im = ax.imshow(mosaic(sim).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-        ax.set_title(title, fontsize=8)
+        # Each panel spans its similarities between different patches (with itself a patch is always 1):
+        # on a fixed [-1, 1] scale the sin-cos tables' values (0.3 to 1) look alike and the cross vanishes.
+        vmin, vmax = similarity_limits(sim.reshape(sim.shape[0] * sim.shape[1], -1))
+        ax.imshow(mosaic(sim).numpy(), cmap="viridis", vmin=vmin, vmax=vmax)
+        ax.set_title(f"{title}\ncolour {vmin:.2f} to {vmax:.2f}", fontsize=8)
         ax.set_xticks([]), ax.set_yticks([])
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.7, label="cosine similarity") if panels else None
     fig.suptitle("Position-embedding similarity: tile (i, j) compares patch (i, j) with every patch", fontsize=9)
     path = Path(out_dir) / FIGURE
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -18,6 +18,7 @@ import contextlib
 import os
 import sys
 import textwrap
+from pathlib import Path
 from typing import Iterator, Optional
 
 # ---- the one place to configure where the course lives ---------------------------------------------------
@@ -124,30 +125,48 @@ def report_gpu() -> str:
     return line
 
 
-def load_course_data(name: str, classes=None, seed: int = 0, val_size=None):
+def load_course_data(name: str, classes=None, seed: int = 0, val_size=None, data_dir=None):
     """The notebooks' one way to get data: `name` ('cifar10', 'cifar100', 'digits', ...), else the offline data.
 
-    CIFAR is downloaded on first use (Colab) or read from $VITCOURSE_DATA_ROOT. Under the grader or in
-    fast mode nothing is downloaded; when CIFAR is not available the embedded digits stand in, with a
-    message, so that every cell still runs (training and plots then show digits).
+    CIFAR comes from `data_dir` (the notebook's DATA_DIR cell), else $VITCOURSE_DATA_ROOT, both read as they
+    are (a folder in the CIFAR python layout, e.g. holding `cifar-10-batches-py/`), else it is downloaded on
+    first use (Colab). Under the grader or in fast mode nothing is downloaded; when CIFAR is not available
+    the embedded digits stand in, with `offline_message`, so that every cell still runs (training and plots
+    then show digits).
     """
     from data_utils import DatasetUnavailableError, load_dataset
     from vitcourse.runtime import fast_mode
 
     kw = dict(classes=classes, seed=seed, val_size=val_size)
-    root = os.environ.get(DATA_ROOT_ENV)
+    root = data_dir or os.environ.get(DATA_ROOT_ENV)
+    download = not fast_mode()
     try:
         if root and name.startswith("cifar"):
             splits = load_dataset(name, root=root, verify=False, download=False, **kw)
         else:
-            splits = load_dataset(name, download=not fast_mode(), **kw)
+            splits = load_dataset(name, download=download, **kw)
     except DatasetUnavailableError as err:
-        reason = str(err).splitlines()[0]
-        print(f"{name} is not available here ({reason}).\nUsing the embedded '{OFFLINE_DATA}' data instead so that "
-              f"every cell runs; on Colab (with internet) {name} downloads by itself.")
+        if not root and not download:  # torchvision only says "not found or corrupted"
+            err.reason = "it is not on this machine, and nothing is downloaded while grading or in fast mode"
+        print(offline_message(name, err))
         splits = load_dataset(OFFLINE_DATA, **kw)
     print(splits.summary())
     return splits
+
+
+def offline_message(name: str, err) -> str:
+    """What a student reads when `name` cannot be loaded: one sentence of what happened, then what to do.
+
+    `err` is the loader's DatasetUnavailableError (its `reason`, `url`, `folder`)."""
+    return "\n".join([
+        f"{name} could not be loaded ({err.reason}), so the embedded {OFFLINE_DATA!r} data stand in and every "
+        "cell still runs.",
+        f"To use {name}:",
+        "  - on Colab with internet, re-run the data cell: it downloads by itself (once);",
+        f"  - with a copy you already have, set DATA_DIR = \"/path/to/folder\" in the data cell (or the environment "
+        f"variable {DATA_ROOT_ENV}) to the folder holding {Path(err.folder).name}/, then re-run it;",
+        f"  - offline, download {err.url} on another machine and extract it into that folder.",
+    ])
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from typing import Optional
 
 from autograder.accuracy import CHECKPOINT_ASSIGNMENTS
 from autograder.points import POINTS, parts_for
-from vitcourse.impl import REPO_ROOT
+from vitcourse import course_root
 
 BUNDLE = "autograder.zip"
 PACKAGES = ("autograder", "vitcourse", "data_utils")
@@ -151,8 +151,11 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, mode: int) -> None:
 
 
 def build(out_dir: str | Path, assignment: Optional[str] = None, data_root: Optional[str | Path] = None,
-          visibility: str = "visible", repo: Path = REPO_ROOT) -> Bundle:
-    """Write `out_dir/autograder.zip` for `assignment` (every part when None); return what was written."""
+          visibility: str = "visible", repo: Optional[Path] = None) -> Bundle:
+    """Write `out_dir/autograder.zip` for `assignment` (every part when None); return what was written.
+
+    `repo`: the course root whose reference and library the bundle carries (default: the active course)."""
+    repo = Path(repo or course_root.current().root)
     parts = parts_for(assignment)  # KeyError naming the assignments for an unknown one
     warnings = []
     files = _sources(Path(repo))

@@ -13,20 +13,26 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the package's own repository; commands use course_root
 from autograder.registry import MODULE_NAMES  # import order: ViT imports transformer
 
 _cache: dict[Path, SimpleNamespace] = {}
 
 
 def solutions_dir() -> Path:
-    """The hidden reference. `VITCOURSE_SOLUTIONS` overrides the location (e.g. a grader machine)."""
-    return Path(os.environ.get("VITCOURSE_SOLUTIONS", REPO_ROOT / "solutions"))
+    """The hidden reference of the active course (`vitcourse.course_root`).
+
+    `VITCOURSE_SOLUTIONS` overrides the location (e.g. a grader machine)."""
+    from vitcourse import course_root
+
+    return Path(os.environ.get("VITCOURSE_SOLUTIONS", course_root.current().solutions))
 
 
 def stubs_dir() -> Path:
-    """The generated student stubs."""
-    return REPO_ROOT / "student_src"
+    """The generated student stubs of the active course."""
+    from vitcourse import course_root
+
+    return course_root.current().student_src
 
 
 def load(folder: str | os.PathLike, *, reload: bool = False) -> SimpleNamespace:

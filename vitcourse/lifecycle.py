@@ -28,7 +28,7 @@ from typing import Optional
 
 import nbformat
 
-from vitcourse import impl, release
+from vitcourse import course_root, impl, release
 from vitcourse.stubs import STUB_FILES
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -48,8 +48,10 @@ class LifecycleError(RuntimeError):
 
 # ---- course folder and notebooks --------------------------------------------------------------------------
 
-def make_course(scratch: Path, assignments: Optional[list[str]] = None, course_dir: Path = release.COURSE_DIR) -> Path:
-    """A fresh course folder in `scratch/course` with the config and the chosen source notebooks."""
+def make_course(scratch: Path, assignments: Optional[list[str]] = None, course_dir: Optional[Path] = None) -> Path:
+    """A fresh course folder in `scratch/course` with the config and the chosen source notebooks of `course_dir`
+    (default: the active course, `course_root.current()`)."""
+    course_dir = Path(course_dir or course_root.current().course)
     dest = Path(scratch) / "course"
     if dest.exists():
         shutil.rmtree(dest)
@@ -235,25 +237,30 @@ def backup_gradebook(course_dir: Path) -> Optional[Path]:
     return target
 
 
-def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] = None, jobs: int = 1, log=print) -> Optional[Path]:
+def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] = None, jobs: int = 1, log=print,
+              outputs: Optional[list[str]] = None) -> Optional[Path]:
     """zip_collect, back up the gradebook, autograde and generate feedback for one assignment.
 
     With jobs > 1 the students are autograded in parallel, one `nbgrader autograde --student` each (every
     notebook runs in its own kernel; the gradebook's writes are short SQLite transactions, and a student
-    whose write met a lock is simply graded again).
+    whose write met a lock is simply graded again). `outputs` collects what each `nbgrader autograde` printed
+    (its log: warnings included).
     """
+    outputs = [] if outputs is None else outputs
     release.nbgrader(course_dir, "zip_collect", assignment, "--force")
     backup = backup_gradebook(course_dir)
     log(f"  gradebook backed up to {backup}")
     # nbgrader sets NBGRADER_EXECUTION while it runs the notebooks: they train in fast mode.
     if jobs <= 1 or not students:
-        release.nbgrader(course_dir, "autograde", assignment, "--force")
+        proc = release.nbgrader(course_dir, "autograde", assignment, "--force")
+        outputs.append(proc.stdout + proc.stderr)
     else:
         def one(student: str) -> Optional[str]:
             """None when graded, else why not (the other students go on)."""
             args = ("autograde", assignment, "--force", f"--student={student}")
             for attempt in range(LOCK_RETRIES + 1):
                 proc = release.nbgrader(course_dir, *args, check=False, threads=max(1, (os.cpu_count() or 1) // jobs))
+                outputs.append(proc.stdout + proc.stderr)
                 if proc.returncode == 0:
                     return None
                 if "database is locked" not in proc.stdout + proc.stderr or attempt == LOCK_RETRIES:
@@ -313,6 +320,7 @@ class TermResult:
     lost: dict[str, dict[str, set]] = field(default_factory=dict)  # assignment -> student -> cells to lose
     backups: list[Path] = field(default_factory=list)
     grades_csv: Optional[Path] = None
+    autograde_logs: dict[str, list[str]] = field(default_factory=dict)  # assignment -> what autograde printed
 
     def autograded(self, assignment: str, student: str) -> float:
         return sum(self.scores[assignment][student]["cells"].values())
@@ -384,7 +392,8 @@ def run_term(scratch: Path, assignments: Optional[list[str]] = None, students=ST
             make_submission(s, a, course_dir, scratch / "students", (extra_files or {}).get(a))
             result.lost[a][s.id] = expected_losses(s, a, release_nb, course_dir)
         log(f"{a}: {len(students)} submissions handed in; collecting and autograding")
-        result.backups.append(autograde(course_dir, a, [s.id for s in students], jobs=jobs, log=log))
+        result.backups.append(autograde(course_dir, a, [s.id for s in students], jobs=jobs, log=log,
+                                        outputs=result.autograde_logs.setdefault(a, [])))
         result.scores[a] = read_scores(course_dir, a)
     result.grades_csv = export_grades(course_dir)
     return result
@@ -437,12 +446,13 @@ def execute_notebook(path: Path, timeout: int = 300, fast: bool = True) -> tuple
     return nb, errors
 
 
-def prepare_source_run(assignment: str, dest: Path, course_dir: Path = release.COURSE_DIR) -> Path:
+def prepare_source_run(assignment: str, dest: Path, course_dir: Optional[Path] = None) -> Path:
     """Copy a source notebook next to the reference (`solutions/*.py`) in `dest`; return the notebook path.
 
     The source notebook's checks must all pass with the reference as the student's files. The copy lives
     in a scratch folder: nothing with a solution in it is ever written under course/source/.
     """
+    course_dir = Path(course_dir or course_root.current().course)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{assignment}.ipynb"
@@ -473,8 +483,9 @@ VIT_CHECKPOINT = "vit_checkpoint.pt"  # the file assignment 3 writes and grades 
 CHECKPOINT_DATA = "digits"  # offline: the demo's class trains on the embedded digits
 
 
-def grades_checkpoint(assignments: list[str], course_dir: Path = release.COURSE_DIR) -> list[str]:
+def grades_checkpoint(assignments: list[str], course_dir: Optional[Path] = None) -> list[str]:
     """The assignments whose notebook grades a handed-in VIT_CHECKPOINT."""
+    course_dir = Path(course_dir or course_root.current().course)
     return [a for a in assignments
             if VIT_CHECKPOINT in (course_dir / "source" / a / f"{a}.ipynb").read_text(encoding="utf-8")]
 

@@ -34,10 +34,10 @@ import nbformat
 
 from autograder.points import POINTS
 
-from vitcourse import colab
-from vitcourse.impl import REPO_ROOT
+from vitcourse import colab, course_root
 
-COURSE_DIR = REPO_ROOT / "course"
+# The package's own course, for tests only; the builder's defaults follow the active course (course_root).
+COURSE_DIR = course_root.PACKAGE_ROOT / course_root.COURSE
 NOTEBOOK_SRC_DIR = COURSE_DIR / "notebooks"
 SOURCE_DIR = COURSE_DIR / "source"
 MARKER_RE = re.compile(r"^# %%(?P<rest>.*)$")
@@ -186,20 +186,26 @@ def build_notebook(assignment: str, text: str, filename: str = "<source>") -> nb
     return nb
 
 
-def assignments(src_dir: Path = NOTEBOOK_SRC_DIR) -> list[str]:
+def assignments(src_dir: Optional[Path] = None) -> list[str]:
     """Assignment names: one per `course/notebooks/<assignment>.py`, in name order."""
+    src_dir = Path(src_dir or course_root.current().notebooks)
     return sorted(p.stem for p in src_dir.glob("*.py") if not p.name.startswith("_"))
 
 
-def notebook_text(assignment: str, src_dir: Path = NOTEBOOK_SRC_DIR) -> str:
+def notebook_text(assignment: str, src_dir: Optional[Path] = None) -> str:
     """The .ipynb JSON text of a fresh build."""
+    src_dir = Path(src_dir or course_root.current().notebooks)
     path = src_dir / f"{assignment}.py"
     nb = build_notebook(assignment, path.read_text(encoding="utf-8"), str(path))
     return nbformat.writes(nb) + "\n"
 
 
-def build(src_dir: Path = NOTEBOOK_SRC_DIR, out_dir: Path = SOURCE_DIR, check: bool = False) -> list[str]:
-    """Write (or with check=True compare) `out_dir/<a>/<a>.ipynb` for every source; return problems."""
+def build(src_dir: Optional[Path] = None, out_dir: Optional[Path] = None, check: bool = False) -> list[str]:
+    """Write (or with check=True compare) `out_dir/<a>/<a>.ipynb` for every source; return problems.
+
+    Defaults: `course/notebooks` and `course/source` of the active course (`course_root.current()`)."""
+    src_dir = Path(src_dir or course_root.current().notebooks)
+    out_dir = Path(out_dir or course_root.current().source)
     problems = []
     for assignment in assignments(src_dir):
         text = notebook_text(assignment, src_dir)

@@ -1,4 +1,4 @@
-"""nbgrader's OverwriteCells, restoring every deleted read-only cell in its place instead of crashing.
+"""nbgrader's OverwriteCells: a deleted read-only cell comes back in place, and no false checksum warnings.
 
 nbgrader 0.9's `add_missing_cells` puts a deleted grade cell after "the previous cell" of the source
 notebook and looks that cell up among the submission's grade and solution cells only: when the previous
@@ -6,11 +6,20 @@ cell is a read-only cell (the setup cell), the lookup fails (`KeyError: 'setup_1
 graded at all. It also never brings back a deleted read-only cell, though later cells depend on it (the
 setup cell's imports). This subclass restores every missing grade cell and every missing read-only cell,
 in source order, each right after the nearest earlier source cell the submission still has (or first).
+
+nbgrader also warns "Attribute 'checksum' for cell ... has changed!" for *every* test cell with hidden tests
+of an untouched submission (jupyter/nbgrader#1961): generate_assignment saves the checksum of the cell
+with its hidden tests in the gradebook, while the release cell has them cleared, so autograde always
+finds a different checksum (and puts the hidden tests back). A TA then cannot tell a student who edited
+a test cell from everyone else. Here a read-only cell that is exactly its released form (the gradebook's
+source with the hidden tests cleared, as generate_assignment does) gets its hidden tests back silently;
+any other change still warns, and is overwritten, as before.
 """
 from __future__ import annotations
 
 import nbformat
-from nbgrader.preprocessors import OverwriteCells
+from nbgrader.api import MissingEntry
+from nbgrader.preprocessors import ClearHiddenTests, OverwriteCells
 
 
 def _grade_id(cell):
@@ -18,7 +27,26 @@ def _grade_id(cell):
 
 
 class RestoringOverwriteCells(OverwriteCells):
-    """OverwriteCells whose add_missing_cells restores grade and read-only cells and never raises."""
+    """OverwriteCells whose add_missing_cells restores grade and read-only cells and never raises, and which
+    warns about a changed checksum only when the student changed the cell."""
+
+    def _released_source(self, source_cell) -> str:
+        """The source cell as the release shows it: hidden tests cleared with the course's own delimiters."""
+        released = nbformat.v4.new_code_cell(source_cell.source)
+        ClearHiddenTests(config=self.config)._remove_hidden_test_region(released)
+        return released.source
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        grade_id = _grade_id(cell)
+        if grade_id is not None:
+            try:
+                source_cell = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+            except MissingEntry:
+                source_cell = None  # nbgrader's own preprocess_cell reports it
+            if (source_cell is not None and source_cell.locked and cell.source != source_cell.source
+                    and cell.source == self._released_source(source_cell)):
+                cell.source = source_cell.source  # untouched: the hidden tests go back without a warning
+        return super().preprocess_cell(cell, resources, cell_index)
 
     def _restored_locked_cell(self, source_cell):
         new = nbformat.v4.new_code_cell if source_cell.cell_type == "code" else nbformat.v4.new_markdown_cell

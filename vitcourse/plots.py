@@ -24,8 +24,12 @@ CELL_INCHES = 1.0  # size of one image in show_images
 MAX_ANNOTATED_CLASSES = 20  # confusion matrices larger than this are drawn without numbers
 
 
-def plot_history(history: Sequence[dict], title: Optional[str] = None):
-    """Loss, accuracy and learning rate per epoch of `train(...).history`."""
+def plot_history(history: Sequence[dict], title: Optional[str] = None, augment=None):
+    """Loss, accuracy and learning rate per epoch of `train(...).history`.
+
+    `augment`: the run's AugmentConfig (`TrainConfig.augment`). The accuracy panel then says whether the
+    train accuracy was measured on augmented images; without it the plot claims nothing about augmentation.
+    """
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.5))
     for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
@@ -37,7 +41,9 @@ def plot_history(history: Sequence[dict], title: Optional[str] = None):
         ax.set_ylabel("loss" if key == "loss" else "accuracy")
         ax.grid(alpha=0.3)
         ax.legend()
-    ax_acc.set_title("train accuracy is on augmented images", fontsize=9)
+    if augment is not None:
+        ax_acc.set_title("train accuracy is on augmented images" if augment.active
+                         else "no augmentation: train accuracy is on the training images", fontsize=9)
     ax_lr.plot(epochs, [r["lr"] for r in history], marker=".")
     ax_lr.set_xlabel("epoch")
     ax_lr.set_ylabel("learning rate (end of epoch)")
@@ -108,4 +114,41 @@ def show_images(images: torch.Tensor, labels: torch.Tensor, class_names: Optiona
                 ax.set_title(names[int(predictions[idx[j]])], color="red", fontsize=7)
         axes[k][0].text(-0.1, 0.5, names[k], transform=axes[k][0].transAxes, ha="right", va="center", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def similarity_limits(sims: torch.Tensor) -> tuple[float, float]:
+    """Colour limits for cosine-similarity maps (N, N): the range of the off-diagonal values.
+
+    A patch's similarity with itself is always 1, and on a fixed [-1, 1] scale the sin-cos tables' values
+    (mostly between 0.3 and 1) all look alike. Spanning the similarities between *different* patches makes
+    the structure (the 2-D table's cross, the 1-D table's bands) visible.
+    """
+    sims = torch.as_tensor(sims).double()
+    off = sims[~torch.eye(sims.shape[0], dtype=torch.bool)]
+    off = off[~torch.isnan(off)]
+    lo, hi = float(off.min()), float(off.max())
+    return (lo, hi) if hi > lo else (lo - 1e-6, hi + 1e-6)
+
+
+def plot_similarity_maps(table: torch.Tensor, grid: tuple[int, int], queries: Sequence[int], title: str = ""):
+    """For each query patch, the cosine similarity of its position embedding with every patch's, on the grid.
+
+    Args:
+        table: the position embeddings of the patches, of shape (N, D) with N = gh·gw, row-major.
+        grid: (gh, gw).
+        queries: patch indices (row-major) to draw one map for.
+    One colour scale for all maps, spanning the similarities between different patches (`similarity_limits`).
+    """
+    gh, gw = grid
+    sims = torch.nn.functional.cosine_similarity(table[:, None, :], table[None, :, :], dim=-1).detach().cpu()  # (N, N)
+    vmin, vmax = similarity_limits(sims)
+    fig, axes = plt.subplots(1, len(queries), figsize=(3 * len(queries) + 1, 3), squeeze=False)
+    for ax, q in zip(axes[0], queries):
+        im = ax.imshow(sims[q].reshape(gh, gw).numpy(), vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_title(f"patch {q}")
+        ax.axis("off")
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="cosine similarity")
+    if title:
+        fig.suptitle(title)
     return fig

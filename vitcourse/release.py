@@ -24,10 +24,11 @@ from typing import Iterable, Optional
 
 import nbformat
 
-from vitcourse import impl
+from vitcourse import course_root, impl
 from vitcourse.stubs import BEGIN, END, STUB_FILES
 
-COURSE_DIR = impl.REPO_ROOT / "course"
+# The package's own course, for library callers and tests only: commands act on course_root.resolve().
+COURSE_DIR = course_root.PACKAGE_ROOT / course_root.COURSE
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = (BEGIN, END, HIDDEN_BEGIN, HIDDEN_END)
 # Shorter lines ("return x", "else:") occur in any Python file; a leak is a line at least this long.
@@ -76,8 +77,9 @@ def nbgrader(course_dir: Path, *args: str, check: bool = True, threads: Optional
     return proc
 
 
-def source_assignments(course_dir: Path = COURSE_DIR) -> list[str]:
-    """The assignments of a course: the folders of `source/` holding a notebook."""
+def source_assignments(course_dir: Optional[Path] = None) -> list[str]:
+    """The assignments of a course (default: the active one): the folders of `source/` holding a notebook."""
+    course_dir = Path(course_dir or course_root.current().course)
     source = course_dir / "source"
     return sorted(p.name for p in source.iterdir() if p.is_dir() and any(p.glob("*.ipynb"))) if source.is_dir() else []
 
@@ -94,8 +96,9 @@ def _ignore(root: Path):
     return ignore
 
 
-def copy_library(dest: Path, repo_root: Path = impl.REPO_ROOT) -> None:
-    """Copy the student-facing library packages into a release folder."""
+def copy_library(dest: Path, repo_root: Optional[Path] = None) -> None:
+    """Copy the student-facing library packages of `repo_root` (default: the active course) into a release folder."""
+    repo_root = Path(repo_root or course_root.current().root)
     for package in LIBRARY_PACKAGES:
         target = dest / package
         if target.exists():
@@ -124,8 +127,12 @@ def release_readme(assignment: str) -> str:
             f"{handin}`metrics.json` when there is one. Do not rename the notebook or delete cells.\n")
 
 
-def assemble(release_dir: Path, stubs_dir: Path = impl.stubs_dir()) -> None:
-    """Add the stubs, the library and a README to one nbgrader release folder (`release/<assignment>/`)."""
+def assemble(release_dir: Path, stubs_dir: Optional[Path] = None) -> None:
+    """Add the stubs, the library and a README to one nbgrader release folder (`release/<assignment>/`).
+
+    The stubs and the library come from the active course (`course_root.current()`), never from the folder
+    the package is installed from."""
+    stubs_dir = Path(stubs_dir or impl.stubs_dir())
     for name in STUB_FILES:
         shutil.copy2(stubs_dir / name, release_dir / name)
     copy_library(release_dir)
@@ -176,8 +183,9 @@ class Secrets:
     file_hashes: dict[str, str]  # sha256 of every solutions/ file -> its name
 
 
-def collect_secrets(course_dir: Path = COURSE_DIR, solutions_dir: Optional[Path] = None) -> Secrets:
+def collect_secrets(course_dir: Optional[Path] = None, solutions_dir: Optional[Path] = None) -> Secrets:
     """Secret lines from `solutions/*.py` and from every source notebook, minus lines that are public anyway."""
+    course_dir = Path(course_dir or course_root.current().course)
     solutions_dir = Path(solutions_dir or impl.solutions_dir())
     secret, public = set(), set()
     hashes = {}
@@ -239,13 +247,13 @@ def find_leaks(release_root: Path, secrets: Secrets) -> list[str]:
 
 # ---- the release ----------------------------------------------------------------------------------------
 
-def release(course_dir: Path = COURSE_DIR, assignments: Optional[list[str]] = None, zip_: bool = True,
+def release(course_dir: Optional[Path] = None, assignments: Optional[list[str]] = None, zip_: bool = True,
             log=print) -> list[Path]:
     """Generate and assemble the student release of `assignments` (default: all); return the folders.
 
     Raises ReleaseError when nbgrader fails or when anything hidden would leak.
     """
-    course_dir = Path(course_dir)
+    course_dir = Path(course_dir or course_root.current().course)
     names = assignments or source_assignments(course_dir)
     unknown = sorted(set(names) - set(source_assignments(course_dir)))
     if unknown:

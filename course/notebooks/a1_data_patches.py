@@ -21,13 +21,12 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 
 import ViT
 from data_utils import AugmentConfig, DeviceLoader
-from vitcourse import nbchecks
+from vitcourse import augment_choice, nbchecks
 from vitcourse.colab import load_course_data, todo_guard
-from vitcourse.plots import show_images
+from vitcourse.plots import plot_similarity_maps, show_images
 
 torch.manual_seed(0)
 
@@ -35,13 +34,17 @@ torch.manual_seed(0)
 # ## 1. The data
 #
 # One variable picks the dataset for the whole notebook. On Colab keep `"cifar10"` (it downloads once,
-# 170 MB). Offline, or while the notebook is graded, the embedded 8×8 digits stand in so that every cell
-# still runs.
+# 170 MB). A copy you already have (no internet, or a faster disk): set `DATA_DIR` to its folder, or the
+# environment variable `VITCOURSE_DATA_ROOT`. Offline, or while the notebook is graded, the embedded 8×8
+# digits stand in so that every cell still runs.
 
 # %%
 DATA = "cifar10"  # "cifar10", "cifar100" or "digits"
+# Your own copy of CIFAR, read as it is (no download): the folder holding cifar-10-batches-py/ (CIFAR-100:
+# cifar-100-python/), e.g. "/content/drive/MyDrive/data". None: $VITCOURSE_DATA_ROOT if set, else download once.
+DATA_DIR = None
 SEED = 0  # seeds the validation split: the same images are held out in every assignment
-splits = load_course_data(DATA, seed=SEED)
+splits = load_course_data(DATA, seed=SEED, data_dir=DATA_DIR)
 
 # %% [markdown]
 # A few images of every class. CIFAR-10 images are 32×32: small enough that a whole object fits in a
@@ -124,6 +127,10 @@ images, labels = next(iter(loader))
 print(f"one batch: images {tuple(images.shape)} {images.dtype}, labels {tuple(labels.shape)}")
 show_images(images.cpu(), labels.cpu(), splits.class_names, mean=splits.mean, std=splits.std)
 plt.show()
+if isinstance(AUGMENT, AugmentConfig):  # assignment 3 trains your ViT with this choice
+    saved = augment_choice.save(AUGMENT)
+    if saved:
+        print(f"your augmentation is saved for assignments 3 and 4: {saved}")
 
 # %% [markdown]
 # ## 3. Patches
@@ -214,13 +221,8 @@ QUERY_PATCHES = (0, 27, 63)  # a corner, a centre and the opposite corner
 
 def similarity_maps(table: torch.Tensor, title: str) -> None:
     """Cosine similarity of the query patches' rows with every row of table (N, D), on the grid."""
-    sims = F.cosine_similarity(table[:, None, :], table[None, :, :], dim=-1)  # (N, N)
-    fig, axes = plt.subplots(1, len(QUERY_PATCHES), figsize=(9, 3))
-    for ax, q in zip(axes, QUERY_PATCHES):
-        ax.imshow(sims[q].reshape(GRID, GRID), vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set_title(f"patch {q}")
-        ax.axis("off")
-    fig.suptitle(title)
+    # The colour scale spans the similarities between different patches (a patch with itself is always 1).
+    plot_similarity_maps(table, (GRID, GRID), QUERY_PATCHES, title)
     plt.show()
 
 

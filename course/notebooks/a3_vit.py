@@ -14,6 +14,7 @@
 # %% setup
 
 # %%
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import ViT
-from vitcourse import nbchecks
+from vitcourse import augment_choice, nbchecks
 from vitcourse.colab import load_course_data, todo_guard
 from vitcourse.complexity import count_parameters
 from vitcourse.plots import plot_confusion_matrix, plot_history
@@ -75,13 +76,23 @@ grade_part("ViT.model")
 # Before spending GPU time, check that the model *can* fit data at all: on a single batch of 32 images,
 # with no augmentation and no regularisation, the training loss must fall towards zero. If it does not, a
 # bug is hiding (a detached tensor, a wrong axis in the softmax, a missing residual).
+#
+# The data: as in assignment 1, a copy you already have is read from `DATA_DIR` (or `VITCOURSE_DATA_ROOT`).
 
 # %%
 DATA = "cifar10"  # "cifar10", "cifar100" or "digits"
+# Your own copy of CIFAR, read as it is (no download): the folder holding cifar-10-batches-py/ (CIFAR-100:
+# cifar-100-python/), e.g. "/content/drive/MyDrive/data". None: $VITCOURSE_DATA_ROOT if set, else download once.
+DATA_DIR = None
 CLASSES = None  # or e.g. [1, 3, 5, 7, 9] for the five-class CIFAR-10 subset (section 7)
 SEED = 0
-splits = load_course_data(DATA, classes=CLASSES, seed=SEED)
+splits = load_course_data(DATA, classes=CLASSES, seed=SEED, data_dir=DATA_DIR)
+
+# %%
 model_config, train_config = default_recipe(splits.name, "vit", num_classes=splits.num_classes, in_chans=splits.in_chans)
+# Train with the augmentation you chose in assignment 1 (saved there as augment.json); the line printed
+# says whether it was found or the course default is used.
+train_config = dataclasses.replace(train_config, augment=augment_choice.load(splits.name, train_config.augment))
 print("model:", model_config)
 
 # %%
@@ -152,7 +163,7 @@ with todo_guard("the ViT", "ViT.py"):
 
 # %%
 if result is not None:
-    plot_history(result.history, title=f"ViT on {splits.name}")
+    plot_history(result.history, title=f"ViT on {splits.name}", augment=train_config.augment)
     plt.show()
 else:
     print("no training in this session (graded, or the model is not written yet): no curves to draw")

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import ViT
-from vitcourse import complexity, quiz, sweep
+from vitcourse import augment_choice, complexity, quiz, sweep
 from vitcourse.colab import load_course_data, todo_guard
 from vitcourse.plots import plot_history
 from vitcourse.recipes import build_model, default_recipe
@@ -33,12 +33,21 @@ torch.manual_seed(0)
 # at once) has 11 M parameters: far more than our ViT, yet it trains fast because convolutions are cheap
 # per parameter and their priors fit images. The recipe switches to SGD with Nesterov momentum, the
 # classic choice for ResNets; everything else is the pipeline of assignment 3.
+#
+# The data: a copy you already have is read from `DATA_DIR` (or `VITCOURSE_DATA_ROOT`), as in assignment 1.
 
 # %%
 DATA = "cifar10"  # the same dataset as assignment 3
+# Your own copy of CIFAR, read as it is (no download): the folder holding cifar-10-batches-py/ (CIFAR-100:
+# cifar-100-python/), e.g. "/content/drive/MyDrive/data". None: $VITCOURSE_DATA_ROOT if set, else download once.
+DATA_DIR = None
 SEED = 0
-splits = load_course_data(DATA, seed=SEED)
+splits = load_course_data(DATA, seed=SEED, data_dir=DATA_DIR)
+
+# %%
 resnet_config, resnet_train = default_recipe(splits.name, "resnet18", num_classes=splits.num_classes, in_chans=splits.in_chans)
+# The same augmentation as your ViT: your assignment-1 choice when it was saved (the message says which).
+resnet_train = dataclasses.replace(resnet_train, augment=augment_choice.load(splits.name, resnet_train.augment))
 print(resnet_config, resnet_train, sep="\n")
 
 # %%
@@ -51,7 +60,7 @@ if fast_mode() and RESNET_CHECKPOINT.exists():
 else:
     resnet_result = train(resnet, splits, resnet_train, checkpoint_dir=Path("runs") / f"resnet18_{splits.name}")
     torch.save({"model": resnet.state_dict(), "config": resnet_config, "data": splits.name}, RESNET_CHECKPOINT)
-    plot_history(resnet_result.history, title=f"ResNet-18 on {splits.name}")
+    plot_history(resnet_result.history, title=f"ResNet-18 on {splits.name}", augment=resnet_train.augment)
     plt.show()
 resnet_test = evaluate(resnet, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std)
 print(f"ResNet-18 test accuracy {resnet_test.accuracy:.1%}")
@@ -176,7 +185,7 @@ ABLATION_SEEDS = [0, 1] if fast_mode() else [0, 1, 2]
 ABLATION_EPOCHS = 1 if fast_mode() else 10
 ablation_settings = ablate.Settings(
     data=DATA, epochs=ABLATION_EPOCHS, classes=ABLATION_CLASSES, vit=ViT,
-    loader=lambda seed, classes: load_course_data(DATA, classes=classes, seed=seed))
+    loader=lambda seed, classes: load_course_data(DATA, classes=classes, seed=seed, data_dir=DATA_DIR))
 ablation_results = []
 with todo_guard("the ViT", "ViT.py"):
     variants = ablate.expand(ABLATION_GRID)

@@ -7,22 +7,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from vitcourse import lifecycle, release
+from vitcourse import course_root, lifecycle, release
 
 
 def add_arguments(parser):
     parser.add_argument("--scratch", type=Path, default=None,
                         help="folder for the simulated course (default: a new temporary folder, kept for inspection)")
     parser.add_argument("--assignments", nargs="+", default=None,
-                        help=f"assignments to run (default: all of course/source: {' '.join(release.source_assignments())})")
+                        help="assignments to run (default: all of the course's course/source)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs of the reference training on digits (default: the course recipe)")
     parser.add_argument("--jobs", type=int, default=2, help="students autograded in parallel (2 cores: 2)")
     parser.add_argument("--seed", type=int, default=0)
+    course_root.add_argument(parser)
 
 
 def run(args) -> int:
     start = time.perf_counter()
+    try:
+        course_root.resolve(args.course)  # the demo copies this course's notebooks, reference and library
+    except course_root.CourseNotFound as err:
+        print(f"vitcourse demo: {err}", file=sys.stderr)
+        return 2
     known = release.source_assignments()
     unknown = sorted(set(args.assignments or []) - set(known))
     if unknown:

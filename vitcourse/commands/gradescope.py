@@ -4,6 +4,7 @@ HELP = "Write DIR/autograder.zip: Gradescope's setup.sh + run_autograder for one
 from pathlib import Path
 
 from autograder.points import ASSIGNMENT_PARTS
+from vitcourse import course_root
 
 
 def add_arguments(parser):
@@ -16,14 +17,16 @@ def add_arguments(parser):
     parser.add_argument("--visibility", default="visible", choices=["visible", "hidden", "after_due_date",
                                                                    "after_published"],
                         help="Gradescope visibility of the results (default: visible)")
+    course_root.add_argument(parser)
 
 
 def run(args) -> int:
     from vitcourse.gradescope import build
 
     try:
-        bundle = build(args.out, args.assignment, args.data_root, args.visibility)
-    except FileNotFoundError as err:
+        course = course_root.resolve(args.course)  # the bundle carries this course's reference and library
+        bundle = build(args.out, args.assignment, args.data_root, args.visibility, repo=course.root)
+    except (course_root.CourseNotFound, FileNotFoundError) as err:
         print(f"vitcourse gradescope: {err}")
         return 2
     for warning in bundle.warnings:

@@ -1,14 +1,12 @@
 """vitcourse release: build the notebooks, generate the student release with nbgrader, check for leaks."""
 HELP = "Build course/source notebooks, run nbgrader generate_assignment, add stubs + library + zip, refuse leaks."
 
-from pathlib import Path
-
-from vitcourse import nbbuild, release
+from vitcourse import course_root, nbbuild, release
 
 
 def add_arguments(parser):
     parser.add_argument("assignments", nargs="*", help="assignments to release (default: all)")
-    parser.add_argument("--course", type=Path, default=release.COURSE_DIR, help="the nbgrader course folder")
+    course_root.add_argument(parser)
     parser.add_argument("--build-only", action="store_true",
                         help="only rebuild course/source/<a>/<a>.ipynb from course/notebooks/<a>.py")
     parser.add_argument("--check", action="store_true",
@@ -17,18 +15,23 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    try:
+        course = course_root.resolve(args.course)
+    except course_root.CourseNotFound as err:
+        print(f"vitcourse release: {err}")
+        return 2
     if args.check:
         problems = nbbuild.build(check=True)
-        print("\n".join(problems) or "course/source notebooks are up to date with course/notebooks")
+        print("\n".join(problems) or f"{course.source} notebooks are up to date with {course.notebooks}")
         return 1 if problems else 0
     nbbuild.build()
-    print(f"built {len(nbbuild.assignments())} source notebooks from {nbbuild.NOTEBOOK_SRC_DIR}")
+    print(f"built {len(nbbuild.assignments())} source notebooks from {course.notebooks}")
     if args.build_only:
         return 0
     try:
-        folders = release.release(args.course, args.assignments or None, zip_=not args.no_zip)
+        folders = release.release(course.course, args.assignments or None, zip_=not args.no_zip)
     except release.ReleaseError as err:
         print(f"release failed: {err}")
         return 1
-    print(f"release ready: {len(folders)} assignment(s) in {args.course / 'release'}; publish that folder (not course/)")
+    print(f"release ready: {len(folders)} assignment(s) in {course.course / 'release'}; publish that folder (not course/)")
     return 0

@@ -3,17 +3,25 @@ HELP = "Write student_src/*.py from solutions/*.py (or --check that they are in 
 
 from pathlib import Path
 
-from vitcourse.impl import REPO_ROOT
+from vitcourse import course_root
 from vitcourse.stubs import generate, todos
 
 
 def add_arguments(parser):
     parser.add_argument("--check", action="store_true", help="fail if student_src/ differs from a fresh generation")
-    parser.add_argument("--src", type=Path, default=REPO_ROOT / "solutions", help="folder with the solution files")
-    parser.add_argument("--dst", type=Path, default=REPO_ROOT / "student_src", help="folder to write the stubs to")
+    course_root.add_argument(parser)
+    parser.add_argument("--src", type=Path, default=None, help="folder with the solution files (default: the course's solutions/)")
+    parser.add_argument("--dst", type=Path, default=None, help="folder to write the stubs to (default: the course's student_src/)")
 
 
 def run(args) -> int:
+    if args.src is None or args.dst is None:
+        try:
+            course = course_root.resolve(args.course)
+        except course_root.CourseNotFound as err:
+            print(f"vitcourse stubs: {err}")
+            return 2
+        args.src, args.dst = args.src or course.solutions, args.dst or course.student_src
     problems = generate(args.src, args.dst, check=args.check)
     if problems:
         print("\n".join(problems))
