@@ -42,6 +42,11 @@ c.ClearSolutions.enforce_metadata = True
 # recomputes every grade_part(...) cell outside the student's kernel, in the sandbox.
 configure(c, assignments=ASSIGNMENTS)
 __import__("autograder.datacheck").datacheck.check_before_autograde(Path(c.CourseDirectory.root))  # data first
+# Resumable and keeping the TA's work (vitcourse/progress.py, vitcourse/regrade.py): nbgrader's per-student hooks
+# record in .grading/ who is completely autograded and has feedback, so `vitcourse grade` after a crash redoes
+# exactly the unfinished students; SaveAutoGrades is replaced by KeepManualGrades, so `--force` no longer flags
+# every answer a TA already graded as ungraded again.
+__import__("vitcourse.progress").progress.install(c, c.CourseDirectory.root)
 c.Autograde.exclude_overwriting = {name: list(STUDENT_FILES) for name in ASSIGNMENTS}
 c.OverwriteCells.add_missing_cells = True
 # nbgrader's sanitize steps, with OverwriteCells replaced by vitcourse/overwrite.py's subclass: a deleted
