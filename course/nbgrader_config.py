@@ -65,7 +65,9 @@ c.Execute.interrupt_on_timeout = True
 # ---- zip_collect: submissions downloaded as <student_id>.zip from the LMS / Drive -------------------------
 c.ZipCollectApp.archive_directory = "archive"
 c.ZipCollectApp.extracted_directory = "extracted"
-c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+# nbgrader's FileNameCollectorPlugin, except that a file a zip holds twice (at its top level and in the
+# assignment folder) is collected once by a fixed rule instead of aborting the class (vitcourse/collect.py).
+c.ZipCollectApp.collector_plugin = "vitcourse.collect.OneCopyCollectorPlugin"
 c.ZipCollectApp.downloaded_directory = "downloaded"
 # Anchored at this course's own extracted/ folder (nbgrader extracts <id>.zip to downloaded/<a>/extracted/<id>/):
 # the student id is the zip's name, never a folder inside it, so a member path ".../extracted/<other id>/..."
