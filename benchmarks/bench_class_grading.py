@@ -26,7 +26,7 @@ KINDS = (
     lifecycle.Student("ref", "solved everything"),
     lifecycle.Student("stub", "untouched release", code="stubs", answers=False),
     lifecycle.Student("ooo", "ran cells out of order", out_of_order=True),
-    lifecycle.Student("del", "deleted a test cell", delete_cells=("test_locality",)),
+    lifecycle.Student("del", "deleted a test cell", delete_cells=("test_num_tokens",)),
 )
 
 

@@ -28,7 +28,7 @@ CLASS = (
     lifecycle.Student("ada", "solved everything"),
     lifecycle.Student("ben", "untouched release", code="stubs", answers=False),
     lifecycle.Student("cy", "ran cells out of order", out_of_order=True),
-    lifecycle.Student("dee", "deleted a test cell", delete_cells=("test_locality",)),
+    lifecycle.Student("dee", "deleted a test cell", delete_cells=("test_num_tokens",)),
 )
 IDS = [s.id for s in CLASS]
 QUIET = dict(log=lambda _: None)
