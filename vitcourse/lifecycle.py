@@ -322,6 +322,9 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     backup = backup_gradebook(course_dir)
     log(f"  gradebook backed up to {backup}")
     everyone = progress.submitted_students(course_dir, assignment)
+    absent = [s for s in (students or []) if s not in everyone]
+    if absent:
+        log(f"  nothing handed in for {', '.join(absent)} (no submitted/<id>/{assignment}/): not graded")
     students = [s for s in (students or everyone) if s in everyone]
     todo = list(students) if force else sorted(progress.unfinished(course_dir, assignment, students))
     run = GradingRun(backup, kept=[s for s in students if s not in todo])
