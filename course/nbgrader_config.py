@@ -42,6 +42,11 @@ c.ClearSolutions.enforce_metadata = True
 # recomputes every grade_part(...) cell outside the student's kernel, in the sandbox.
 configure(c, assignments=ASSIGNMENTS)
 __import__("autograder.datacheck").datacheck.check_before_autograde(Path(c.CourseDirectory.root))  # data first
+# Resumable and keeping the TA's work (vitcourse/progress.py, vitcourse/regrade.py): nbgrader's per-student hooks
+# record in .grading/ who is completely autograded and has feedback, so `vitcourse grade` after a crash redoes
+# exactly the unfinished students; SaveAutoGrades is replaced by KeepManualGrades, so `--force` no longer flags
+# every answer a TA already graded as ungraded again.
+__import__("vitcourse.progress").progress.install(c, c.CourseDirectory.root)
 c.Autograde.exclude_overwriting = {name: list(STUDENT_FILES) for name in ASSIGNMENTS}
 c.OverwriteCells.add_missing_cells = True
 # nbgrader's sanitize steps, with OverwriteCells replaced by vitcourse/overwrite.py's subclass: a deleted
@@ -60,7 +65,9 @@ c.Execute.interrupt_on_timeout = True
 # ---- zip_collect: submissions downloaded as <student_id>.zip from the LMS / Drive -------------------------
 c.ZipCollectApp.archive_directory = "archive"
 c.ZipCollectApp.extracted_directory = "extracted"
-c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+# nbgrader's FileNameCollectorPlugin, except that a file a zip holds twice (at its top level and in the
+# assignment folder) is collected once by a fixed rule instead of aborting the class (vitcourse/collect.py).
+c.ZipCollectApp.collector_plugin = "vitcourse.collect.OneCopyCollectorPlugin"
 c.ZipCollectApp.downloaded_directory = "downloaded"
 # Anchored at this course's own extracted/ folder (nbgrader extracts <id>.zip to downloaded/<a>/extracted/<id>/):
 # the student id is the zip's name, never a folder inside it, so a member path ".../extracted/<other id>/..."

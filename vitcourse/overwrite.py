@@ -14,6 +14,13 @@ finds a different checksum (and puts the hidden tests back). A TA then cannot te
 a test cell from everyone else. Here a read-only cell that is exactly its released form (the gradebook's
 source with the hidden tests cleared, as generate_assignment does) gets its hidden tests back silently;
 any other change still warns, and is overwritten, as before.
+
+A cell whose grade_id the released notebook does not have (a student renamed it, or removed the id) made
+nbgrader drop only the id and keep the rest of the nbgrader metadata, and its own add_missing_cells then
+crashed on that cell (`KeyError: 'grade_id'`). Such a cell becomes an ordinary cell here (its code still
+runs, so a renamed answer still counts for the tests after it; it is never scored) and the released cell of
+that id is restored in its place like a deleted one. Edited read-only cells and changed cell types are put
+back by nbgrader's own checks (checksum, cell_type), which this class keeps.
 """
 from __future__ import annotations
 
@@ -55,6 +62,21 @@ class RestoringOverwriteCells(OverwriteCells):
             "grade": False, "solution": False, "locked": True, "task": False, "grade_id": source_cell.name,
             "checksum": source_cell.checksum, "schema_version": 3}})
         return cell
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if "nbgrader" in cell.metadata:
+            grade_id = _grade_id(cell)
+            try:
+                if grade_id is None:
+                    raise MissingEntry()
+                self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+            except MissingEntry:
+                self.log.warning("Cell %s (cell %d) is not a cell of the released notebook (renamed, or its id "
+                                 "removed): graded as an ordinary cell, and the released cells come back in place",
+                                 grade_id, cell_index)
+                del cell.metadata["nbgrader"]
+                return cell, resources
+        return super().preprocess_cell(cell, resources, cell_index)
 
     def add_missing_grade_cells(self, nb, resources):
         source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)

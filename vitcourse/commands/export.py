@@ -1,0 +1,25 @@
+"""vitcourse export: grades.csv of the course, refused while any submission is not completely autograded."""
+HELP = "Write grades.csv (nbgrader export, atomic); refuses while a submission is not completely autograded."
+
+from pathlib import Path
+
+from vitcourse import lifecycle, release
+from vitcourse.commands.grade import course_folder
+
+
+def add_arguments(parser):
+    parser.add_argument("--course", type=Path, default=None,
+                        help="the nbgrader course folder (default: this folder if it has nbgrader_config.py, else course/)")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="export anyway; students whose autograde did not finish appear with 0 points")
+
+
+def run(args) -> int:
+    course = course_folder(args.course)
+    try:
+        out = lifecycle.export_grades(course, allow_incomplete=args.allow_incomplete)
+    except (lifecycle.LifecycleError, release.ReleaseError) as err:
+        print(f"vitcourse export: {err}")
+        return 1
+    print(f"grades written to {out}")
+    return 0
