@@ -43,18 +43,6 @@ class RestoringOverwriteCells(OverwriteCells):
         ClearHiddenTests(config=self.config)._remove_hidden_test_region(released)
         return released.source
 
-    def preprocess_cell(self, cell, resources, cell_index):
-        grade_id = _grade_id(cell)
-        if grade_id is not None:
-            try:
-                source_cell = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
-            except MissingEntry:
-                source_cell = None  # nbgrader's own preprocess_cell reports it
-            if (source_cell is not None and source_cell.locked and cell.source != source_cell.source
-                    and cell.source == self._released_source(source_cell)):
-                cell.source = source_cell.source  # untouched: the hidden tests go back without a warning
-        return super().preprocess_cell(cell, resources, cell_index)
-
     def _restored_locked_cell(self, source_cell):
         new = nbformat.v4.new_code_cell if source_cell.cell_type == "code" else nbformat.v4.new_markdown_cell
         cell = new(source_cell.source)
@@ -76,6 +64,10 @@ class RestoringOverwriteCells(OverwriteCells):
                                  grade_id, cell_index)
                 del cell.metadata["nbgrader"]
                 return cell, resources
+            source_cell = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+            if (source_cell.locked and cell.source != source_cell.source
+                    and cell.source == self._released_source(source_cell)):
+                cell.source = source_cell.source  # untouched: the hidden tests go back without a warning
         return super().preprocess_cell(cell, resources, cell_index)
 
     def add_missing_grade_cells(self, nb, resources):
