@@ -8,6 +8,8 @@ our checks write to be helpful on their own ("max error 0.3 at index (0, 1, 2) .
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
@@ -148,11 +150,23 @@ class ScrubHiddenText(Preprocessor):
         return removed
 
     def _secret(self, resources) -> set[str]:
-        info = resources.get("nbgrader", {})
-        if not info.get("db_url"):
-            return set()
+        """From the gradebook (hidden tests) and the source notebook (its mark schemes: nbgrader saves the
+        gradebook's copy after clearing the solutions, so the model answers are only in source/)."""
+        import nbformat
         from nbgrader.api import Gradebook
+        from nbgrader.coursedir import CourseDirectory
 
-        with Gradebook(info["db_url"]) as gb:
-            notebook = gb.find_notebook(info["notebook"], info["assignment"])
-            return secret_lines((c.cell_type, c.source) for c in notebook.source_cells)
+        info = resources.get("nbgrader", {})
+        cells = []
+        if info.get("db_url"):
+            with Gradebook(info["db_url"]) as gb:
+                notebook = gb.find_notebook(info["notebook"], info["assignment"])
+                cells += [(c.cell_type, c.source) for c in notebook.source_cells]
+        if info.get("assignment"):
+            coursedir = CourseDirectory(config=self.config)
+            path = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / f"{info['notebook']}.ipynb"
+            if path.is_file():
+                cells += [(c.cell_type, c.source) for c in nbformat.read(path, as_version=4).cells]
+            else:
+                self.log.warning("no source notebook %s: mark-scheme lines are not scrubbed from the feedback", path)
+        return secret_lines(cells)
