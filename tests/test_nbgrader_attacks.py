@@ -2,10 +2,11 @@
 `generate_feedback` on a scratch course (assignment 5: quiz numbers, a multiple choice; no grade_part cells,
 so one class grades in a minute).
 
-Each attacker is the untouched release (stubs) plus one cell a student can write. The oracle is the
-untouched release itself: every attack must score exactly what it scores, cell by cell, and the reference
-answers must still score full marks. With the kernel's verdicts (before this change) the attacks scored
-1/4 (AST transformer), 3/4 (blanked cells) and 4/4 (a patched quiz.grade).
+Each attacker is an honest submission plus one cell a student can write; the oracle is that honest
+submission, graded: every attack must score exactly what it scores, cell by cell, and the reference answers
+must still score full marks. With the kernel's verdicts (before this change, measured with nbclient on the
+previous a5 notebook) the AST transformer scored 1/4 and the blanker 4/4 from the untouched release, and
+the patcher 3/4 from wrong answers that score 0.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not bwrap.usable(), reason="b
 A = "a5_analysis"
 TOKEN = uuid.uuid4().hex  # appended to the planted copies of the reference only
 
+WRONG = {"mc_locality": 'MC_LOCALITY = "a"', "counting": "NUM_TOKENS = 64\nATTENTION_FLOPS = 1"}  # well typed, wrong
+HONEST = {"patcher": "wrong", "ast_dropper": "stubs", "blanker": "stubs"}  # each attack's honest twin
 ATTACKS = {
     # Replace every scoring function the hidden cells could reach in the kernel.
     "patcher": """
@@ -112,6 +115,7 @@ def graded(tmp_path_factory, planted):
               "gradebook": str(course / "gradebook.db"), "config": str(course / "nbgrader_config.py")}
     students = {"ref": lifecycle.Student("ref", "reference answers"),
                 "stubs": lifecycle.Student("stubs", "untouched", code="stubs", answers=False),
+                "wrong": lifecycle.Student("wrong", "wrong answers of the right type"),
                 **{name: lifecycle.Student(name.replace("_", ""), name, code="stubs", answers=False) for name in ATTACKS},
                 "leaker": lifecycle.Student("leaker", "prints hidden text, writes files", answers=True),
                 "walker": lifecycle.Student("walker", "walks the file system", code="stubs", answers=False)}
@@ -121,6 +125,9 @@ def graded(tmp_path_factory, planted):
         folder = course / "submitted" / student.id / A
         shutil.copytree(scratch / "work" / student.id / A, folder)
         nb = nbformat.read(folder / f"{A}.ipynb", as_version=4)
+        if HONEST.get(key, key) == "wrong":
+            for gid, cell in lifecycle.cells_by_id(nb).items():
+                cell.source = WRONG.get(gid, cell.source)
         if key in ATTACKS:
             _insert(nb, ATTACKS[key])
         elif key == "leaker":
@@ -144,9 +151,10 @@ def graded(tmp_path_factory, planted):
 
 def test_every_in_kernel_attack_scores_what_the_untouched_release_scores(graded):
     course, ids, scores, _ = graded
-    stubs = scores[ids["stubs"]]["cells"]
-    for attack in ATTACKS:
-        assert scores[ids[attack]]["cells"] == stubs, f"{attack}: {scores[ids[attack]]['cells']} vs stubs {stubs}"
+    assert scores[ids["wrong"]]["cells"] == scores[ids["stubs"]]["cells"]  # every wrong answer scores 0
+    for attack, twin in HONEST.items():
+        honest = scores[ids[twin]]["cells"]
+        assert scores[ids[attack]]["cells"] == honest, f"{attack}: {scores[ids[attack]]['cells']} vs {twin} {honest}"
     source_nb = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
     full = lifecycle.test_points(source_nb)
     assert scores[ids["ref"]]["cells"] == pytest.approx(full) and sum(full.values()) > 0
