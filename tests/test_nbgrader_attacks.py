@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not bwrap.usable(), reason="b
 A = "a5_analysis"
 TOKEN = uuid.uuid4().hex  # appended to the planted copies of the reference only
 
-WRONG = {"mc_locality": 'MC_LOCALITY = "a"', "counting": "NUM_TOKENS = 64\nATTENTION_FLOPS = 1"}  # well typed, wrong
+WRONG = {"mc_locality": 'MC_LOCALITY = "a"', "counting": "NUM_TOKENS = 7\nATTENTION_FLOPS = 1"}  # well typed, wrong
 HONEST = {"patcher": "wrong", "ast_dropper": "stubs", "blanker": "stubs"}  # each attack's honest twin
 ATTACKS = {
     # Replace every scoring function the hidden cells could reach in the kernel.
