@@ -20,14 +20,12 @@ from pathlib import Path
 
 from _common import header  # noqa: F401 - also puts the repository on sys.path
 
-from autograder import nbgrader_plugin
-from autograder.registry import STUDENT_FILES
 from vitcourse import lifecycle, release
 
 BEFORE_CONFIG = f'''
 # ---- bench_regrade.py: the pipeline before issue 10 items 3 and 4 ----
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-from bench_regrade import PartsOnly, SnapshotCodeOnly
+from _before_pipeline import PartsOnly, SnapshotCodeOnly
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern, LimitOutput, SaveAutoGrades
 c.Autograde.autograde_preprocessors = [SnapshotCodeOnly, Execute, PartsOnly, IgnorePattern, ClearMetadataPreprocessor,
@@ -35,34 +33,6 @@ c.Autograde.autograde_preprocessors = [SnapshotCodeOnly, Execute, PartsOnly, Ign
 c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "vitcourse.feedback.HideHiddenTests",
                                     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
 '''
-
-
-class SnapshotCodeOnly(nbgrader_plugin.SnapshotSubmission):
-    """The previous snapshot: only the student's .py files."""
-
-    def preprocess(self, nb, resources):
-        import os
-
-        folder = Path(resources.get("metadata", {}).get("path") or ".")
-        snap = Path(tempfile.mkdtemp(prefix="vitcourse-handed-in-"))
-        for name in STUDENT_FILES:
-            if (folder / name).is_file() and not (folder / name).is_symlink():
-                shutil.copyfile(folder / name, snap / name)
-        os.chmod(snap, 0o700)
-        resources[nbgrader_plugin.SNAPSHOT_KEY] = str(snap)
-        return nb, resources
-
-
-class PartsOnly(nbgrader_plugin.RegradeHiddenCells):
-    """The previous regrade: grade_part cells only; every other cell keeps what the kernel said."""
-
-    def _regrade_answers(self, cells, folder):
-        return None
-
-    def preprocess(self, nb, resources):
-        nb, resources = super().preprocess(nb, resources)
-        shutil.rmtree(resources.pop(nbgrader_plugin.SNAPSHOT_KEY, ""), ignore_errors=True)
-        return nb, resources
 
 
 def grade_class(scratch: Path, assignment: str, students: int, before: bool) -> tuple[float, float, dict]:
