@@ -2,10 +2,13 @@
 
 Shape legend: B batch, C channels, H/W image height/width, K classes.
 
-One scoring, two callers: the notebook's hidden test cell (nbgrader, with the student's `ViT` class, in
-the kernel) and the Gradescope bundle (`autograder.gradescope`, with the reference `ViT` class, because
-student code never runs in the grader's process there). For a ViT whose parts are correct both classes
-compute the same function, so the same checkpoint gets the same accuracy and the same points.
+One scoring, two graders, both with the reference `ViT` class (student code never runs in the grader's
+process): `nbgrader autograde` (the notebook's hidden cell `grade_answer("accuracy")`, scored by
+autograder/answers.py in the grader from the handed-in checkpoint, never in the student's kernel) and the
+Gradescope bundle (`autograder.gradescope`). The checkpoint is data: `torch.load(weights_only=True)`, a
+size cap, a FLOP cap before anything is allocated, and a wall-clock backstop. Outside autograde (a
+student's or instructor's own run) the same cell evaluates it in the student's class, which computes the
+same function when the student's parts are correct.
 
 Credit is linear between a floor and a target test accuracy per dataset (the course recipes reach the
 targets), on every test image of the dataset the checkpoint was trained on: fast mode shortens training,

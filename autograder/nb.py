@@ -75,3 +75,49 @@ def grade_part(part: str, folder: str | os.PathLike = ".", cell_points: Optional
         out.write(f"(warning: {w.message})\n")
     sys.stdout.write(out.getvalue())
     return Score(cell_score(fraction, cell_points if cell_points is not None else POINTS.get(part, 0)))
+
+
+def grade_answer(check: str, *values, folder: str | os.PathLike = ".", **params) -> Score:
+    """Record the student's answer `values` for the grader, then (outside autograde) score them here.
+
+    The values go into a display output of the cell (`autograder.answers.ANSWER_MIME`, JSON), from which
+    `RegradeHiddenCells` scores them again in the grader's process with the registered check `check`
+    (autograder/answers.py); under `nbgrader autograde` that is the only score. Elsewhere (the instructor's
+    source run, `nbgrader validate`) the same check runs here, on the same JSON, and its feedback is printed.
+    Literal keywords are the check's parameters; other keywords (the student's ViT class) are kernel context.
+    Never raises and never writes to stderr.
+    """
+    from autograder import answers
+
+    encoded = [answers.encode(v) for v in values]
+    try:
+        from IPython.display import display
+
+        display({answers.ANSWER_MIME: {"check": check, "values": encoded},
+                 "text/plain": f"({check}: answer recorded for the autograder)"}, raw=True)
+    except ImportError:  # plain Python: nothing to record into
+        pass
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and os.environ.get(REGRADE_ENV) == "1":
+        print(f"{params.get('name', check)}: graded outside this notebook by the autograder; the score is in your feedback.")
+        return Score(0.0)
+    points = float(params.pop("points", 1.0))  # the grader takes the cell's own points instead
+    literal, context = {}, {}
+    for key, value in params.items():
+        try:
+            answers.ast.literal_eval(repr(value))
+            literal[key] = value
+        except (ValueError, SyntaxError):
+            context[key] = value
+    call = answers.Call(check, len(values), literal)
+    if check not in answers.CHECKS:
+        print(f"{check}: not a registered answer check ({', '.join(answers.CHECKS)}); ask your TA.")
+        return Score(0.0)
+    out = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(out):
+        warnings.simplefilter("always")
+        earned, feedback = answers.score(call, answers.roundtrip(list(values)), points, Path(folder), context)
+    print(feedback)
+    for w in caught:
+        print(f"(warning: {w.message})")
+    sys.stdout.write(out.getvalue())
+    return Score(round(earned, ROUND_DIGITS))

@@ -5,10 +5,16 @@ Shape legend (the same in every file of the course):
     D embedding (embed_dim), h heads (num_heads), d head dim (D / h), K classes.
 
 During `nbgrader autograde` the notebook runs in one kernel with the student's own cells, which can
-monkeypatch anything (torch, autograder.nb, IPython's AST transformers). `RegradeHiddenCells` runs after
-`Execute`: for every grade cell whose source calls `grade_part("<part>")`, it grades that part from the
-submission's `.py` files in the sandbox (never in the kernel) and replaces the cell's outputs with the
-feedback (stdout) and the score (execute_result), which `SaveAutoGrades` then records.
+monkeypatch anything (torch, autograder.nb, vitcourse.quiz, IPython's AST and input transformers). So no
+point is scored in the kernel:
+
+* `SnapshotSubmission` (before `Execute`) copies the student's folder to a place only the grader reaches;
+* `RegradeHiddenCells` (after `Execute`) scores every grade cell in this process: `grade_part("<part>")`
+  cells by grading the snapshot's `.py` files in the sandbox; `grade_answer("<check>", VALUE, ...)` cells by
+  running the registered check (autograder/answers.py) on the values the kernel recorded in the cell's
+  outputs; any other grade cell gets 0 and a note. It replaces the cell's outputs with the feedback
+  (stdout) and the score (execute_result), which `SaveAutoGrades` then records;
+* `RestoreHandedInFiles` puts the folder back to the snapshot: nothing the kernel wrote reaches feedback/.
 
 In `course/nbgrader_config.py`::
 
@@ -20,8 +26,8 @@ which is the same as writing::
     c.Autograde.exclude_overwriting = {"vit": ["transformer.py", "ViT.py"]}
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = 120
-    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, IgnorePattern,
-        ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, RestoreHandedInFiles,
+        IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 """
 from __future__ import annotations
 
@@ -47,13 +53,29 @@ def hidden_parts(source: str) -> list[str]:
 
 
 SNAPSHOT_KEY = "vitcourse_snapshot"  # resources key: the grader-private copy of the handed-in files
+NOT_SCORED_NOTE = ("this test cell has no check the autograder can run outside your notebook, so it earns no "
+                   "points automatically; a TA grades it by hand")
+
+
+def _handed_in(folder: Path) -> list[Path]:
+    """Relative paths of the regular files under `folder` (links and special files are never handed in)."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for name in files:
+            path = Path(root) / name
+            if path.is_file() and not path.is_symlink():
+                out.append(path.relative_to(folder))
+    return sorted(out)
 
 
 class SnapshotSubmission(Preprocessor):
-    """Before the kernel runs: copy the student's files to a folder only the grader can reach.
+    """Before the kernel runs: copy the student's folder to a place only the grader can reach.
 
-    The kernel may write its own folder (the sandbox lets it), so the out-of-kernel regrade grades this
-    copy: the files as handed in, never files the student's cells rewrote (e.g. with a copy of a reference).
+    The kernel may write its own folder (the sandbox lets it), so everything after `Execute` reads this
+    copy: the regrade grades the files as handed in (never a copy of a reference the student's cells wrote
+    over them), and `RestoreHandedInFiles` puts the folder back as it was, so that nothing the kernel wrote
+    reaches `feedback/` (nbgrader copies the autograded folder's files there).
     """
 
     enabled = Bool(True, help="Grade the handed-in files, not what the kernel left.").tag(config=True)
@@ -65,42 +87,82 @@ class SnapshotSubmission(Preprocessor):
         folder = Path(resources.get("metadata", {}).get("path") or ".")
         snap = Path(tempfile.mkdtemp(prefix="vitcourse-handed-in-"))
         os.chmod(snap, 0o700)
-        for name in STUDENT_FILES:
-            if (folder / name).is_file() and not (folder / name).is_symlink():
-                shutil.copyfile(folder / name, snap / name)
+        for rel in _handed_in(folder):
+            (snap / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / rel, snap / rel)
         resources[SNAPSHOT_KEY] = str(snap)
         return nb, resources
 
 
+class RestoreHandedInFiles(Preprocessor):
+    """After the regrade: the autograded folder holds exactly the handed-in files again.
+
+    Files, links and folders the kernel created are removed; handed-in files it changed or replaced are
+    copied back from the snapshot (nbgrader then writes the graded notebook next to them).
+    """
+
+    enabled = Bool(True, help="Remove what the kernel wrote into the autograded folder.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        import shutil
+
+        snapshot = resources.pop(SNAPSHOT_KEY, None)
+        if not snapshot:
+            return nb, resources
+        folder, snap = Path(resources.get("metadata", {}).get("path") or "."), Path(snapshot)
+        kept = set(_handed_in(snap))
+        try:
+            for root, dirs, files in os.walk(folder, topdown=False):
+                for name in files + dirs:
+                    path = Path(root) / name
+                    rel = path.relative_to(folder)
+                    if path.is_symlink() or (path.is_file() and rel not in kept) or not (path.is_file() or path.is_dir()):
+                        path.unlink()
+                    elif path.is_dir() and not any(k.parts[:len(rel.parts)] == rel.parts for k in kept):
+                        shutil.rmtree(path)
+            for rel in kept:
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(snap / rel, folder / rel)
+        finally:
+            shutil.rmtree(snap, ignore_errors=True)
+        return nb, resources
+
+
 class RegradeHiddenCells(Preprocessor):
-    """Overwrite the outputs of grade_part cells with a score computed outside the kernel."""
+    """Score every grade cell outside the kernel and overwrite its outputs with that score.
+
+    * a `grade_part("<part>")` cell: the part is graded from the handed-in `.py` files in the sandbox;
+    * a `grade_answer("<check>", VALUE, ...)` cell: the values the kernel recorded in the cell's outputs
+      are scored by the registered check (autograder/answers.py) in this process;
+    * any other grade cell: 0 points and a note (nothing the kernel reports is trusted).
+    """
 
     # nbconvert preprocessors are disabled unless told otherwise; nbgrader registers its pipeline without
     # enabling anything, so this one is on by default.
-    enabled = Bool(True, help="Recompute grade_part cells outside the kernel.").tag(config=True)
+    enabled = Bool(True, help="Recompute every grade cell outside the kernel.").tag(config=True)
 
     def preprocess(self, nb, resources):
-        snapshot = resources.pop(SNAPSHOT_KEY, None)
-        folder = Path(snapshot or resources.get("metadata", {}).get("path") or ".")
-        try:
-            return self._regrade(nb, resources, folder)
-        finally:
-            if snapshot:
-                import shutil
-                shutil.rmtree(snapshot, ignore_errors=True)
-
-    def _regrade(self, nb, resources, folder: Path):
-        from autograder import grader
-
-        cells = []
+        folder = Path(resources.get(SNAPSHOT_KEY) or resources.get("metadata", {}).get("path") or ".")
+        part_cells, answer_cells = [], []
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-                parts = hidden_parts(cell.source)
-                if parts:
-                    cells.append((cell, parts, float(meta.get("points", 0))))
+            if not (cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")):
+                continue
+            points = float(meta.get("points", 0))
+            parts = hidden_parts(cell.source)
+            if parts:
+                part_cells.append((cell, parts, points))
+            else:
+                answer_cells.append((cell, points))
+        self._regrade_parts(part_cells, folder)
+        self._regrade_answers(answer_cells, folder)
+        return nb, resources
+
+    def _regrade_parts(self, cells, folder: Path) -> None:
+        from autograder import grader
+
         if not cells:
-            return nb, resources
+            return
         wanted = sorted({p for _, parts, _ in cells for p in parts}, key=list(POINTS).index)
         try:
             report = grader.grade(folder, only=wanted)
@@ -119,10 +181,73 @@ class RegradeHiddenCells(Preprocessor):
                 earned += result.score
                 text.append(f"{part}: {result.score:g}/{result.max_score:g}\n{result.feedback()}")
             score = round(points * earned / possible, 2) if possible else 0.0
-            cell.outputs = [new_output("stream", name="stdout", text="\n".join(text) + "\n"),
-                            new_output("execute_result", data={"text/plain": repr(score)},
-                                       execution_count=cell.get("execution_count"))]
-        return nb, resources
+            _set_score(cell, score, "\n".join(text))
+
+    def _regrade_answers(self, cells, folder: Path) -> None:
+        from autograder import answers
+
+        for cell, points in cells:
+            try:
+                calls = answers.calls(cell.source)
+            except answers.AnswerCheckError as err:
+                self.log.error("grade cell %s: %s", _grade_id(cell), err)
+                calls = []
+            if not calls:
+                if points:
+                    self.log.warning("grade cell %s has no grade_part/grade_answer call: scored 0 (%s)",
+                                     _grade_id(cell), NOT_SCORED_NOTE)
+                _set_score(cell, 0.0, f"{_grade_id(cell)}: {NOT_SCORED_NOTE}.")
+                continue
+            recorded = _recorded(cell, answers.ANSWER_MIME)
+            earned, text = 0.0, []
+            for call in calls:
+                values = next((r["values"] for r in recorded if r.get("check") == call.check
+                               and isinstance(r.get("values"), list) and len(r["values"]) == call.values), None)
+                if values is None and call.values:
+                    text.append(f"{call.params.get('name', call.check)}: the cell stopped before its check ran"
+                                f"{_error_of(cell)}; fix the answer above and run the whole notebook again.")
+                    continue
+                share, feedback = answers.score(call, values or [], points / len(calls), folder)
+                earned += share
+                text.append(feedback)
+            _set_score(cell, round(earned, 2), "\n".join(text))
+
+
+def _grade_id(cell) -> str:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "?")
+
+
+def _recorded(cell, mime: str) -> list[dict]:
+    """The answer payloads the kernel put into the cell's outputs (the student's values: fine to read)."""
+    out = []
+    for output in cell.get("outputs", []):
+        data = output.get("data", {}) if output.get("output_type") in ("display_data", "execute_result") else {}
+        payload = data.get(mime)
+        if isinstance(payload, str):
+            import json
+
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                continue
+        if isinstance(payload, dict):
+            out.append(payload)
+    return out
+
+
+def _error_of(cell) -> str:
+    """': <the error the cell raised>' (the visible checks' messages say what is missing), or ''."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f" ({output.get('ename', 'Error')}: {str(output.get('evalue', ''))[:300]})"
+    return ""
+
+
+def _set_score(cell, score: float, text: str) -> None:
+    """Replace the cell's outputs with the grader's feedback (stdout) and score (what nbgrader records)."""
+    cell.outputs = [new_output("stream", name="stdout", text=text.rstrip("\n") + "\n"),
+                    new_output("execute_result", data={"text/plain": repr(float(score))},
+                               execution_count=cell.get("execution_count"))]
 
 
 def configure(c, assignments: list[str], cell_timeout: int = CELL_TIMEOUT_S) -> None:
@@ -139,5 +264,6 @@ def configure(c, assignments: list[str], cell_timeout: int = CELL_TIMEOUT_S) -> 
     c.Autograde.exclude_overwriting = {a: list(STUDENT_FILES) for a in assignments}
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = cell_timeout
-    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, IgnorePattern, ClearMetadataPreprocessor,
-                                           LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, RestoreHandedInFiles,
+                                           IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+                                           AssignLatePenalties, CheckCellMetadata]

@@ -87,5 +87,7 @@ c.ExportApp.plugin_class = "vitcourse.export.AtomicCsvExportPlugin"
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "vitcourse.feedback.HideHiddenTests",
+    # Lines of hidden tests or mark schemes a student cell copied into an output (an IPython hook can).
+    "vitcourse.feedback.ScrubHiddenText",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -32,7 +32,7 @@ def test_hijacked_kernel_gets_only_the_real_score(tmp_path):
         new_code_cell("import autograder.nb; autograder.nb.grade_part = lambda *a, **k: 2.0"),
         _cell(HIDDEN.format(part="ViT.patchify"), 4, list(claimed)),
         _cell(HIDDEN.format(part="ViT.unpatchify"), 1, list(claimed)),
-        _cell("assert True", 1, []),  # not a grade_part cell: left alone
+        _cell("assert True", 1, []),  # no check the grader can run: 0, whatever the kernel did
     ])
     # Called the way nbgrader's exporter calls it (through __call__, which skips disabled preprocessors).
     nb, _ = nbgrader_plugin.RegradeHiddenCells()(nb, {"metadata": {"path": str(tmp_path)}})
@@ -41,7 +41,7 @@ def test_hijacked_kernel_gets_only_the_real_score(tmp_path):
     assert max_points == 4 and 0 <= score < 4, patchify.outputs
     assert "Hint" in patchify.outputs[0]["text"] and "column by column" in patchify.outputs[0]["text"]
     assert determine_grade(unpatchify) == (1.0, 1.0)
-    assert plain.outputs == []
+    assert determine_grade(plain) == (0.0, 1.0) and "TA grades it" in plain.outputs[0]["text"]
     nbformat.validate(nb)
 
 
@@ -58,7 +58,8 @@ def test_configure_sets_exclusions_missing_cells_timeout_and_the_preprocessor():
     assert c.OverwriteCells.add_missing_cells is True
     assert c.Execute.timeout == nbgrader_plugin.CELL_TIMEOUT_S
     names = [p.__name__ for p in c.Autograde.autograde_preprocessors]
-    assert names.index("Execute") < names.index("RegradeHiddenCells") < names.index("SaveAutoGrades")
+    assert names.index("SnapshotSubmission") < names.index("Execute") < names.index("RegradeHiddenCells") \
+        < names.index("RestoreHandedInFiles") < names.index("SaveAutoGrades")
     assert c.RegradeHiddenCells.enabled is True and nbgrader_plugin.RegradeHiddenCells().enabled
 
 

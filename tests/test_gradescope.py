@@ -243,7 +243,7 @@ def test_accuracy_points_and_assignments_match_the_notebooks():
 
     source = (impl.REPO_ROOT / "course" / "notebooks" / "a3_vit.py").read_text()
     assert f"# %% tests={accuracy.ACCURACY_PART} points={accuracy.ACCURACY_POINTS:g}\n" in source
-    assert "grade_checkpoint(" in source  # the notebook uses the shared scoring, not a copy
+    assert 'grade_answer("accuracy"' in source  # the notebook uses the shared scoring (answers.py -> grade_checkpoint)
     assigned = lifecycle.grades_checkpoint(sorted(p.name for p in (impl.REPO_ROOT / "course" / "source").iterdir()))
     assert tuple(assigned) == accuracy.CHECKPOINT_ASSIGNMENTS
 

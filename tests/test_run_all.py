@@ -15,6 +15,10 @@ x = 1
 # %% tests=test_x points=1
 from vitcourse import nbchecks
 raise nbchecks.CheckFailed("x is not implemented yet: write it above")
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_answer
+grade_answer("choice", x, points=1, name="x", choices=[1, 2], correct=1)
+### END HIDDEN TESTS
 
 # %%
 print("after the check", x + 1)

@@ -2,13 +2,16 @@
 kernel see only their own folder and the runtime, whatever else the machine holds.
 
 The attacker's files are planted outside the repository, home and /tmp (an "older checkout" under
-/var/tmp), where the `unshare` fallback's deny-list would not look: only an allow-list hides them.
+/var/tmp), where the `unshare` fallback's deny-list would not look: only an allow-list hides them; and in
+the temp folder and $HOME too. The same walk from a kernel started by the real `nbgrader autograde` is in
+tests/test_nbgrader_attacks.py.
 """
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,8 +35,14 @@ def planted():
         text = (impl.solutions_dir() / name).read_text()
         (root / "solutions" / name).write_text(f"{text}\n# {TOKEN}\n")
     (root / "gradebook.db").write_text(f"grades {TOKEN}")
+    # And an unpacked archive in the temp folder and an old checkout in $HOME (the grader's own, as root).
+    others = [Path(tempfile.gettempdir()) / f"vitcourse-unpacked-{uuid.uuid4().hex[:8]}",
+              Path.home() / f".vitcourse-old-{uuid.uuid4().hex[:8]}"]
+    for other in others:
+        shutil.copytree(root / "solutions", other / "solutions")
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    for folder in (root, *others):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 WALK = f"""

@@ -23,10 +23,12 @@ def _cell(notebook: str, marker: str) -> str:
 def test_hidden_block_count_feedback_does_not_reveal_the_answer():
     reference = impl.load(impl.solutions_dir())
     count = sum(p.numel() for p in reference.transformer.Block(64, 4, mlp_ratio=4.0).parameters())
-    env = {"BLOCK_PARAMS": count + 64, "transformer": reference.transformer}
-    with pytest.raises(AssertionError) as failed:
-        exec(_cell("a2_transformer", "tests=test_block_params"), env)
-    message = str(failed.value)
+    # The cell's check, as the grader runs it (autograder/answers.py), on a count that is 64 off.
+    from autograder import answers
+
+    (call,) = answers.calls(_cell("a2_transformer", "tests=test_block_params"))
+    score, message = answers.score(call, [count + 64], 2.0, Path("."))
+    assert score == 0 and answers.score(call, [count], 2.0, Path("."))[0] == 2.0  # the oracle: the reference's count
     assert str(count) not in message and f"{count:,}" not in message, message
     assert "BLOCK_PARAMS" in message
 

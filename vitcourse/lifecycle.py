@@ -116,7 +116,9 @@ BUGS = {
     # Reshapes to (B, h, N, d) directly: heads get interleaved tokens instead of a block of features.
     "split_no_transpose": Bug("transformer.py", r"x = x\.reshape\(B, N, self\.num_heads, self\.head_dim\)[^\n]*\n(\s*)return x\.transpose\(1, 2\)",
                               r"return x.reshape(B, self.num_heads, N, self.head_dim)",
-                              ("test_split_heads", "test_accuracy")),
+                              # (not test_accuracy: the grader evaluates the handed-in checkpoint in the
+                              # reference ViT, outside the kernel, as on Gradescope; the bug costs points here)
+                              ("test_split_heads",)),
     # Patches column by column.
     "patch_order": Bug("ViT.py", r"x\.permute\(0, 2, 4, 3, 5, 1\)", "x.permute(0, 4, 2, 3, 5, 1)", ("test_patchify",)),
 }

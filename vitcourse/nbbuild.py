@@ -13,7 +13,10 @@ Cell markers (one per cell; the words after `# %%` say what nbgrader should do w
     # %% solution=<id>                      code the student writes (### BEGIN/END SOLUTION inside)
     # %% tests=<id> [points=<n>]            autograded tests (read-only; ### BEGIN/END HIDDEN TESTS inside);
                                             a cell calling grade_part("<part>") takes the part's points
-                                            from autograder/points.py, the one place to tune them
+                                            from autograder/points.py, the one place to tune them; any
+                                            other tests cell scores with grade_answer("<check>", VALUE, ...)
+                                            (autograder/answers.py): under autograde the kernel's own
+                                            verdict (an assert) never counts
     # %% [markdown] answer=<id> points=<n>  a manually graded written answer: the question, then a
                                             ### BEGIN/END SOLUTION region with the model answer and the
                                             mark scheme (cleared to "YOUR ANSWER HERE" in the release)
@@ -121,6 +124,11 @@ def parse(text: str, filename: str = "<source>") -> list[CellSpec]:
             raise NotebookSourceError(f"{filename}:{no}: 'answer' cells are markdown: '# %% [markdown] answer=...'")
         cells.append(CellSpec(cell_type, kind, grade_id, points, line_no=no))
     for cell in cells:
+        text = "\n".join(cell.lines)
+        if cell.kind == "tests" and not GRADE_CALL.search(text) and "grade_answer(" not in text:
+            raise NotebookSourceError(f"{filename}:{cell.line_no}: 'tests={cell.grade_id}' scores nothing outside the "
+                                      "student's kernel: call grade_part(\"<part>\") or grade_answer(\"<check>\", ...) "
+                                      "(autograder/answers.py) in its hidden region")
         if cell.kind == "tests" and cell.points is None:
             parts = [m["part"] for m in GRADE_CALL.finditer("\n".join(cell.lines))]
             if not parts:

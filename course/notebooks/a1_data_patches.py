@@ -94,9 +94,8 @@ AUGMENT = AugmentConfig(crop_prob=1.0, crop_padding=4, flip_prob=0.5, cutout_pro
 assert AUGMENT is not None, "AUGMENT is not implemented yet: build an AugmentConfig in the cell above"
 assert isinstance(AUGMENT, AugmentConfig), f"AUGMENT should be an AugmentConfig, got {type(AUGMENT).__name__}"
 ### BEGIN HIDDEN TESTS
-assert AUGMENT.crop_prob > 0 and AUGMENT.crop_padding > 0, "random crops (shifts) are the most useful CIFAR augmentation"
-assert 0 < AUGMENT.flip_prob <= 0.5, "a mirrored CIFAR image keeps its class: flip, but at most half of the time"
-assert AUGMENT.cutout_size <= 16, "a cutout larger than half the image removes the object itself"
+from autograder.nb import grade_answer
+grade_answer("augment", AUGMENT, points=2, max_flip=0.5, max_cutout=16)
 ### END HIDDEN TESTS
 
 # %% [markdown] answer=q_augment points=2

@@ -175,10 +175,8 @@ print(f"BLOCK_PARAMS = {BLOCK_PARAMS:,}")
 assert BLOCK_PARAMS is not None, "BLOCK_PARAMS is not implemented yet: assign your count in the cell above"
 assert isinstance(BLOCK_PARAMS, int), f"BLOCK_PARAMS should be an int, got {type(BLOCK_PARAMS).__name__}"
 ### BEGIN HIDDEN TESTS
-_counted = sum(p.numel() for p in transformer.Block(64, 4, mlp_ratio=4.0).parameters())
-# The feedback never shows the count itself: it is the answer.
-assert BLOCK_PARAMS == _counted, (f"BLOCK_PARAMS = {BLOCK_PARAMS:,} is not the number of parameters of a Block(64, 4): "
-                                  "add the weight and the bias of every layer (two LayerNorms, qkv, proj, fc1, fc2)")
+from autograder.nb import grade_answer
+grade_answer("block_params", BLOCK_PARAMS, points=2, embed_dim=64, num_heads=4, mlp_ratio=4.0)
 ### END HIDDEN TESTS
 
 # %% [markdown] answer=q_prenorm points=3

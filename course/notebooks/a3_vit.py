@@ -248,11 +248,10 @@ _graded.load_state_dict(_state["model"])
 print(f"{CHECKPOINT} holds a {_state['data']} model and loads into your ViT")
 ### BEGIN HIDDEN TESTS
 # The scoring shared with the Gradescope bundle: linear credit between a floor and a target accuracy on
-# held-out test images of the checkpoint's dataset (autograder/accuracy.py).
-from autograder.accuracy import grade_checkpoint
-_result = grade_checkpoint(CHECKPOINT, ViT.ViT)
-print(_result.message)
-_result.score
+# held-out test images of the checkpoint's dataset (autograder/accuracy.py grade_checkpoint). Under
+# nbgrader autograde the grader evaluates the handed-in checkpoint itself, in the reference ViT.
+from autograder.nb import grade_answer
+grade_answer("accuracy", points=4, vit_class=ViT.ViT)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -150,14 +150,18 @@ P8_FLOPS = 2 * (_N * 8 * 8 * 3 * _D + _L * _block_macs + _D * _K)
 assert P8_PARAMS is not None, "P8_PARAMS is not implemented yet: assign it in the cell above"
 assert isinstance(P8_PARAMS, int), f"P8_PARAMS should be an int, got {type(P8_PARAMS).__name__}"
 ### BEGIN HIDDEN TESTS
-quiz.grade("total_params", P8_PARAMS, points=2, image_size=32, patch_size=8, embed_dim=256, depth=8, num_heads=4)
+from autograder.nb import grade_answer
+grade_answer("quiz", P8_PARAMS, points=2, name="P8_PARAMS", question="total_params", image_size=32, patch_size=8, embed_dim=256,
+             depth=8, num_heads=4)
 ### END HIDDEN TESTS
 
 # %% tests=test_p8_flops points=2
 assert P8_FLOPS is not None, "P8_FLOPS is not implemented yet: assign it in the cell above"
 assert isinstance(P8_FLOPS, int), f"P8_FLOPS should be an int, got {type(P8_FLOPS).__name__}"
 ### BEGIN HIDDEN TESTS
-quiz.grade("total_flops", P8_FLOPS, points=2, image_size=32, patch_size=8, embed_dim=256, depth=8, num_heads=4)
+from autograder.nb import grade_answer
+grade_answer("quiz", P8_FLOPS, points=2, name="P8_FLOPS", question="total_flops", image_size=32, patch_size=8, embed_dim=256,
+             depth=8, num_heads=4)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -224,7 +228,8 @@ SEEDS_NEEDED = next(n for n in range(2, 1000) if _t.ppf(0.975, n - 1) * PILOT_ST
 # %% tests=test_seeds_needed points=2
 assert SEEDS_NEEDED is not None, "SEEDS_NEEDED is not implemented yet: assign it in the cell above"
 ### BEGIN HIDDEN TESTS
-stats.grade_seeds_needed(SEEDS_NEEDED, 1.5, 1.0, points=2)
+from autograder.nb import grade_answer
+grade_answer("seeds_needed", SEEDS_NEEDED, points=2, std=1.5, half_width=1.0)
 ### END HIDDEN TESTS
 
 # %% [markdown] answer=q_ablation points=3

@@ -78,7 +78,9 @@ MC_LOCALITY = "b"
 assert MC_LOCALITY is not None, "MC_LOCALITY is not implemented yet: assign 'a', 'b' or 'c' in the cell above"
 assert MC_LOCALITY in ("a", "b", "c"), f"MC_LOCALITY must be one of 'a', 'b', 'c', got {MC_LOCALITY!r}"
 ### BEGIN HIDDEN TESTS
-assert MC_LOCALITY == "b", "not this one: think about what the learned position similarities looked like in assignment 1"
+from autograder.nb import grade_answer
+grade_answer("choice", MC_LOCALITY, points=1, name="MC_LOCALITY", choices=["a", "b", "c"], correct="b",
+             hint="not this one: think about what the learned position similarities looked like in assignment 1")
 ### END HIDDEN TESTS
 
 # %% [markdown] answer=q_locality points=3
@@ -165,14 +167,18 @@ ATTENTION_FLOPS = 2 * 2 * NUM_TOKENS ** 2 * 192
 assert NUM_TOKENS is not None, "NUM_TOKENS is not implemented yet: assign it in the cell above"
 assert isinstance(NUM_TOKENS, int), f"NUM_TOKENS should be an int, got {type(NUM_TOKENS).__name__}"
 ### BEGIN HIDDEN TESTS
-quiz.grade("num_tokens", NUM_TOKENS, points=1, image_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3)
+from autograder.nb import grade_answer
+grade_answer("quiz", NUM_TOKENS, points=1, name="NUM_TOKENS", question="num_tokens", image_size=32, patch_size=4, embed_dim=192,
+             depth=6, num_heads=3)
 ### END HIDDEN TESTS
 
 # %% tests=test_attention_flops points=2
 assert ATTENTION_FLOPS is not None, "ATTENTION_FLOPS is not implemented yet: assign it in the cell above"
 assert isinstance(ATTENTION_FLOPS, int), f"ATTENTION_FLOPS should be an int, got {type(ATTENTION_FLOPS).__name__}"
 ### BEGIN HIDDEN TESTS
-quiz.grade("attention_flops", ATTENTION_FLOPS, points=2, image_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3)
+from autograder.nb import grade_answer
+grade_answer("quiz", ATTENTION_FLOPS, points=2, name="ATTENTION_FLOPS", question="attention_flops", image_size=32, patch_size=4, embed_dim=192,
+             depth=6, num_heads=3)
 ### END HIDDEN TESTS
 
 # %% [markdown]
