@@ -15,6 +15,7 @@ import html
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -91,6 +92,32 @@ print("PROBE", sorted(_probe.items()), "FOUND", _hits)
 """
 
 
+def _vandal(targets: dict[str, str], late: str) -> str:
+    """A cell that tries to edit the gradebook with sqlite3, write the course's files, and leave a detached
+    child behind that tries again after the kernel (and its nbgrader process) has ended."""
+    return f"""
+import os, sqlite3, subprocess, sys
+_done = []
+try:
+    _db = sqlite3.connect({targets["gradebook"]!r}, timeout=1)
+    _db.execute("UPDATE grade SET manual_score = 99")
+    _db.commit()
+    _done.append("gradebook")
+except Exception:
+    pass
+for _name in ("config", "source", "outside"):
+    try:
+        with open({targets!r}[_name], "a") as _f:
+            _f.write("\\n# vandal\\n")
+        _done.append(_name)
+    except OSError:
+        pass
+_child = "import time; time.sleep(4); open(%r, 'w').write('late'); open(%r, 'a').write('# late')" % ({late!r}, {targets["config"]!r})
+subprocess.Popen([sys.executable, "-c", _child], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print("VANDAL", _done)
+"""
+
+
 @pytest.fixture(scope="module")
 def planted():
     """Copies of the reference ViT.py outside the repository: in the temp folder and in $HOME."""
@@ -118,7 +145,12 @@ def graded(tmp_path_factory, planted):
                 "wrong": lifecycle.Student("wrong", "wrong answers of the right type"),
                 **{name: lifecycle.Student(name.replace("_", ""), name, code="stubs", answers=False) for name in ATTACKS},
                 "leaker": lifecycle.Student("leaker", "prints hidden text, writes files", answers=True),
-                "walker": lifecycle.Student("walker", "walks the file system", code="stubs", answers=False)}
+                "walker": lifecycle.Student("walker", "walks the file system", code="stubs", answers=False),
+                "vandal": lifecycle.Student("vandal", "edits the gradebook, writes the course, leaves a child",
+                                            code="stubs", answers=False)}
+    targets = {"gradebook": str(course / "gradebook.db"), "config": str(course / "nbgrader_config.py"),
+               "source": str(course / "source" / A / f"{A}.ipynb"), "outside": str(scratch / "outside.txt")}
+    late = str(scratch / "late.txt")
     (course / "gradebook.db").touch()  # it exists before the kernels run: the probe must not read it
     for key, student in students.items():
         lifecycle.make_submission(student, A, course, scratch / "work")
@@ -142,15 +174,23 @@ def graded(tmp_path_factory, planted):
                         "open('stolen.txt', 'w').write('hidden')\nos.symlink('/etc/hostname', 'link.txt')")
         elif key == "walker":
             _insert(nb, _walker(probes))
+        elif key == "vandal":
+            _insert(nb, _vandal(targets, late))
         nbformat.write(nb, folder / f"{A}.ipynb")
+    before = {name: Path(path).read_bytes() for name, path in targets.items()
+              if name in ("config", "source") and Path(path).exists()}
     release.nbgrader(course, "autograde", A, "--force")
     release.nbgrader(course, "generate_feedback", A, "--force")
+    time.sleep(6)  # a detached child of the vandal's kernel would have written by now
+    after = {name: Path(targets[name]).read_bytes() for name in before}
+    vandalised = {"changed": sorted(n for n in before if before[n] != after[n]),
+                  "outside": Path(targets["outside"]).exists(), "late": Path(late).exists()}
     ids = {key: s.id for key, s in students.items()}
-    return course, ids, lifecycle.read_scores(course, A), secrets
+    return course, ids, lifecycle.read_scores(course, A), secrets, vandalised
 
 
 def test_every_in_kernel_attack_scores_what_the_untouched_release_scores(graded):
-    course, ids, scores, _ = graded
+    course, ids, scores, _, _ = graded
     assert scores[ids["wrong"]]["cells"] == scores[ids["stubs"]]["cells"]  # every wrong answer scores 0
     for attack, twin in HONEST.items():
         honest = scores[ids[twin]]["cells"]
@@ -161,7 +201,7 @@ def test_every_in_kernel_attack_scores_what_the_untouched_release_scores(graded)
 
 
 def test_the_grader_explains_a_cell_that_never_reached_its_check(graded):
-    course, ids, _, _ = graded
+    course, ids, _, _, _ = graded
     nb = nbformat.read(course / "autograded" / ids["blanker"] / A / f"{A}.ipynb", as_version=4)
     cell = lifecycle.cells_by_id(nb)["test_num_tokens"]
     text = "".join(o.get("text", "") for o in cell.outputs)
@@ -169,7 +209,7 @@ def test_the_grader_explains_a_cell_that_never_reached_its_check(graded):
 
 
 def test_the_kernel_reads_no_grader_file_and_finds_no_copy_of_the_reference(graded, planted):
-    course, ids, _, _ = graded
+    course, ids, _, _, _ = graded
     nb = nbformat.read(course / "autograded" / ids["walker"] / A / f"{A}.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "PROBE" in printed, printed[-2000:]
@@ -179,7 +219,7 @@ def test_the_kernel_reads_no_grader_file_and_finds_no_copy_of_the_reference(grad
 
 
 def test_feedback_carries_no_hidden_line_and_no_file_the_kernel_wrote(graded):
-    course, ids, scores, secrets = graded
+    course, ids, scores, secrets, _ = graded
     assert secrets and any("grade_answer" in s for s in secrets) and any("Mark scheme" in s for s in secrets)
     page = course / "feedback" / ids["leaker"] / A / f"{A}.html"
     text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
@@ -194,3 +234,18 @@ def test_feedback_carries_no_hidden_line_and_no_file_the_kernel_wrote(graded):
     assert not (course / "autograded" / ids["leaker"] / A / "stolen.txt").exists()
     # The leak cost nothing: the leaker's answers are the reference's.
     assert scores[ids["leaker"]]["cells"] == scores[ids["ref"]]["cells"]
+
+
+def test_a_cell_cannot_touch_the_gradebook_the_course_or_outlive_its_kernel(graded):
+    """sqlite3 on gradebook.db, appends to nbgrader_config.py and the source notebook, a file beside the
+    course, and a detached child that tries again after nbgrader ended: none of it happens, and the vandal
+    scores what the untouched release scores."""
+    course, ids, scores, _, vandalised = graded
+    nb = nbformat.read(course / "autograded" / ids["vandal"] / A / f"{A}.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    # The cell ran. Its writes may "succeed" inside the sandbox (the private /tmp shows the folders above its
+    # own, empty): what matters is that nothing of the host changed.
+    assert "VANDAL [" in printed and "'gradebook'" not in printed, printed[-2000:]
+    assert vandalised == {"changed": [], "outside": False, "late": False}
+    assert scores[ids["vandal"]]["cells"] == scores[ids["stubs"]]["cells"]
+    assert scores[ids["vandal"]]["score"] == scores[ids["stubs"]]["score"]  # no manual_score of 99 either
