@@ -540,7 +540,11 @@ def grade_in_process(folder: str | os.PathLike, parts: Optional[list[str]] = Non
         for part in run_parts:
             res = []
             for case in inputs[part]:
+                # The same per-case reset as the sandboxed runner: an earlier caller in this process (a test,
+                # a notebook) may have changed torch's global state, and the grade must not depend on it.
                 torch.manual_seed(0)
+                torch.set_default_dtype(torch.float32)
+                torch.set_grad_enabled(True)
                 try:
                     res.append({"ok": True, "outputs": runner.clean_outputs(runner.run_case(mods, case))})
                 except Exception as err:  # noqa: BLE001 - the code's error is this case's result
