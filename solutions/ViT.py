@@ -112,7 +112,7 @@ def sincos_1d_embedding(num_positions: int, dim: int) -> torch.Tensor:
     pos = torch.arange(num_positions, dtype=torch.float32)
     omega = SINCOS_BASE ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (D/2,)
     angles = pos[:, None] * omega[None, :]  # (num_positions, D/2)
-    emb = torch.empty(num_positions, dim)
+    emb = torch.zeros(num_positions, dim)  # not empty(): a column left unfilled by mistake reads 0, never old memory
     emb[:, 0::2] = angles.sin()
     emb[:, 1::2] = angles.cos()
     return emb

@@ -68,7 +68,9 @@ VARIANTS = {
     "sincos_exp_log": [(V, "omega = SINCOS_BASE ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (D/2,)",
                         "omega = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(SINCOS_BASE) / dim))"),
                        (V, "import dataclasses\n", "import dataclasses\nimport math\n")],
-    "sincos_stack": [(V, "    emb = torch.empty(num_positions, dim)\n    emb[:, 0::2] = angles.sin()\n"
+    "sincos_empty": [(V, "    emb = torch.zeros(num_positions, dim)  # not empty(): a column left unfilled by mistake reads 0, never old memory",
+                      "    emb = torch.empty(num_positions, dim)")],
+    "sincos_stack": [(V, "    emb = torch.zeros(num_positions, dim)  # not empty(): a column left unfilled by mistake reads 0, never old memory\n    emb[:, 0::2] = angles.sin()\n"
                          "    emb[:, 1::2] = angles.cos()\n    return emb",
                       "    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)")],
     "sincos2d_meshgrid": [(V, "    rows = rows[:, None, :].expand(grid_h, grid_w, dim // 2)  # (grid_h, grid_w, D/2)\n"
