@@ -13,6 +13,8 @@ from pathlib import Path
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
+from vitcourse.release import _region_lines  # the leak check's reader of marked regions: one definition
+
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_NOTE = "# (hidden tests ran here; their code is not shown)"
 
@@ -62,16 +64,6 @@ def normalise(line: str) -> str:
     return " ".join(line.split())
 
 
-def _region(lines: list[str], begin: str, end: str) -> list[str]:
-    out, inside = [], False
-    for line in lines:
-        if begin in line:
-            inside = True
-        elif end in line:
-            inside = False
-        elif inside:
-            out.append(line)
-    return out
 
 
 def secret_lines(cells) -> set[str]:
@@ -80,9 +72,9 @@ def secret_lines(cells) -> set[str]:
     secret = set()
     for cell_type, source in cells:
         lines = (source or "").splitlines()
-        found = _region(lines, HIDDEN_BEGIN, HIDDEN_END)
+        found = _region_lines(lines, HIDDEN_BEGIN, HIDDEN_END)
         if cell_type == "markdown":
-            found += _region(lines, SOLUTION_BEGIN, SOLUTION_END)
+            found += _region_lines(lines, SOLUTION_BEGIN, SOLUTION_END)
         secret |= {n for n in map(normalise, found) if len(n) >= MIN_SECRET_CHARS}
     return secret
 
