@@ -22,7 +22,7 @@ def _use_course_reference(course) -> None:
     """
     import os
 
-    from vitcourse import course_root
+    from vitcourse.course import course_root
 
     if os.environ.get("VITCOURSE_SOLUTIONS"):
         return
@@ -39,7 +39,7 @@ def _use_course_reference(course) -> None:
 
 def _grade(args) -> int:
     from autograder import grader, sandbox
-    from vitcourse.course_root import CourseNotFound
+    from vitcourse.course.course_root import CourseNotFound
 
     try:
         _use_course_reference(args.course)

@@ -78,7 +78,7 @@ def held_out_test_set(data: str, classes=None, root: Optional[str | os.PathLike]
         d = load_digits(test_fraction=DIGITS_TEST_FRACTION, seed=DIGITS_TEST_SEED)
         images, labels, mean, std, K_all = d["test_images"], d["test_labels"], K.DIGITS_MEAN, K.DIGITS_STD, 10
     elif data in ("cifar10", "cifar100"):
-        from vitcourse.colab import DATA_ROOT_ENV
+        from vitcourse.course.colab import DATA_ROOT_ENV
 
         root = root or os.environ.get(DATA_ROOT_ENV) or default_root()
         try:
@@ -127,8 +127,8 @@ def grade_checkpoint(path: str | os.PathLike, vit_class, data_root: Optional[str
     """
     import torch
 
-    from vitcourse.complexity import count_flops
-    from vitcourse.train import evaluate
+    from vitcourse.analysis.complexity import count_flops
+    from vitcourse.training.train import evaluate
 
     def zero(message: str, staff: bool = False, accuracy=None) -> AccuracyResult:
         return AccuracyResult(0.0, float(points), accuracy, message, staff)

@@ -8,7 +8,7 @@ check's parameters as literal keywords::
     grade_answer("quiz", NUM_TOKENS, question="num_tokens", image_size=32, patch_size=4)
 
 Why a registry: under `nbgrader autograde` the student's own cells run in the same kernel and can replace
-anything there (`vitcourse.quiz.grade`, IPython's AST transformers that drop asserts, torch). So the kernel
+anything there (`vitcourse.analysis.quiz.grade`, IPython's AST transformers that drop asserts, torch). So the kernel
 only *records* the values (`autograder.nb.grade_answer` writes them, as JSON, into an output of the cell),
 and `autograder.nbgrader_plugin.RegradeHiddenCells` scores them again in the grader's process with the
 check below. The check's name and parameters come from the cell's source, which nbgrader restored from the
@@ -99,8 +99,8 @@ def _is_int(value) -> bool:
 
 
 def _quiz(values, params, points, folder, context):
-    """A numeric answer graded by `vitcourse.quiz` (its question id and ViT config in the keywords)."""
-    from vitcourse import quiz
+    """A numeric answer graded by `vitcourse.analysis.quiz` (its question id and ViT config in the keywords)."""
+    from vitcourse.analysis import quiz
 
     (answer,), params = values, dict(params)
     name = params.pop("name", "the answer")
@@ -130,7 +130,7 @@ def _block_params(values, params, points, folder, context):
     """Parameters of one encoder Block(embed_dim, num_heads, mlp_ratio), counted in closed form."""
     from types import SimpleNamespace
 
-    from vitcourse.complexity import count_block_parameters
+    from vitcourse.analysis.complexity import count_block_parameters
 
     (answer,) = values
     D = int(params["embed_dim"])
@@ -168,8 +168,8 @@ def _augment(values, params, points, folder, context):
 
 
 def _seeds_needed(values, params, points, folder, context):
-    """SEEDS_NEEDED for a ±half_width interval given a pilot spread std (vitcourse.stats)."""
-    from vitcourse import stats
+    """SEEDS_NEEDED for a ±half_width interval given a pilot spread std (vitcourse.analysis.stats)."""
+    from vitcourse.analysis import stats
 
     (answer,) = values
     if answer is None:
@@ -192,7 +192,7 @@ def _accuracy(values, params, points, folder, context):
 
     vit_class = context.get("vit_class")
     if vit_class is None:
-        from vitcourse import impl
+        from vitcourse.course import impl
 
         vit_class = impl.reference().ViT.ViT
     result = grade_checkpoint(Path(folder) / CHECKPOINT, vit_class, points=points)

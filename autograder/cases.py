@@ -255,7 +255,7 @@ def graded_part(solutions_dir: str, part: str) -> list:
 @functools.lru_cache(maxsize=None)
 def _graded_part(solutions_dir: str, part: str) -> list:
     from autograder import runner
-    from vitcourse import impl
+    from vitcourse.course import impl
 
     ref = impl.load(solutions_dir)
     pairs = []

@@ -43,7 +43,7 @@ def datasets_needed(folders: Iterable[Path]) -> dict[str, list[Path]]:
 def check_datasets(needed: dict[str, list[Path]]) -> None:
     """Raise DataCheckError naming the missing datasets and what to set; return quietly when all load."""
     from data_utils import DatasetUnavailableError, load_dataset
-    from vitcourse.colab import DATA_ROOT_ENV
+    from vitcourse.course.colab import DATA_ROOT_ENV
 
     root = os.environ.get(DATA_ROOT_ENV)
     missing = []

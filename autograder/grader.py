@@ -427,7 +427,7 @@ def find_student_files(submission_dir: str | os.PathLike) -> tuple[dict[str, Opt
 
 def default_hidden(submission_dir: Path, solutions: Path) -> list[Path]:
     """What the student process must not see: the reference, the repository, the other submissions."""
-    from vitcourse import course_root, impl
+    from vitcourse.course import course_root, impl
 
     # The package's repository and the active course's (another clone when a command runs there).
     hide = [solutions, *dict.fromkeys([impl.REPO_ROOT, course_root.current().root])]
@@ -456,7 +456,7 @@ def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
     Raises:
         SandboxError when the grader itself cannot run (then the message says why).
     """
-    from vitcourse import impl
+    from vitcourse.course import impl
 
     parts = list(only) if only else list(parts_for(assignment))
     if assignment is not None and only:
@@ -530,7 +530,7 @@ def grade_in_process(folder: str | os.PathLike, parts: Optional[list[str]] = Non
     Same cases, comparisons, analysers and substitutions as `grade`; never use it on student code.
     """
     from autograder import runner
-    from vitcourse import impl
+    from vitcourse.course import impl
 
     solutions = str(Path(solutions or impl.solutions_dir()).resolve())
     mods = impl.load(folder, reload=True)

@@ -59,7 +59,7 @@ def grade_upload(base: Path, config: dict) -> dict:
         report = grader.grade(up.folder, assignment=assignment, hide=(base,))
         results = report.to_gradescope(visibility)
         if checkpoint:
-            from vitcourse import impl
+            from vitcourse.course import impl
 
             data = base / "source" / config["data"] if config.get("data") else None
             acc = grade_checkpoint(up.folder / CHECKPOINT, impl.reference().ViT.ViT, data_root=data)

@@ -31,7 +31,7 @@ from autograder.nb import REGRADE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("vitcourse", "data_utils", "autograder")  # what course notebooks import (self-check, grade_part), read-only; never solutions/
-DATA_ROOT_ENV = "VITCOURSE_DATA_ROOT"  # vitcourse.colab.DATA_ROOT_ENV (not imported: no torch here)
+DATA_ROOT_ENV = "VITCOURSE_DATA_ROOT"  # vitcourse.course.colab.DATA_ROOT_ENV (not imported: no torch here)
 UID_RANGE = (200_000, 900_000)
 UNSANDBOXED_ENV = "VITCOURSE_UNSANDBOXED"  # "1": grade with ordinary kernels where bwrap does not work
 

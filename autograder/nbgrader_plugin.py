@@ -5,7 +5,7 @@ Shape legend (the same in every file of the course):
     D embedding (embed_dim), h heads (num_heads), d head dim (D / h), K classes.
 
 During `nbgrader autograde` the notebook runs in one kernel with the student's own cells, which can
-monkeypatch anything (torch, autograder.nb, vitcourse.quiz, IPython's AST and input transformers). So no
+monkeypatch anything (torch, autograder.nb, vitcourse.analysis.quiz, IPython's AST and input transformers). So no
 point is scored in the kernel:
 
 * `SnapshotSubmission` (before `Execute`) copies the student's folder to a place only the grader reaches;

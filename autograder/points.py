@@ -1,6 +1,6 @@
 """Points per graded part: the one place to tune the grading scheme.
 
-A part id is `<module>.<TODO name>` as listed by `vitcourse.stubs.todos(impl.solutions_dir())`, plus two
+A part id is `<module>.<TODO name>` as listed by `vitcourse.course.stubs.todos(impl.solutions_dir())`, plus two
 composite parts that run several of the student's pieces together (`transformer.Attention.forward` with
 the student's manual attention path, and `ViT.model`, logits and gradients end to end). The order here is
 the order of the report. A part's score is its points times the fraction of its checks that pass, rounded

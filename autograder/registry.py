@@ -2,7 +2,7 @@
 
 A student module is a flat `.py` file the student writes (generated as a stub from `solutions/<file>`).
 The stub generator, the release and its leak check, the sandbox, the runner, the nbgrader plugin, the
-self-check and `vitcourse.impl` all take the list from here, so a new module is one line below.
+self-check and `vitcourse.course.impl` all take the list from here, so a new module is one line below.
 
 It imports only the standard library: the grader copies it into the sandbox next to `runner.py`.
 """

@@ -17,7 +17,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as `python benchmarks/bench_x.py` from anywhere
 
-from vitcourse import runtime  # noqa: E402
+from vitcourse.training import runtime  # noqa: E402
 
 # 5,085 train / 1,017 test real CIFAR-10 images in the CIFAR python layout (not part of the product).
 SHARED_CIFAR10_MINI = REPO_ROOT / ".." / "shared" / "datasets" / "cifar10-mini"

@@ -20,7 +20,7 @@ from _common import header  # noqa: F401 - also puts the repository on sys.path
 
 import torch
 
-from vitcourse import lifecycle, progress, release
+from vitcourse.course import lifecycle, progress, release
 
 KINDS = (
     lifecycle.Student("ref", "solved everything"),

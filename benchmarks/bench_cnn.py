@@ -14,7 +14,7 @@ import torch
 
 from _common import header, timed, write_json  # noqa: E402  (puts the repository on sys.path)
 
-from vitcourse import recipes, runtime  # noqa: E402
+from vitcourse.training import recipes, runtime  # noqa: E402
 from vitcourse.analysis.profile import CATEGORIES, profile_training  # noqa: E402
 from vitcourse.commands.profile import random_loader  # noqa: E402
 from vitcourse.models import cnn  # noqa: E402
@@ -52,7 +52,7 @@ def profile_row(name: str, device, batch: int, steps: int) -> dict:
 
 def bn_head_start(seeds: int) -> dict:
     import data_utils
-    from vitcourse.train import train
+    from vitcourse.training.train import train
 
     splits = data_utils.load_dataset("digits")
     out = {}

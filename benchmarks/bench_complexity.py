@@ -1,6 +1,6 @@
 """How well do FLOPs predict training time? Ratios measured side by side in one run.
 
-For a few of the assignment's models this times a training step (vitcourse.sweep.measure) and prints,
+For a few of the assignment's models this times a training step (vitcourse.analysis.sweep.measure) and prints,
 relative to the first model, the ratio of measured step time next to the ratio of closed-form training
 FLOPs. A ratio near 1 means FLOPs predict time on this machine; small models usually run below the
 hardware's peak (overheads, memory-bound elementwise work), so their time ratio exceeds the FLOP ratio.
@@ -15,7 +15,7 @@ import copy
 
 import torch
 
-from vitcourse import complexity, sweep
+from vitcourse.analysis import complexity, sweep
 
 QUICK = [("vit", dict(patch_size=8, embed_dim=256, depth=4, num_heads=4)),
          ("vit", dict(patch_size=4, embed_dim=256, depth=4, num_heads=4)),

@@ -17,7 +17,7 @@ import torch
 from _common import SHARED_CIFAR10_MINI, header, sync, timed, write_json
 
 import data_utils as du
-from vitcourse import runtime
+from vitcourse.training import runtime
 
 CIFAR_AUG = du.AugmentConfig(crop_prob=1.0, crop_padding=4, flip_prob=0.5, cutout_prob=0.5, cutout_size=8)
 SYNTHETIC_IMAGES = 10_000

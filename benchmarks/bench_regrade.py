@@ -20,7 +20,7 @@ from pathlib import Path
 
 from _common import header  # noqa: F401 - also puts the repository on sys.path
 
-from vitcourse import lifecycle, release
+from vitcourse.course import lifecycle, release
 
 BEFORE_CONFIG = f'''
 # ---- bench_regrade.py: the pipeline before issue 10 items 3 and 4 ----
@@ -30,7 +30,7 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern, LimitOutput, SaveAutoGrades
 c.Autograde.autograde_preprocessors = [SnapshotCodeOnly, Execute, PartsOnly, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "vitcourse.feedback.HideHiddenTests",
+c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "vitcourse.course.feedback.HideHiddenTests",
                                     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
 '''
 

@@ -23,7 +23,7 @@ from jupyter_client import AsyncKernelManager
 
 from autograder import bwrap, grader, sandbox
 from autograder.kernel_sandbox import SandboxedKernelManager
-from vitcourse import impl
+from vitcourse.course import impl
 
 CELL = "import torch\nx = torch.randn(256, 256)\nprint(float((x @ x).sum()) != 0)"
 

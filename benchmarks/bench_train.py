@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from _common import SHARED_CIFAR10_MINI, header, timed, write_json
 
 import data_utils as du
-from vitcourse import recipes, runtime
-from vitcourse.train import evaluate, train
+from vitcourse.training import recipes, runtime
+from vitcourse.training.train import evaluate, train
 
 # Targets of the issue (accuracy, seconds) per (data, model); measured here, reported either way.
 TARGETS = {("digits", "vit"): (0.97, 60), ("cifar10", "vit"): (0.85, 600), ("cifar10", "resnet18"): (0.93, 300),

@@ -13,7 +13,7 @@ from pathlib import Path
 COURSE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(COURSE_DIR.parent))  # so that `vitcourse` resolves when nbgrader runs from course/
 from autograder.nbgrader_plugin import configure  # noqa: E402
-from vitcourse.colab import COURSE_ID, NOT_IMPLEMENTED_MARK  # noqa: E402
+from vitcourse.course.colab import COURSE_ID, NOT_IMPLEMENTED_MARK  # noqa: E402
 
 from autograder.registry import STUDENT_FILES  # noqa: E402 - the student's code: never overwritten by autograde
 # Every assignment of source/, so exclude_overwriting covers a new one as soon as it exists.
@@ -42,20 +42,20 @@ c.ClearSolutions.enforce_metadata = True
 # recomputes every grade_part(...) cell outside the student's kernel, in the sandbox.
 configure(c, assignments=ASSIGNMENTS)
 __import__("autograder.datacheck").datacheck.check_before_autograde(Path(c.CourseDirectory.root))  # data first
-# Resumable and keeping the TA's work (vitcourse/progress.py, vitcourse/regrade.py): nbgrader's per-student hooks
-# record in .grading/ who is completely autograded and has feedback, so `vitcourse grade` after a crash redoes
-# exactly the unfinished students; SaveAutoGrades is replaced by KeepManualGrades, so `--force` no longer flags
-# every answer a TA already graded as ungraded again.
-__import__("vitcourse.progress").progress.install(c, c.CourseDirectory.root)
+# Resumable and keeping the TA's work (vitcourse/course/progress.py, vitcourse/course/regrade.py): nbgrader's
+# per-student hooks record in .grading/ who is completely autograded and has feedback, so `vitcourse grade`
+# after a crash redoes exactly the unfinished students; SaveAutoGrades is replaced by KeepManualGrades, so
+# `--force` no longer flags every answer a TA already graded as ungraded again.
+__import__("vitcourse.course.progress").course.progress.install(c, c.CourseDirectory.root)
 c.Autograde.exclude_overwriting = {name: list(STUDENT_FILES) for name in ASSIGNMENTS}
 c.OverwriteCells.add_missing_cells = True
-# nbgrader's sanitize steps, with OverwriteCells replaced by vitcourse/overwrite.py's subclass: a deleted
+# nbgrader's sanitize steps, with OverwriteCells replaced by vitcourse/course/overwrite.py's subclass: a deleted
 # setup cell (or any read-only or test cell) comes back in place instead of crashing with KeyError.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "vitcourse.overwrite.RestoringOverwriteCells",
+    "vitcourse.course.overwrite.RestoringOverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Execute.timeout = CELL_TIMEOUT_S
@@ -66,8 +66,8 @@ c.Execute.interrupt_on_timeout = True
 c.ZipCollectApp.archive_directory = "archive"
 c.ZipCollectApp.extracted_directory = "extracted"
 # nbgrader's FileNameCollectorPlugin, except that a file a zip holds twice (at its top level and in the
-# assignment folder) is collected once by a fixed rule instead of aborting the class (vitcourse/collect.py).
-c.ZipCollectApp.collector_plugin = "vitcourse.collect.OneCopyCollectorPlugin"
+# assignment folder) is collected once by a fixed rule instead of aborting the class (vitcourse/course/collect.py).
+c.ZipCollectApp.collector_plugin = "vitcourse.course.collect.OneCopyCollectorPlugin"
 c.ZipCollectApp.downloaded_directory = "downloaded"
 # Anchored at this course's own extracted/ folder (nbgrader extracts <id>.zip to downloaded/<a>/extracted/<id>/):
 # the student id is the zip's name, never a folder inside it, so a member path ".../extracted/<other id>/..."
@@ -79,15 +79,15 @@ c.FileNameCollectorPlugin.named_regexp = (
 c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt", ".json"]
 
 # ---- export ---------------------------------------------------------------------------------------------
-# nbgrader's CSV, written to a temporary name and renamed when complete (vitcourse/export.py): a killed or
+# nbgrader's CSV, written to a temporary name and renamed when complete (vitcourse/course/export.py): a killed or
 # failing export leaves the previous grades.csv intact, never a truncated or partial one.
-c.ExportApp.plugin_class = "vitcourse.export.AtomicCsvExportPlugin"
+c.ExportApp.plugin_class = "vitcourse.course.export.AtomicCsvExportPlugin"
 
 # ---- generate_feedback: the student sees their grades and messages, never the hidden tests --------------
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "vitcourse.feedback.HideHiddenTests",
+    "vitcourse.course.feedback.HideHiddenTests",
     # Lines of hidden tests or mark schemes a student cell copied into an output (an IPython hook can).
-    "vitcourse.feedback.ScrubHiddenText",
+    "vitcourse.course.feedback.ScrubHiddenText",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -26,7 +26,7 @@ class DatasetUnavailableError(RuntimeError):
     """The dataset is neither on disk nor downloadable; the message says where to put it.
 
     `reason` (what went wrong, without the dataset's name), `url`, `archive` and `folder` (where a copy
-    goes) let a caller word its own message (the notebooks' fallback, `vitcourse.colab.load_course_data`).
+    goes) let a caller word its own message (the notebooks' fallback, `vitcourse.course.colab.load_course_data`).
     """
 
     def __init__(self, message: str, reason: str = "", url: str = "", archive: str = "", folder: str = ""):

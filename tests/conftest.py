@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vitcourse import impl
+from vitcourse.course import impl
 
 # nbgrader refuses to run student kernels without the sandbox; on a CI runner where bubblewrap cannot run,
 # the grading tests still run (unsandboxed) and tests/test_sandbox_allowlist.py is skipped.

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from vitcourse import impl
+from vitcourse.course import impl
 
 T, V = "transformer.py", "ViT.py"
 FILES = (T, V)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from vitcourse import ablate, stats
+from vitcourse.analysis import ablate, stats
 
 
 # ---- interval maths -------------------------------------------------------------------------------------------

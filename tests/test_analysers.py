@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import feedback_variants as fv
 from autograder import analysers, bugs, grader, selfcheck
 from autograder.points import POINTS
-from vitcourse import impl, nbchecks
+from vitcourse.course import impl, nbchecks
 
 NON_SPECIFIC = {grader.NOT_IMPLEMENTED_HINT, grader.GRADIENT_HINT, *bugs.GENERIC_HINTS.values()}
 CATALOGUE_HINTS = {b.hint for b in bugs.CATALOGUE}
@@ -250,7 +250,7 @@ def test_selfcheck_names_the_part_really_missing(tmp_path):
 
 
 def test_selfcheck_and_analysers_ship_without_reference_material():
-    from vitcourse import release
+    from vitcourse.course import release
 
     assert "analysers.py" in release.STUDENT_AUTOGRADER
     text = (impl.REPO_ROOT / "autograder" / "analysers.py").read_text()

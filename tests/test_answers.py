@@ -11,7 +11,8 @@ from nbgrader.utils import determine_grade
 
 from autograder import answers, nbgrader_plugin
 from autograder.accuracy import CHECKPOINT
-from vitcourse import feedback, impl, nbbuild, quiz
+from vitcourse.course import feedback, impl, nbbuild
+from vitcourse.analysis import quiz
 
 SOURCES = sorted((impl.REPO_ROOT / "course" / "source").glob("*/*.ipynb"))
 
@@ -53,7 +54,7 @@ def _notebook_values(path):
 
 def _a4_values():
     """a4's answers from the library oracles (its solution cells train models): quiz.expected, stats."""
-    from vitcourse import stats
+    from vitcourse.analysis import stats
 
     cfg = dict(image_size=32, patch_size=8, embed_dim=256, depth=8, num_heads=4)
     return {"P8_PARAMS": quiz.expected("total_params", **cfg), "P8_FLOPS": quiz.expected("total_flops", **cfg),

@@ -17,7 +17,7 @@ import pytest
 from autograder import bugs, cases, grader, sandbox, selfcheck
 from autograder.nb import grade_part
 from autograder.points import POINTS, max_score
-from vitcourse import impl
+from vitcourse.course import impl
 
 LIMITS = sandbox.Limits(startup_timeout=90, import_timeout=8, part_timeout=8, total_timeout=150)
 WORKERS = 6  # gradings in flight; each is mostly a waiting subprocess

@@ -10,7 +10,7 @@ from traitlets.config import Config
 
 from autograder import nbgrader_plugin
 from autograder.points import POINTS
-from vitcourse import impl
+from vitcourse.course import impl
 
 HIDDEN = 'from autograder.nb import grade_part\ngrade_part("{part}")'
 

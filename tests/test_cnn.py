@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from vitcourse import complexity
+from vitcourse.analysis import complexity
 from vitcourse.models import cnn as cnn_models
 
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-4), torch.float64: dict(atol=1e-10, rtol=1e-9)}
@@ -248,7 +248,7 @@ def test_checked_in_stub_is_a_fresh_generation_and_raises_per_part():
         "ConvBlock.forward": lambda: stub.ConvBlock(3, 4, stub.ConvNetConfig())(torch.zeros(1, 3, 4, 4)),
         "ConvNet.forward": lambda: stub.ConvNet()(torch.zeros(1, 3, 32, 32)),
     }
-    from vitcourse.stubs import make_stub
+    from vitcourse.course.stubs import make_stub
 
     source = (cnn_models.impl.solutions_dir() / cnn_models.FILENAME).read_text()
     names = [t.name for t in make_stub(source, cnn_models.FILENAME)[1]]
@@ -263,7 +263,7 @@ def test_checked_in_stub_is_a_fresh_generation_and_raises_per_part():
 def test_cnn_recipes_build_and_train_through_the_cli(tmp_path):
     import json
 
-    from vitcourse import recipes
+    from vitcourse.training import recipes
     from vitcourse.cli import main
 
     for data in recipes.RECIPE_DATA:

@@ -4,12 +4,12 @@ import itertools
 import pytest
 import torch
 
-from vitcourse import complexity
-from vitcourse.complexity import (FLOPS_PER_MAC, attention_macs, component_table, count_block_macs, count_flops,
+from vitcourse.analysis import complexity
+from vitcourse.analysis.complexity import (FLOPS_PER_MAC, attention_macs, component_table, count_block_macs, count_flops,
                                   count_macs, count_training_macs, flop_counter_flops,
                                   model_complexity, module_hook_macs)
 
-resnet = pytest.importorskip("vitcourse.resnet", reason="vitcourse/resnet.py (ResNet-18) is not there yet")
+resnet = pytest.importorskip("vitcourse.models.resnet", reason="vitcourse/models/resnet.py (ResNet-18) is not there yet")
 
 B = 2  # every count is per image: run a batch of 2 and divide, so a per-batch slip cannot pass
 

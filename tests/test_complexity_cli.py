@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from vitcourse.cli import main
-from vitcourse.complexity import count_flops
+from vitcourse.analysis.complexity import count_flops
 
-resnet = pytest.importorskip("vitcourse.resnet", reason="vitcourse/resnet.py (ResNet-18) is not there yet")
+resnet = pytest.importorskip("vitcourse.models.resnet", reason="vitcourse/models/resnet.py (ResNet-18) is not there yet")
 
 SMALL = ["--image-size", "12x8", "--patch-size", "4", "--embed-dim", "15", "--num-heads", "5", "--depth", "2",
          "--num-classes", "7"]

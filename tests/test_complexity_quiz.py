@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from vitcourse import quiz
-from vitcourse.complexity import FLOPS_PER_MAC, flop_counter_flops
+from vitcourse.analysis import quiz
+from vitcourse.analysis.complexity import FLOPS_PER_MAC, flop_counter_flops
 
 # Small, distinct sizes; a non-square image and an odd head count.
 CONFIG = dict(image_size=(12, 8), patch_size=4, in_chans=2, embed_dim=15, num_heads=3, depth=2, mlp_ratio=2.0,

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from vitcourse import sweep, timing
-from vitcourse.complexity import model_complexity
+from vitcourse.analysis import sweep, timing
+from vitcourse.analysis.complexity import model_complexity
 
-pytest.importorskip("vitcourse.resnet", reason="vitcourse/resnet.py (ResNet-18) is not there yet")
+pytest.importorskip("vitcourse.models.resnet", reason="vitcourse/models/resnet.py (ResNet-18) is not there yet")
 
 TINY = dict(image_size=8, patch_size=4, embed_dim=12, depth=1, num_heads=3, mlp_ratio=2.0)
 QUICK = sweep.MeasureSettings(batch_size=2, warmup_steps=0, timed_steps=1, device="cpu")

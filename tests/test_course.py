@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from autograder.points import POINTS
-from vitcourse import colab, nbbuild, release
+from vitcourse.course import colab, nbbuild, release
 
 ASSIGNMENTS = nbbuild.assignments()
 # The course the issue asks for: data & patches, encoder, ViT, ResNet & trade-offs, analysis.
@@ -108,13 +108,13 @@ def test_nbgrader_config_loads():
     assert cfg.CourseDirectory.course_id == colab.COURSE_ID
     # Hidden grader cells are re-scored outside the student's kernel; feedback hides the hidden tests.
     assert any(getattr(p, "__name__", str(p)).endswith("RegradeHiddenCells") for p in cfg.Autograde.autograde_preprocessors)
-    assert "vitcourse.feedback.HideHiddenTests" in cfg.GenerateFeedback.preprocessors
+    assert "vitcourse.course.feedback.HideHiddenTests" in cfg.GenerateFeedback.preprocessors
 
 
 def test_feedback_strips_hidden_tests_and_tracebacks():
     from nbformat.v4 import new_code_cell, new_output
 
-    from vitcourse.feedback import HIDDEN_NOTE, HideHiddenTests
+    from vitcourse.course.feedback import HIDDEN_NOTE, HideHiddenTests
 
     cell = new_code_cell('check(x)\n### BEGIN HIDDEN TESTS\nassert secret(x) == 42\n### END HIDDEN TESTS')
     cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t", "points": 1}

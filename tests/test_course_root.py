@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vitcourse import course_root, impl
+from vitcourse.course import course_root, impl
 
 FIRST = impl.REPO_ROOT
 TREE = ("course", "solutions", "student_src", "data_utils", "vitcourse", "autograder", "pyproject.toml")
@@ -92,7 +92,7 @@ def _env() -> dict:
 def test_grade_uses_the_reference_of_the_course_it_runs_in(tmp_path):
     """`python -m autograder grade` from a second clone compares with that clone's solutions/."""
     from autograder.points import POINTS
-    from vitcourse import lifecycle
+    from vitcourse.course import lifecycle
 
     second = _second_clone(tmp_path / "second")
     lifecycle.BUGS["no_scale"].apply(second / "solutions")  # the second clone's reference differs in attention

@@ -12,7 +12,7 @@ import torch
 from autograder import __main__ as cli
 from autograder import datacheck
 from autograder.points import parts_for
-from vitcourse import impl
+from vitcourse.course import impl
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,14 +4,14 @@ through the real `nbgrader autograde` on a scratch a5 course.
 Every student below solved everything and then tampered with their notebook in one way; the oracle is the
 student who solved everything and tampered with nothing. Each must be graded (no nbgrader crash, no
 student left out) with the oracle's score on every test cell: the tampered cells are put back from the
-source notebook (vitcourse/overwrite.py, nbgrader's OverwriteCells).
+source notebook (vitcourse/course/overwrite.py, nbgrader's OverwriteCells).
 """
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from vitcourse import lifecycle, progress, release
+from vitcourse.course import lifecycle, progress, release
 
 A = "a5_analysis"
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from vitcourse import lifecycle, release
+from vitcourse.course import lifecycle, release
 
 A = "a2_transformer"
 STUDENTS = ["ada", "ben", "cy"]
@@ -20,7 +20,7 @@ STUDENTS = ["ada", "ben", "cy"]
 KILLER = textwrap.dedent('''
     import os, signal
     from nbgrader.plugins.export import CsvExportPlugin
-    from vitcourse.export import AtomicCsvExportPlugin
+    from vitcourse.course.export import AtomicCsvExportPlugin
 
     class _KillAfterOne:
         """The gradebook, except that the process is killed on the second student's lookup."""

@@ -18,7 +18,7 @@ import torch
 
 from autograder import accuracy, upload
 from autograder.points import POINTS, parts_for
-from vitcourse import gradescope, impl
+from vitcourse.course import gradescope, impl
 from vitcourse.cli import main as cli
 
 MINI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-mini"
@@ -74,7 +74,7 @@ def test_contract_at_the_zip_root(a2_bundle):
         config = json.loads(archive.read("gradescope.json"))
         # What the grader needs: the packages, the reference, the pins.
         for needed in ("autograder/grader.py", "autograder/gradescope.py", "autograder/upload.py",
-                       "autograder/points.py", "vitcourse/impl.py", "data_utils/__init__.py",
+                       "autograder/points.py", "vitcourse/course/impl.py", "data_utils/__init__.py",
                        "solutions/transformer.py", "solutions/ViT.py", "constraints.txt", "pyproject.toml"):
             assert needed in infos, needed
         assert not any("__pycache__" in n or n.startswith("student_src") for n in infos)
@@ -177,8 +177,8 @@ def test_a3_grades_the_checkpoint_like_the_notebook(a3_bundle, tmp_path, one_thr
     import torch.nn.functional as F
 
     from data_utils import load_dataset
-    from vitcourse.recipes import default_recipe
-    from vitcourse.train import evaluate
+    from vitcourse.training.recipes import default_recipe
+    from vitcourse.training.train import evaluate
 
     splits = load_dataset("digits")
     model_config, _ = default_recipe("digits", "vit")
@@ -239,7 +239,7 @@ def test_checkpoint_problems_get_a_message(tmp_path):
 
 
 def test_accuracy_points_and_assignments_match_the_notebooks():
-    from vitcourse import lifecycle
+    from vitcourse.course import lifecycle
 
     source = (impl.REPO_ROOT / "course" / "notebooks" / "a3_vit.py").read_text()
     assert f"# %% tests={accuracy.ACCURACY_PART} points={accuracy.ACCURACY_POINTS:g}\n" in source

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from autograder import accuracy
-from vitcourse import impl
-from vitcourse.colab import load_course_data
+from vitcourse.course import impl
+from vitcourse.course.colab import load_course_data
 
 
 def _checkpoint(path, vit_module, splits):

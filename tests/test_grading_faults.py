@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from vitcourse import lifecycle, progress, release
+from vitcourse.course import lifecycle, progress, release
 
 A = "a5_analysis"
 CLASS = (

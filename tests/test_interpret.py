@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitcourse import impl
+from vitcourse.course import impl
 from vitcourse.analysis import interpret as I
 from vitcourse.models import pretrained as P
 

@@ -18,9 +18,9 @@ import sqlite3
 import nbformat
 import pytest
 
-from vitcourse import lifecycle, release
-from vitcourse.colab import NOT_IMPLEMENTED_MARK
-from vitcourse.feedback import HIDDEN_BEGIN
+from vitcourse.course import lifecycle, release
+from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
+from vitcourse.course.feedback import HIDDEN_BEGIN
 
 ASSIGNMENTS = ["a2_transformer", "a5_analysis"]
 # One student per kind of submission the TA must handle; the demo adds more bugs.

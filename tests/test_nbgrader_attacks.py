@@ -24,7 +24,7 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import bwrap
-from vitcourse import feedback, impl, lifecycle, release
+from vitcourse.course import feedback, impl, lifecycle, release
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not bwrap.usable(), reason="bubblewrap does not work here")]
 A = "a5_analysis"
@@ -35,10 +35,10 @@ HONEST = {"patcher": "wrong", "ast_dropper": "stubs", "blanker": "stubs"}  # eac
 ATTACKS = {
     # Replace every scoring function the hidden cells could reach in the kernel.
     "patcher": """
-import vitcourse.quiz, vitcourse.stats, autograder.nb, autograder.answers, autograder.accuracy, torch
-vitcourse.quiz.grade = lambda *a, points=1.0, **k: float(points)
-vitcourse.quiz.check_answer = lambda *a, **k: (1.0, "Correct")
-vitcourse.stats.grade_seeds_needed = lambda *a, points=2.0, **k: float(points)
+import vitcourse.analysis.quiz, vitcourse.analysis.stats, autograder.nb, autograder.answers, autograder.accuracy, torch
+vitcourse.analysis.quiz.grade = lambda *a, points=1.0, **k: float(points)
+vitcourse.analysis.quiz.check_answer = lambda *a, **k: (1.0, "Correct")
+vitcourse.analysis.stats.grade_seeds_needed = lambda *a, points=2.0, **k: float(points)
 autograder.nb.grade_answer = lambda *a, points=1.0, **k: autograder.nb.Score(points)
 autograder.answers.score = lambda call, values, points, *a, **k: (float(points), "ok")
 autograder.accuracy.grade_checkpoint = lambda *a, points=4.0, **k: autograder.accuracy.AccuracyResult(points, points, 1.0, "ok")

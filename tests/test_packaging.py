@@ -4,7 +4,7 @@ import subprocess
 import sys
 import tomllib
 
-from vitcourse.impl import REPO_ROOT
+from vitcourse.course.impl import REPO_ROOT
 
 
 def _names(requirements):

@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from vitcourse.complexity import count_parameters
+from vitcourse.analysis.complexity import count_parameters
 
 REPORT = dict(image_size=32, patch_size=4, in_chans=3, embed_dim=256, depth=8, num_heads=4, mlp_ratio=4.0,
               num_classes=100)

@@ -6,8 +6,8 @@ import zipfile
 import nbformat
 import pytest
 
-from vitcourse import impl, lifecycle, release
-from vitcourse.stubs import STUB_FILES
+from vitcourse.course import impl, lifecycle, release
+from vitcourse.course.stubs import STUB_FILES
 
 # The encoder (code parts, hidden tests) and the analysis (mark schemes, numeric answers) cover every kind
 # of hidden material; releasing all five would only repeat the same checks slower.
@@ -27,10 +27,10 @@ def test_release_holds_what_a_student_needs(released):
         assert (folder / f"{name}.ipynb").is_file()
         for stub in STUB_FILES:
             assert (folder / stub).read_text() == (impl.stubs_dir() / stub).read_text(), f"{stub} must be the generated stub"
-        for needed in ("data_utils/__init__.py", "vitcourse/colab.py", "vitcourse/nbchecks.py", "vitcourse/train.py",
+        for needed in ("data_utils/__init__.py", "vitcourse/course/colab.py", "vitcourse/course/nbchecks.py", "vitcourse/training/train.py",
                        "autograder/selfcheck.py"):
             assert (folder / needed).is_file(), f"{needed} missing from the release"
-        for instructor_only in ("vitcourse/lifecycle.py", "vitcourse/release.py", "autograder/grader.py",
+        for instructor_only in ("vitcourse/course/lifecycle.py", "vitcourse/course/release.py", "autograder/grader.py",
                                 "autograder/nb.py", "solutions"):
             assert not (folder / instructor_only).exists(), f"{instructor_only} must not be released"
         with zipfile.ZipFile(folder.with_suffix(".zip")) as zf:

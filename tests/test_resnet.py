@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from vitcourse.resnet import resnet18_cifar, resnet18_imagenet
+from vitcourse.models.resnet import resnet18_cifar, resnet18_imagenet
 
 
 # Tiny tensors: one intra-op thread (conftest.one_thread) is faster, and far faster on a shared CPU.

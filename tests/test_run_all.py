@@ -6,14 +6,14 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from vitcourse import nbbuild
+from vitcourse.course import nbbuild
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = '''# %%
 x = 1
 
 # %% tests=test_x points=1
-from vitcourse import nbchecks
+from vitcourse.course import nbchecks
 raise nbchecks.CheckFailed("x is not implemented yet: write it above")
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from autograder import bwrap, grader, sandbox
-from vitcourse import impl
+from vitcourse.course import impl
 
 pytestmark = pytest.mark.skipif(not bwrap.usable(), reason="bubblewrap does not work on this machine")
 LIMITS = sandbox.Limits(startup_timeout=90, import_timeout=30, part_timeout=8, total_timeout=150)

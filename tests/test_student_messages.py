@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vitcourse import impl, nbbuild, nbchecks
-from vitcourse.colab import setup_cell_source
-from vitcourse.stubs import todos
+from vitcourse.course import impl, nbbuild, nbchecks
+from vitcourse.course.colab import setup_cell_source
+from vitcourse.course.stubs import todos
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def shell():
 
 
 def test_setup_cell_prints_the_gpu_line_once(shell, tmp_path, monkeypatch, capsys):
-    from vitcourse.colab import report_gpu
+    from vitcourse.course.colab import report_gpu
 
     monkeypatch.chdir(tmp_path)
     line = report_gpu()
@@ -65,13 +65,13 @@ def test_not_implemented_hint_names_the_banner_verbatim(part, where):
 
 def test_failed_check_shows_the_message_without_a_contextlib_traceback(shell, capsys):
     shell.user_ns["stub"] = impl.load(impl.stubs_dir()).ViT
-    shell.run_cell("from vitcourse import nbchecks\nnbchecks.check_patch_embed(stub.PatchEmbed)")
+    shell.run_cell("from vitcourse.course import nbchecks\nnbchecks.check_patch_embed(stub.PatchEmbed)")
     out = capsys.readouterr().out
     assert "not implemented yet" in out and "contextlib" not in out, out
 
 
 def test_every_release_folder_gets_a_readme(tmp_path):
-    from vitcourse import release
+    from vitcourse.course import release
 
     folder = tmp_path / "a2_transformer"
     folder.mkdir()

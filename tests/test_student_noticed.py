@@ -19,8 +19,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from data_utils import AugmentConfig, DeviceLoader, load_dataset  # noqa: E402
-from vitcourse import augment_choice, impl, nbbuild, plots  # noqa: E402
-from vitcourse.recipes import CIFAR_AUGMENT, default_recipe  # noqa: E402
+from vitcourse.course import augment_choice, impl, nbbuild
+from vitcourse.analysis import plots  # noqa: E402
+from vitcourse.training.recipes import CIFAR_AUGMENT, default_recipe  # noqa: E402
 
 # A choice that differs from the course default in every field, so that no default passes for it.
 CHOSEN = AugmentConfig(crop_prob=0.75, crop_padding=3, flip_prob=0.25, cutout_prob=0.3, cutout_size=6)

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 import data_utils as du
-from vitcourse import impl, recipes, runtime
-from vitcourse import train as T
+from vitcourse.course import impl
+from vitcourse.training import recipes, runtime
+from vitcourse.training import train as T
 
 
 # Tiny tensors: one intra-op thread (conftest.one_thread) is faster, and far faster on a shared CPU.
@@ -240,7 +241,7 @@ def test_cli_offline_cifar_error_is_actionable(tmp_path, capsys):
 def test_plots_return_figures():
     import matplotlib
 
-    from vitcourse import plots
+    from vitcourse.analysis import plots
 
     history = [{"epoch": i, "train_loss": 1 / i, "train_acc": 0.5, "val_loss": float("nan"), "val_acc": float("nan"),
                 "lr": 0.1, "epoch_time_s": 1.0} for i in (1, 2, 3)]

@@ -12,8 +12,8 @@ import dataclasses
 import pytest
 
 import data_utils as du
-from vitcourse import recipes, runtime
-from vitcourse.train import confusion_matrix, evaluate, train
+from vitcourse.training import recipes, runtime
+from vitcourse.training.train import confusion_matrix, evaluate, train
 
 SHORT_EPOCHS = 15  # half the recipe's schedule
 MIN_TEST_ACCURACY = 0.90

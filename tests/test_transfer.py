@@ -10,7 +10,7 @@ import torch
 
 import data_utils
 from vitcourse.models import pretrained as P
-from vitcourse.train import TrainConfig
+from vitcourse.training.train import TrainConfig
 from vitcourse.training import transfer as T
 from vitcourse.training.transfer_demo import few_shot
 
@@ -141,7 +141,7 @@ def test_head_mode_leaves_every_frozen_parameter_and_buffer_bit_identical(spec, 
     before = {k: v.clone() for k, v in net.state_dict().items()}
     model = T.prepare(net, "head")
     assert T.count_parameters(model, True) == sum(p.numel() for p in net.get_classifier().parameters())
-    from vitcourse.train import train
+    from vitcourse.training.train import train
 
     train(model, splits, CFG)
     after = net.state_dict()
@@ -177,7 +177,7 @@ def test_partial_mode_trains_the_last_k_blocks_the_final_norm_and_the_head(spec,
 
 
 def test_full_mode_gives_the_backbone_a_lower_learning_rate():
-    from vitcourse.train import make_optimizer
+    from vitcourse.training.train import make_optimizer
 
     net = _build(VIT)
     model = T.prepare(net, "full", backbone_lr_scale=0.1)
@@ -267,7 +267,7 @@ def test_pretraining_helps_on_a_related_task_over_several_seeds(tmp_path):
         up = data_utils.load_dataset("synthetic", val_size=0, seed=seed)
         torch.manual_seed(seed)
         net = _build(VIT)
-        from vitcourse.train import train
+        from vitcourse.training.train import train
 
         train(net, up, dataclasses.replace(CFG, epochs=4, seed=seed))
         path = P.save_weights(net, tmp_path / f"up{seed}.pth")

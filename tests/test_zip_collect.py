@@ -8,7 +8,7 @@ import pytest
 from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
 from traitlets.config.loader import PyFileConfigLoader
 
-from vitcourse import impl
+from vitcourse.course import impl
 
 COURSE = impl.REPO_ROOT / "course"
 

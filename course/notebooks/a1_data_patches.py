@@ -24,9 +24,9 @@ import torch
 
 import ViT
 from data_utils import AugmentConfig, DeviceLoader
-from vitcourse import augment_choice, nbchecks
-from vitcourse.colab import load_course_data, todo_guard
-from vitcourse.plots import plot_similarity_maps, show_images
+from vitcourse.course import augment_choice, nbchecks
+from vitcourse.course.colab import load_course_data, todo_guard
+from vitcourse.analysis.plots import plot_similarity_maps, show_images
 
 torch.manual_seed(0)
 

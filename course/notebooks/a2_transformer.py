@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import transformer
-from vitcourse import nbchecks
-from vitcourse.colab import todo_guard
+from vitcourse.course import nbchecks
+from vitcourse.course.colab import todo_guard
 
 torch.manual_seed(0)
 

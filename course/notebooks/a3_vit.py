@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 
 import ViT
-from vitcourse import augment_choice, nbchecks
-from vitcourse.colab import load_course_data, todo_guard
-from vitcourse.complexity import count_parameters
-from vitcourse.plots import plot_confusion_matrix, plot_history
-from vitcourse.recipes import default_recipe
-from vitcourse.runtime import fast_mode, pick_device
-from vitcourse.train import confusion_matrix, evaluate, train
+from vitcourse.course import augment_choice, nbchecks
+from vitcourse.course.colab import load_course_data, todo_guard
+from vitcourse.analysis.complexity import count_parameters
+from vitcourse.analysis.plots import plot_confusion_matrix, plot_history
+from vitcourse.training.recipes import default_recipe
+from vitcourse.training.runtime import fast_mode, pick_device
+from vitcourse.training.train import confusion_matrix, evaluate, train
 
 torch.manual_seed(0)
 DEVICE = pick_device()
@@ -124,7 +124,7 @@ with todo_guard("the ViT", "ViT.py"):
 # ## 4. Training
 #
 # The recipe below is the course default for the dataset (printed, with the reason for every choice in
-# `vitcourse/recipes.py`): AdamW, linear warm-up then cosine decay, label smoothing, gradient clipping,
+# `vitcourse/training/recipes.py`): AdamW, linear warm-up then cosine decay, label smoothing, gradient clipping,
 # the augmentation of assignment 1, and mixed precision on the GPU. The *fast data path* keeps the whole
 # dataset on the GPU and augments whole batches there, so the T4 is never waiting for Colab's two CPUs.
 #

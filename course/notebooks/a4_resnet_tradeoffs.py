@@ -17,12 +17,13 @@ import matplotlib.pyplot as plt
 import torch
 
 import ViT
-from vitcourse import augment_choice, complexity, quiz, sweep
-from vitcourse.colab import load_course_data, todo_guard
-from vitcourse.plots import plot_history
-from vitcourse.recipes import build_model, default_recipe
-from vitcourse.runtime import fast_mode
-from vitcourse.train import evaluate, train
+from vitcourse.course import augment_choice
+from vitcourse.analysis import complexity, quiz, sweep
+from vitcourse.course.colab import load_course_data, todo_guard
+from vitcourse.analysis.plots import plot_history
+from vitcourse.training.recipes import build_model, default_recipe
+from vitcourse.training.runtime import fast_mode
+from vitcourse.training.train import evaluate, train
 
 torch.manual_seed(0)
 
@@ -69,7 +70,7 @@ print(f"ResNet-18 test accuracy {resnet_test.accuracy:.1%}")
 # ## 2. The sweep
 #
 # Four ViT configurations — patch 4 or 8, depth 4 or 8, width 256, 4 heads — and ResNet-18. The table
-# gives the closed-form parameters and FLOPs (`vitcourse.complexity`), the time per epoch measured on this
+# gives the closed-form parameters and FLOPs (`vitcourse.analysis.complexity`), the time per epoch measured on this
 # machine (a few training steps, extrapolated to an epoch of 45,000 images), and the test accuracy after
 # a short training run of each model (`SWEEP_EPOCHS`; on a T4 the whole sweep takes about 20 minutes).
 
@@ -128,7 +129,7 @@ else:
 # ## 3. Counting (autograded)
 #
 # Use the closed forms of assignment 5's kind (by hand or with Python arithmetic — not by building the
-# model or calling `vitcourse.complexity`) for the ViT with `image_size=32, patch_size=8, embed_dim=256,
+# model or calling `vitcourse.analysis.complexity`) for the ViT with `image_size=32, patch_size=8, embed_dim=256,
 # depth=8, num_heads=4, mlp_ratio=4`, 10 classes, class token, learnable positions:
 #
 # * `P8_PARAMS`: its trainable parameters;
@@ -171,7 +172,7 @@ grade_answer("quiz", P8_FLOPS, points=2, name="P8_FLOPS", question="total_flops"
 # from 42.3% vs 34.2%. But a single run of a small ViT moves by a point or more with its seed (initial
 # weights, data order, augmentation). Here you train a small grid on the five-class CIFAR-10 subset
 # `[1, 3, 5, 7, 9]` (automobile, cat, dog, horse, truck) — position embedding learnable vs 2-D sin-cos, GELU
-# vs tanh — on three seeds each, with one recipe and one budget (`vitcourse.ablate`; the same as the command
+# vs tanh — on three seeds each, with one recipe and one budget (`vitcourse.analysis.ablate`; the same as the command
 # `vitcourse ablate`). The table gives each variant's mean, spread and 95% interval, and every variant is
 # compared with the first **paired by seed** (same seed, same data order: the seed's luck cancels).
 #
@@ -181,7 +182,7 @@ grade_answer("quiz", P8_FLOPS, points=2, name="P8_FLOPS", question="total_flops"
 # docs/ablations.md). The runs are saved under `ablation/`; a re-run after a disconnect skips the finished ones.
 
 # %%
-from vitcourse import ablate, stats
+from vitcourse.analysis import ablate, stats
 
 ABLATION_CLASSES = (1, 3, 5, 7, 9)
 ABLATION_GRID = {"pos_embed": ["learnable", "sincos2d"], "act": ["gelu", "tanh"]}
@@ -214,7 +215,7 @@ else:
 # **How many seeds?** A pilot grid measured a standard deviation of `PILOT_STD = 1.5` points of test accuracy
 # between seeds of one variant. How many seeds does a variant need for the 95% interval of its mean accuracy
 # to be at most ±1 point (`HALF_WIDTH`)? Assign the whole number to `SEEDS_NEEDED` (compute it, e.g. with
-# `scipy.stats.t`; not with `vitcourse.stats`).
+# `scipy.stats.t`; not with `vitcourse.analysis.stats`).
 
 # %% solution=seeds_needed
 PILOT_STD, HALF_WIDTH = 1.5, 1.0

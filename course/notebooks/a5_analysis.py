@@ -14,7 +14,7 @@
 # %%
 import torch
 
-from vitcourse import quiz
+from vitcourse.analysis import quiz
 
 # %% [markdown]
 # ## 1. Inductive biases

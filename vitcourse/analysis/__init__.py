@@ -1,1 +1,2 @@
-"""Looking at models: interpretability (Grad-CAM, attention rollout and statistics) and profiling."""
+"""Looking at models: complexity, sweeps and ablations with their statistics, timing, plots, quiz answers,
+interpretability (Grad-CAM, attention rollout and statistics), features and profiling."""

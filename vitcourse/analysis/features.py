@@ -7,7 +7,7 @@ Offline rule (the same as for every pretrained backbone of the course): nothing 
 `load_pretrained('resnet50', weights_path=...)` reads a local state-dict file; without a path it looks in
 torch's hub cache (where a Colab download puts it) and otherwise raises `WeightsUnavailableError` at once,
 naming the URL and where to put the file. `download=True` lets torchvision fetch it (Colab). Offline, the
-course's own ResNet-18 (`vitcourse.resnet`, ideally trained by `vitcourse train --model resnet18`) has the
+course's own ResNet-18 (`vitcourse.models.resnet`, ideally trained by `vitcourse train --model resnet18`) has the
 same stage names (`layer1` .. `layer4`), so every function here works on it too; it just has no ImageNet
 categories. The category names come from torchvision's weights metadata, which is part of the package.
 """
@@ -78,7 +78,7 @@ def load_pretrained(arch: str = DEFAULT_ARCH, weights_path: Optional[str | os.Pa
 
 def fallback_model(checkpoint: Optional[str | os.PathLike] = None, num_classes: int = 10) -> nn.Module:
     """The course's CIFAR ResNet-18 (same stage names as torchvision's), from a checkpoint when given."""
-    from vitcourse import resnet
+    from vitcourse.models import resnet
 
     model = resnet.resnet18_cifar(num_classes=num_classes)
     if checkpoint is not None:

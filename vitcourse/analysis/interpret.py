@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitcourse.models.pretrained import unwrap
-from vitcourse.train import confusion_matrix
+from vitcourse.training.train import confusion_matrix
 
 RESIDUAL_WEIGHT = 0.5  # rollout: A' = 0.5·A + 0.5·I, the residual's share (Abnar & Zuidema, 2020)
 MASS_FRACTION = 0.5  # attention statistics: the share of the mass whose patch count we report
@@ -217,7 +217,7 @@ def disagreement(preds_a, preds_b, labels, num_classes: Optional[int] = None,
     """Per class, how two models' test predictions (B,) compare against the labels (B,).
 
     Returns one dict per class: class, name, n (test images), acc_a and acc_b (per-class accuracy, the
-    diagonal of `vitcourse.train.confusion_matrix` over its row sum), a_only (A right, B wrong), b_only
+    diagonal of `vitcourse.training.train.confusion_matrix` over its row sum), a_only (A right, B wrong), b_only
     (B right, A wrong), both_wrong, both_right.
     """
     a, b, y = (torch.as_tensor(t).long().cpu() for t in (preds_a, preds_b, labels))

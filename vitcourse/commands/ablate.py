@@ -7,7 +7,7 @@ from pathlib import Path
 
 def add_arguments(parser):
     from data_utils.datasets import DATASETS
-    from vitcourse.ablate import OPTIONS
+    from vitcourse.analysis.ablate import OPTIONS
 
     parser.add_argument("--data", choices=DATASETS, default="digits", help="dataset (default digits)")
     parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
@@ -29,7 +29,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     import data_utils
-    from vitcourse import ablate
+    from vitcourse.analysis import ablate
 
     try:
         grid = ablate.parse_grid(args.grid)

@@ -4,7 +4,7 @@ HELP = "Parameters and FLOPs per component of a ViT or ResNet-18 (closed form); 
 import json
 import sys
 
-from vitcourse import complexity
+from vitcourse.analysis import complexity
 
 VIT_OPTIONS = ("image_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio", "qkv_bias",
                "pos_embed", "pool")
@@ -57,7 +57,7 @@ def add_arguments(parser):
     sweep.add_argument("--real-epoch", action="store_true", help="time a whole epoch instead of extrapolating (slow)")
     sweep.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     sweep.add_argument("--results", nargs="+", metavar="PATH",
-                       help="`vitcourse.train --json` files or folders: adds the accuracy column")
+                       help="`vitcourse.training.train --json` files or folders: adds the accuracy column")
 
 
 def _given_vit_options(args) -> dict:
@@ -96,7 +96,8 @@ def _check(summary: dict) -> dict:
     """Build the model and measure it with the counters (the closed form's oracle)."""
     import torch
 
-    from vitcourse import impl, resnet
+    from vitcourse.course import impl
+    from vitcourse.models import resnet
 
     c = summary["config"]
     if summary["model"] in complexity.CNN_MODELS:
@@ -175,7 +176,7 @@ def _run_single(args) -> int:
 
 
 def _run_sweep(args) -> int:
-    from vitcourse import sweep
+    from vitcourse.analysis import sweep
 
     if _given_vit_options(args) or args.model != "vit":
         raise ValueError("--sweep runs the assignment's fixed grid; drop the model options (or run without --sweep)")

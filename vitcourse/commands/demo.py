@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vitcourse import course_root, lifecycle, release
+from vitcourse.course import course_root, lifecycle, release
 
 
 def add_arguments(parser):

@@ -3,7 +3,7 @@ HELP = "Write grades.csv (nbgrader export, atomic); refuses while a submission i
 
 from pathlib import Path
 
-from vitcourse import lifecycle, release
+from vitcourse.course import lifecycle, release
 from vitcourse.commands.grade import course_folder
 
 

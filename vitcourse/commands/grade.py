@@ -3,7 +3,7 @@ HELP = "Collect, back up, autograde and give feedback for an assignment; a re-ru
 
 from pathlib import Path
 
-from vitcourse import lifecycle, release
+from vitcourse.course import lifecycle, release
 
 
 def course_folder(path) -> Path:

@@ -4,7 +4,7 @@ HELP = "Write DIR/autograder.zip: Gradescope's setup.sh + run_autograder for one
 from pathlib import Path
 
 from autograder.points import ASSIGNMENT_PARTS
-from vitcourse import course_root
+from vitcourse.course import course_root
 
 
 def add_arguments(parser):
@@ -21,7 +21,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from vitcourse.gradescope import build
+    from vitcourse.course.gradescope import build
 
     try:
         course = course_root.resolve(args.course)  # the bundle carries this course's reference and library

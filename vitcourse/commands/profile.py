@@ -25,7 +25,7 @@ def add_arguments(parser):
 
 def build(model: str, image_size: int, num_classes: int = 10):
     """The profiled model: a CNN of the CNN assignment, ResNet-18 (CIFAR form) or the CIFAR recipe's ViT."""
-    from vitcourse import recipes
+    from vitcourse.training import recipes
     from vitcourse.models import cnn
 
     if model in cnn.NETWORKS:
@@ -48,7 +48,7 @@ def random_loader(num_images: int, batch_size: int, image_size: int, num_workers
 
 
 def run(args) -> int:
-    from vitcourse import runtime
+    from vitcourse.training import runtime
     from vitcourse.analysis.profile import profile_training
 
     try:

@@ -1,7 +1,7 @@
 """vitcourse release: build the notebooks, generate the student release with nbgrader, check for leaks."""
 HELP = "Build course/source notebooks, run nbgrader generate_assignment, add stubs + library + zip, refuse leaks."
 
-from vitcourse import course_root, nbbuild, release
+from vitcourse.course import course_root, nbbuild, release
 
 
 def add_arguments(parser):

@@ -3,8 +3,8 @@ HELP = "Write student_src/*.py from solutions/*.py (or --check that they are in 
 
 from pathlib import Path
 
-from vitcourse import course_root
-from vitcourse.stubs import generate, todos
+from vitcourse.course import course_root
+from vitcourse.course.stubs import generate, todos
 
 
 def add_arguments(parser):

@@ -14,8 +14,8 @@ TTA_CHOICES = ("auto", "on", "off")
 
 def add_arguments(parser):
     from data_utils.datasets import DATASETS
-    from vitcourse.recipes import MODELS
-    from vitcourse.runtime import DEVICE_CHOICES, PRECISION_CHOICES
+    from vitcourse.training.recipes import MODELS
+    from vitcourse.training.runtime import DEVICE_CHOICES, PRECISION_CHOICES
 
     parser.add_argument("--data", choices=DATASETS, default="digits",
                         help="dataset (digits and synthetic work offline; default digits)")
@@ -48,8 +48,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     import data_utils
-    from vitcourse import recipes, runtime
-    from vitcourse.train import confusion_matrix, evaluate, load_best, train
+    from vitcourse.training import recipes, runtime
+    from vitcourse.training.train import confusion_matrix, evaluate, load_best, train
 
     val_size = None
     if args.val_size is not None:

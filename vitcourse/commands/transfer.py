@@ -41,9 +41,9 @@ def add_arguments(parser):
 
 def run(args) -> int:
     import data_utils
-    from vitcourse import runtime
+    from vitcourse.training import runtime
     from vitcourse.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, WeightsUnavailableError
-    from vitcourse.train import TrainConfig
+    from vitcourse.training.train import TrainConfig
     from vitcourse.training import transfer as T
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

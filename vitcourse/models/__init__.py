@@ -1,1 +1,1 @@
-"""Models beyond the student's ViT: pretrained backbones (timm, torchvision) and the course's CNNs."""
+"""Models beside the student's ViT: ResNet-18, the course's CNNs, pretrained backbones (timm, torchvision)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
-from vitcourse import impl
+from vitcourse.course import impl
 
 FILENAME = "cnn.py"
 NETWORKS = ("mish_cnn", "bn_cnn", "deep_mish_cnn", "vgg16")  # the keys of cnn.CONFIGS
@@ -58,7 +58,7 @@ def build(name: str, implementation: Optional[ModuleType] = None, **overrides):
 
 def stub_text() -> str:
     """`student_src/cnn.py` as `vitcourse stubs` would write it from `solutions/cnn.py`."""
-    from vitcourse.stubs import make_stub
+    from vitcourse.course.stubs import make_stub
 
     text, _ = make_stub((impl.solutions_dir() / FILENAME).read_text(), FILENAME)
     return text

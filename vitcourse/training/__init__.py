@@ -1,1 +1,1 @@
-"""Training beyond the from-scratch loop of `vitcourse.train`: transfer learning (fine-tuning modes, probes)."""
+"""Training: the loop (`train`), the recipes, the runtime (device, precision, fast mode) and transfer learning."""

@@ -2,7 +2,7 @@
 
 Shape legend: B batch, C channels, H/W image height/width, N tokens, D embedding, K classes.
 
-Modes (MODES), each trained by `vitcourse.train.train` with the same recipe and budget:
+Modes (MODES), each trained by `vitcourse.training.train.train` with the same recipe and budget:
     head     the backbone is frozen — no gradients, and in eval mode, so BatchNorm running statistics,
              dropout and drop-path stay as pretrained (LayerNorm has no statistics; its scale and shift are
              frozen parameters) — and only the new K-class head learns;
@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from data_utils import DatasetSplits, DeviceLoader
-from vitcourse import runtime
+from vitcourse.training import runtime
 from vitcourse.models import pretrained as P
-from vitcourse.train import TrainConfig, evaluate, param_groups, train
+from vitcourse.training.train import TrainConfig, evaluate, param_groups, train
 
 MODES = ("head", "partial", "full", "scratch", "probe")
 DEFAULT_PARTIAL_BLOCKS = 2  # partial: the last 2 blocks (of 12 in ViT-S, the last Swin stage's 2) + head

@@ -27,10 +27,10 @@ import torch
 
 import data_utils
 from data_utils import DatasetSplits
-from vitcourse import runtime
+from vitcourse.training import runtime
 from vitcourse.models import pretrained as P
-from vitcourse.recipes import DIGITS_AUGMENT
-from vitcourse.train import TrainConfig, evaluate, train
+from vitcourse.training.recipes import DIGITS_AUGMENT
+from vitcourse.training.train import TrainConfig, evaluate, train
 from vitcourse.training.transfer import MODES, BackboneSpec, FeatureCache, run_mode
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)  # the "upstream" task

@@ -5,9 +5,9 @@ h heads, d head dim, K classes.
 
 Figures are built with `matplotlib.figure.Figure`, not pyplot: they work headless (no display, the Agg
 canvas saves PNGs) and a notebook shows a returned Figure inline. Rows are the dicts of
-`vitcourse.sweep.run_sweep` / `attach_results`.
+`vitcourse.analysis.sweep.run_sweep` / `attach_results`.
 
-Public API: plot_tradeoffs(rows), plot_cost(rows). `vitcourse.sweep` re-exports both.
+Public API: plot_tradeoffs(rows), plot_cost(rows). `vitcourse.analysis.sweep` re-exports both.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 from autograder.accuracy import CHECKPOINT_ASSIGNMENTS
 from autograder.points import POINTS, parts_for
-from vitcourse import course_root
+from vitcourse.course import course_root
 
 BUNDLE = "autograder.zip"
 PACKAGES = ("autograder", "vitcourse", "data_utils")

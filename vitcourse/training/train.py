@@ -31,7 +31,7 @@ from torch import nn
 
 from data_utils import AugmentConfig, DatasetSplits, DeviceLoader, make_dataloader
 from data_utils.augment import SEED_STRIDE
-from vitcourse import runtime
+from vitcourse.training import runtime
 
 LAST_CHECKPOINT = "last.pt"  # full training state after the latest epoch (for resume)
 BEST_CHECKPOINT = "best.pt"  # model weights of the epoch with the best validation accuracy
@@ -47,7 +47,7 @@ SGD_MOMENTUM = 0.9  # Nesterov momentum of the SGD option (the classic ResNet re
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run. Defaults suit a small ViT; see `vitcourse.recipes` per dataset."""
+    """Every knob of a training run. Defaults suit a small ViT; see `vitcourse.training.recipes` per dataset."""
 
     epochs: int = 30  # passes over the training set
     batch_size: int = 128  # images per optimiser step
@@ -198,7 +198,7 @@ def check_model_fits(model: nn.Module, splits: DatasetSplits, device: torch.devi
         raise ValueError(
             f"the model cannot take {splits.name} images of shape (C, H, W) = {tuple(x.shape[1:])}: {err}\n"
             f"Build it for in_chans={splits.in_chans}, image_size={splits.image_size}, "
-            f"num_classes={splits.num_classes} (vitcourse.recipes.default_recipe does).") from err
+            f"num_classes={splits.num_classes} (vitcourse.training.recipes.default_recipe does).") from err
     finally:
         model.train(was_training)
     if out.ndim != 2 or out.shape[1] != splits.num_classes:

@@ -5,7 +5,7 @@ K classes.
 
 A variant is a set of ViT options (`pos_embed`, `act`, `depth`, `num_heads`, `embed_dim`, `patch_size`,
 `pool`, `mlp_ratio`) and data options (`classes`: a class subset) on top of the dataset's default recipe
-(`vitcourse.recipes.default_recipe`). Every variant is trained on the same seeds with the same training
+(`vitcourse.training.recipes.default_recipe`). Every variant is trained on the same seeds with the same training
 config and budget, so the only difference between two runs with the same seed is the variant: the seed
 fixes the validation split, the data order and the augmentation draws (the initial weights differ where
 the architectures do).
@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 
-from vitcourse import stats
+from vitcourse.analysis import stats
 
 MODEL_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_heads": int, "embed_dim": int,
                  "patch_size": int, "mlp_ratio": float}
@@ -113,7 +113,7 @@ class Settings:
     threads: Optional[int] = None  # torch threads per run (1 makes runs comparable on a shared machine)
     progress: bool = False
     overrides: dict = field(default_factory=dict)  # other TrainConfig fields (batch_size, lr, ...)
-    # The notebooks load data their own way (`vitcourse.colab.load_course_data`: $VITCOURSE_DATA_ROOT, the
+    # The notebooks load data their own way (`vitcourse.course.colab.load_course_data`: $VITCOURSE_DATA_ROOT, the
     # offline fallback) and train the student's ViT module: loader(seed, classes) -> DatasetSplits.
     loader: Optional[Callable] = None
     vit: Optional[object] = None  # the module defining ViT / ViTConfig (default: the reference)
@@ -131,7 +131,7 @@ def _vit_module(vit=None):
     """The ViT implementation to build and read: the one given, else the reference."""
     if vit is not None:
         return vit
-    from vitcourse import impl
+    from vitcourse.course import impl
 
     return impl.reference().ViT
 
@@ -148,8 +148,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[str, Path]) -> dict:
     """Train one (variant, seed) with the shared recipe and write its JSON; returns the JSON's content."""
-    from vitcourse import recipes, runtime
-    from vitcourse.train import evaluate, load_best, train
+    from vitcourse.training import recipes, runtime
+    from vitcourse.training.train import evaluate, load_best, train
 
     path = run_path(out_dir, options, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +326,7 @@ def mosaic(sim: torch.Tensor) -> torch.Tensor:
 
 def trained_patch_table(record: dict, out_dir: Union[str, Path], vit=None) -> Optional[torch.Tensor]:
     """The patches' rows (N, D) of a finished run's position table (None for pos_embed 'none')."""
-    from vitcourse.train import BEST_CHECKPOINT
+    from vitcourse.training.train import BEST_CHECKPOINT
 
     model = _vit_module(vit).ViT(**record["model_config"])
     if model.pos_embed is None:
@@ -341,7 +341,7 @@ def plot_position_similarity(results: list[dict], out_dir: Union[str, Path], see
     """One similarity mosaic per variant (trained model of `seed`, default the lowest), beside the fixed tables."""
     import matplotlib.pyplot as plt
 
-    from vitcourse.plots import similarity_limits
+    from vitcourse.analysis.plots import similarity_limits
 
     ref = _vit_module(vit)
     chosen = {}

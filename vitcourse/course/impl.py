@@ -13,24 +13,24 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # the package's own repository; commands use course_root
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the package's own repository; commands use course_root
 from autograder.registry import MODULE_NAMES  # import order: ViT imports transformer
 
 _cache: dict[Path, SimpleNamespace] = {}
 
 
 def solutions_dir() -> Path:
-    """The hidden reference of the active course (`vitcourse.course_root`).
+    """The hidden reference of the active course (`vitcourse.course.course_root`).
 
     `VITCOURSE_SOLUTIONS` overrides the location (e.g. a grader machine)."""
-    from vitcourse import course_root
+    from vitcourse.course import course_root
 
     return Path(os.environ.get("VITCOURSE_SOLUTIONS", course_root.current().solutions))
 
 
 def stubs_dir() -> Path:
     """The generated student stubs of the active course."""
-    from vitcourse import course_root
+    from vitcourse.course import course_root
 
     return course_root.current().student_src
 

@@ -17,7 +17,7 @@ from typing import Optional
 from torch import nn
 
 from data_utils import AugmentConfig
-from vitcourse.train import TrainConfig
+from vitcourse.training.train import TrainConfig
 
 MODELS = ("vit", "resnet18")
 RECIPE_DATA = ("digits", "cifar10", "cifar100", "synthetic")
@@ -111,12 +111,12 @@ def build_model(model: str, model_config: dict, implementation=None) -> nn.Modul
         return _build_cnn(model, model_config, implementation)
     if model == "vit":
         if implementation is None:
-            from vitcourse import impl
+            from vitcourse.course import impl
 
             implementation = impl.reference()
         return implementation.ViT.ViT(**model_config)
     if model == "resnet18":
-        from vitcourse import resnet
+        from vitcourse.models import resnet
 
         cfg = dict(model_config)
         arch = cfg.pop("arch", "resnet18_cifar")

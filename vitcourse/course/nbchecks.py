@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder import analysers
-from vitcourse.colab import NOT_IMPLEMENTED_MARK, banner_title
+from vitcourse.course.colab import NOT_IMPLEMENTED_MARK, banner_title
 
 ATOL = 1e-5  # float32 agreement between two orders of summation on these tiny sizes
 SINCOS_BASE = 10000.0  # Vaswani et al. (2017); the same constant as ViT.SINCOS_BASE

@@ -24,7 +24,7 @@ from pathlib import Path
 from autograder.registry import STUDENT_FILES
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-from vitcourse.colab import banner_title  # noqa: E402,F401 - student-facing (the release has no stubs.py)
+from vitcourse.course.colab import banner_title  # noqa: E402,F401 - student-facing (the release has no stubs.py)
 
 
 TODO_RE = re.compile(r"^(?P<indent>\s*)### TODO (?P<name>[\w.]+): (?P<what>.+)$")

@@ -5,12 +5,12 @@ score ("if there was previously a manual grade ... mark this as needing review")
 `nbgrader autograde --force` every answer a TA already marked shows as ungraded again in the formgrader,
 and the class waits for a second pass that has nothing to review.
 
-`KeepManualGrades` (in place of SaveAutoGrades, set by `vitcourse.progress.install`) runs nbgrader's step
+`KeepManualGrades` (in place of SaveAutoGrades, set by `vitcourse.course.progress.install`) runs nbgrader's step
 and then puts the state back for a grade the TA had finished (a manual score, not flagged) when nothing the
 TA looked at changed:
 
 * an answer cell: the student's source is the one that was autograded last time (digest in the
-  `.grading/` record, `vitcourse.progress`); a changed answer is flagged for review, as nbgrader does;
+  `.grading/` record, `vitcourse.course.progress`); a changed answer is flagged for review, as nbgrader does;
 * a test cell whose score the TA overrode: the autograder's score is the same as before; a new
   automatic score is flagged for review.
 """
@@ -20,13 +20,13 @@ from nbgrader import utils
 from nbgrader.preprocessors import SaveAutoGrades
 from traitlets import Unicode
 
-from vitcourse import progress
+from vitcourse.course import progress
 
 
 class KeepManualGrades(SaveAutoGrades):
     """SaveAutoGrades that does not re-flag finished manual grades whose answer and auto score are unchanged."""
 
-    course_root = Unicode("", help="course folder holding .grading/ (vitcourse.progress)").tag(config=True)
+    course_root = Unicode("", help="course folder holding .grading/ (vitcourse.course.progress)").tag(config=True)
 
     def preprocess(self, nb, resources):
         record = progress.read(self.course_root, resources["nbgrader"]["assignment"],

@@ -106,7 +106,7 @@ def setup_cell_source(assignment: str) -> str:
         # Edit transformer.py / ViT.py and re-run a cell: autoreload picks the change up, no restart needed.
         %load_ext autoreload
         %autoreload 2
-        from vitcourse.colab import report_gpu
+        from vitcourse.course.colab import report_gpu
         _gpu = report_gpu()  # prints the line once (a bare call would also echo its return value)
         ''')
 
@@ -135,7 +135,7 @@ def load_course_data(name: str, classes=None, seed: int = 0, val_size=None, data
     then show digits).
     """
     from data_utils import DatasetUnavailableError, load_dataset
-    from vitcourse.runtime import fast_mode
+    from vitcourse.training.runtime import fast_mode
 
     kw = dict(classes=classes, seed=seed, val_size=val_size)
     root = data_dir or os.environ.get(DATA_ROOT_ENV)

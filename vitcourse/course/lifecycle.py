@@ -3,7 +3,7 @@
 This is what an instructor and a TA do in a term, run end to end and offline:
 
 1. copy the course (nbgrader_config.py and source notebooks) into a scratch folder, never touching `course/`;
-2. release: `nbgrader generate_assignment` + stubs + library + zip (`vitcourse.release`);
+2. release: `nbgrader generate_assignment` + stubs + library + zip (`vitcourse.course.release`);
 3. a class hands in zips: students who copied the reference, who left the stubs, who have a bug, who deleted
    a test cell, whose cells ran out of order (`STUDENTS`);
 4. `nbgrader zip_collect`, a timestamped backup of `gradebook.db`, `nbgrader autograde`,
@@ -28,8 +28,8 @@ from typing import Optional
 
 import nbformat
 
-from vitcourse import course_root, impl, release
-from vitcourse.stubs import STUB_FILES
+from vitcourse.course import course_root, impl, release
+from vitcourse.course.stubs import STUB_FILES
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 BACKUP_DIR = "backups"
@@ -104,7 +104,7 @@ class Bug:
         text = path.read_text(encoding="utf-8")
         new, count = re.subn(self.pattern, self.replacement, text, count=1)
         if count != 1:
-            raise LifecycleError(f"bug pattern {self.pattern!r} not found in {path}: the reference changed; update vitcourse/lifecycle.py BUGS")
+            raise LifecycleError(f"bug pattern {self.pattern!r} not found in {path}: the reference changed; update vitcourse/course/lifecycle.py BUGS")
         path.write_text(new, encoding="utf-8")
 
 
@@ -315,10 +315,10 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     """Collect, back up the gradebook, autograde and generate feedback for one assignment: resumable.
 
     Without `force` only the students whose autograde is missing or incomplete are autograded
-    (`vitcourse.progress.unfinished`: interrupted, failed, handed in again, a NULL score in the gradebook),
+    (`vitcourse.course.progress.unfinished`: interrupted, failed, handed in again, a NULL score in the gradebook),
     and only those whose feedback is missing, incomplete or older than their grades get feedback; everyone
     else is left exactly as they were. With `force`, every student is autograded again (manual grades and
-    their graded state are kept: vitcourse.regrade.KeepManualGrades).
+    their graded state are kept: vitcourse.course.regrade.KeepManualGrades).
 
     `jobs` nbgrader processes run side by side, each over a contiguous slice of the class (one process per
     student would pay Python + nbgrader's start-up for every notebook). A student whose grading fails does
@@ -326,7 +326,7 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     GradingFailed after everyone else was graded and given feedback, naming them with nbgrader's log.
     `outputs` collects what each `nbgrader autograde` process printed (its log: warnings included).
     """
-    from vitcourse import progress
+    from vitcourse.course import progress
 
     course_dir = Path(course_dir)
     archive = course_dir / "downloaded" / assignment / "archive"
@@ -374,7 +374,7 @@ def generate_feedback(course_dir: Path, assignment: str, students: Optional[list
                       force: bool = False, log=print) -> list[str]:
     """Feedback for the graded students whose feedback is missing or stale (all graded ones with `force`,
     e.g. after manual grading). Returns who got feedback; raises naming who did not."""
-    from vitcourse import progress
+    from vitcourse.course import progress
 
     course_dir = Path(course_dir)
     everyone = progress.submitted_students(course_dir, assignment)
@@ -395,7 +395,7 @@ def generate_feedback(course_dir: Path, assignment: str, students: Optional[list
 
 def incomplete_grading(course_dir: Path) -> dict[str, dict[str, str]]:
     """assignment -> student -> why, for every handed-in submission whose autograde is missing or incomplete."""
-    from vitcourse import progress
+    from vitcourse.course import progress
 
     course_dir = Path(course_dir)
     submitted = course_dir / "submitted"
@@ -414,7 +414,7 @@ def export_grades(course_dir: Path, allow_incomplete: bool = False) -> Path:
 
     A student whose autograde was interrupted has NULL scores, which nbgrader exports as 0.0 (exit 0): the
     export refuses, naming them, unless `allow_incomplete`. Atomic through the course's export plugin
-    (`vitcourse.export.AtomicCsvExportPlugin`, set in nbgrader_config.py): a killed export leaves the
+    (`vitcourse.course.export.AtomicCsvExportPlugin`, set in nbgrader_config.py): a killed export leaves the
     previous complete grades.csv, never a partial one.
     """
     course_dir = Path(course_dir)
@@ -560,7 +560,7 @@ def execute_notebook(path: Path, timeout: int = 300, fast: bool = True) -> tuple
     """
     from nbclient import NotebookClient
 
-    from vitcourse.runtime import FAST_ENV
+    from vitcourse.training.runtime import FAST_ENV
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -643,9 +643,9 @@ def train_reference_checkpoint(path: Path, epochs: Optional[int] = None, seed: i
     import torch
 
     from data_utils import load_dataset
-    from vitcourse.complexity import count_parameters
-    from vitcourse.recipes import default_recipe
-    from vitcourse.train import evaluate, train
+    from vitcourse.analysis.complexity import count_parameters
+    from vitcourse.training.recipes import default_recipe
+    from vitcourse.training.train import evaluate, train
 
     splits = load_dataset(CHECKPOINT_DATA, seed=seed)
     model_config, cfg = default_recipe(CHECKPOINT_DATA, "vit")

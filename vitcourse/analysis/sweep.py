@@ -5,20 +5,20 @@ h heads, d head dim, K classes.
 
 The assignment compares ViTs (patch 4×4 and 8×8, D 256 and 512, depth 4 and 8, 2 and 4 heads, MLP 4×)
 with ResNet-18 in its CIFAR and ImageNet forms, with CIFAR-10 and CIFAR-100 heads. For each model a row
-holds closed-form parameters and GFLOPs (`vitcourse.complexity`), measurements on the machine it runs
-on (`vitcourse.timing`: time per step and per epoch, throughput, peak memory — see its docstring for
+holds closed-form parameters and GFLOPs (`vitcourse.analysis.complexity`), measurements on the machine it runs
+on (`vitcourse.analysis.timing`: time per step and per epoch, throughput, peak memory — see its docstring for
 the method) and, when training results are supplied, the test accuracy.
 
 Typical use in a notebook::
 
-    from vitcourse import sweep
+    from vitcourse.analysis import sweep
     rows = sweep.run_sweep(sweep.assignment_specs(), sweep.MeasureSettings(timed_steps=2), progress=print)
     rows = sweep.attach_results(rows, sweep.load_training_results("runs/"))   # adds the accuracy column
     print(sweep.to_markdown(rows)); sweep.plot_tradeoffs(rows)
 
 Public API: ModelSpec, assignment_specs, spec_row, run_sweep, load_training_results, attach_results,
-to_markdown, write_csv, save_outputs, COLUMNS; re-exported: MeasureSettings, measure (vitcourse.timing),
-plot_tradeoffs, plot_cost (vitcourse.sweep_plots).
+to_markdown, write_csv, save_outputs, COLUMNS; re-exported: MeasureSettings, measure (vitcourse.analysis.timing),
+plot_tradeoffs, plot_cost (vitcourse.analysis.sweep_plots).
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
-from vitcourse import complexity
-from vitcourse.sweep_plots import plot_cost, plot_tradeoffs
-from vitcourse.timing import EPOCH_IMAGES, MeasureSettings, measure
+from vitcourse.analysis import complexity
+from vitcourse.analysis.sweep_plots import plot_cost, plot_tradeoffs
+from vitcourse.analysis.timing import EPOCH_IMAGES, MeasureSettings, measure
 
 # The configurations the assignment names.
 ASSIGNMENT_GRID = dict(patch_size=(4, 8), embed_dim=(256, 512), depth=(4, 8), num_heads=(2, 4), mlp_ratio=(4.0,))
@@ -122,12 +122,12 @@ class ModelSpec:
         return (self.model, self.num_classes, sizes)
 
     def build(self):
-        """A freshly initialised model (the reference ViT, or ResNet-18 from `vitcourse.resnet`)."""
+        """A freshly initialised model (the reference ViT, or ResNet-18 from `vitcourse.models.resnet`)."""
         if self.model == "vit":
-            from vitcourse import impl
+            from vitcourse.course import impl
 
             return impl.reference().ViT.ViT(complexity.vit_config(num_classes=self.num_classes, **self.options))
-        from vitcourse import resnet
+        from vitcourse.models import resnet
 
         if self.model == "resnet18_cifar":
             return resnet.resnet18_cifar(self.num_classes)
@@ -204,10 +204,10 @@ def _read_result(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not a JSON file from `vitcourse.train --json` ({err})") from None
+        raise ValueError(f"{path}: not a JSON file from `vitcourse.training.train --json` ({err})") from None
     config = data.get("config") if isinstance(data, dict) else None
     if not isinstance(config, dict) or "model" not in config or "test_accuracy" not in data:
-        raise ValueError(f"{path}: expected the output of `vitcourse.train --json` with keys 'config' "
+        raise ValueError(f"{path}: expected the output of `vitcourse.training.train --json` with keys 'config' "
                          f"(holding 'model') and 'test_accuracy'; found keys {sorted(data) if isinstance(data, dict) else type(data).__name__}")
     return data
 
@@ -228,7 +228,7 @@ def _classes_of(config: dict, path: Path) -> int:
 
 def load_training_results(paths: Union[str, Path, Iterable[Union[str, Path]]],
                           on_skip: Optional[Callable[[str], None]] = None) -> list[dict]:
-    """Read `vitcourse.train --json` outputs (files, or folders searched for *.json).
+    """Read `vitcourse.training.train --json` outputs (files, or folders searched for *.json).
 
     The sweep compares models on CIFAR-sized RGB images, so runs on other data (config.data 'digits' or
     'synthetic', or a ResNet on other than 3 channels) are left out; `on_skip` (e.g. print) hears why.
@@ -246,7 +246,7 @@ def load_training_results(paths: Union[str, Path, Iterable[Union[str, Path]]],
         elif p.is_file():
             files.append(p)
         else:
-            raise FileNotFoundError(f"training result {p} does not exist (give a --json file of vitcourse.train "
+            raise FileNotFoundError(f"training result {p} does not exist (give a --json file of vitcourse.training.train "
                                     f"or a folder holding them)")
     results = []
     for path in files:

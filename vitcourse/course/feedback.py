@@ -13,7 +13,7 @@ from pathlib import Path
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-from vitcourse.release import _region_lines  # the leak check's reader of marked regions: one definition
+from vitcourse.course.release import _region_lines  # the leak check's reader of marked regions: one definition
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_NOTE = "# (hidden tests ran here; their code is not shown)"

@@ -13,7 +13,7 @@ h heads, d head dim, K classes.
       keeps no such counter) parameters + gradients + AdamW's two moments + the activations autograd
       saves for the backward, measured with saved-tensor hooks.
 
-Public API: MeasureSettings, measure(model, image_shape, settings, num_classes). `vitcourse.sweep`
+Public API: MeasureSettings, measure(model, image_shape, settings, num_classes). `vitcourse.analysis.sweep`
 re-exports both.
 """
 from __future__ import annotations
@@ -118,7 +118,7 @@ def measure(model, image_shape: tuple[int, int, int], settings: Optional[Measure
     import torch
     import torch.nn.functional as F
 
-    from vitcourse import runtime
+    from vitcourse.training import runtime
 
     settings = settings or MeasureSettings()
     device = runtime.pick_device(settings.device)

@@ -6,7 +6,7 @@ h heads, d head dim, K classes.
 The analysis notebook asks for closed-form counts ("parameters of one block", "FLOPs of attention at N
 tokens") and grades them in hidden cells::
 
-    from vitcourse import quiz
+    from vitcourse.analysis import quiz
     score, feedback = quiz.check_answer("block_params", answer, embed_dim=256, num_heads=4)
     quiz.grade("block_params", answer, points=2, embed_dim=256, num_heads=4)   # nbgrader cell
 
@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from vitcourse import complexity
+from vitcourse.analysis import complexity
 
 FULL_CREDIT = 1.0
 SLIP_CREDIT = 0.5  # an answer right except for one named slip earns half; two slips a quarter

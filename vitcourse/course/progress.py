@@ -19,7 +19,7 @@ nbgrader's own per-student hooks keep a record instead, `<course>/.grading/<assi
 
 `unfinished` reads it, with the gradebook and the folders as a second opinion: a student is done only if the
 record says so, every notebook is in autograded/, no test cell's score is NULL and the handed-in files are
-the ones that were graded. `answers` is what `vitcourse.regrade.KeepManualGrades` compares a re-graded
+the ones that were graded. `answers` is what `vitcourse.course.regrade.KeepManualGrades` compares a re-graded
 answer with. Writes are atomic (temporary name + rename), so a kill never leaves a torn record.
 """
 from __future__ import annotations
@@ -134,7 +134,7 @@ def install(c, root: Path) -> None:
     """Set the hooks and KeepManualGrades in an nbgrader config (course/nbgrader_config.py calls it)."""
     from nbgrader.preprocessors import SaveAutoGrades
 
-    from vitcourse.regrade import KeepManualGrades
+    from vitcourse.course.regrade import KeepManualGrades
 
     root = str(Path(root).resolve())
     c.Autograde.pre_convert_hook = functools.partial(autograde_started, root)
@@ -146,8 +146,8 @@ def install(c, root: Path) -> None:
     stock = [i for i, n in enumerate(names) if n.rsplit(".", 1)[-1] == SaveAutoGrades.__name__]
     if not stock:
         raise RuntimeError("nbgrader_config.py: Autograde.autograde_preprocessors has no SaveAutoGrades step for "
-                           "vitcourse.regrade.KeepManualGrades to replace; set the preprocessors before "
-                           "vitcourse.progress.install(c, ...)")
+                           "vitcourse.course.regrade.KeepManualGrades to replace; set the preprocessors before "
+                           "vitcourse.course.progress.install(c, ...)")
     steps[stock[0]] = KeepManualGrades
     c.Autograde.autograde_preprocessors = steps
     c.KeepManualGrades.course_root = root

@@ -24,8 +24,8 @@ from typing import Iterable, Optional
 
 import nbformat
 
-from vitcourse import course_root, impl
-from vitcourse.stubs import BEGIN, END, STUB_FILES
+from vitcourse.course import course_root, impl
+from vitcourse.course.stubs import BEGIN, END, STUB_FILES
 
 # The package's own course, for library callers and tests only: commands act on course_root.resolve().
 COURSE_DIR = course_root.PACKAGE_ROOT / course_root.COURSE
@@ -35,9 +35,9 @@ MARKERS = (BEGIN, END, HIDDEN_BEGIN, HIDDEN_END)
 MIN_LEAK_CHARS = 12
 # Library packages copied next to the notebook, and the instructor-only modules left out of them.
 LIBRARY_PACKAGES = ("data_utils", "vitcourse", "autograder")
-INSTRUCTOR_ONLY = ("vitcourse/commands", "vitcourse/cli.py", "vitcourse/__main__.py", "vitcourse/release.py",
-                   "vitcourse/lifecycle.py", "vitcourse/nbbuild.py", "vitcourse/stubs.py", "vitcourse/feedback.py",
-                   "vitcourse/overwrite.py", "vitcourse/export.py")
+INSTRUCTOR_ONLY = ("vitcourse/commands", "vitcourse/cli.py", "vitcourse/__main__.py", "vitcourse/course/release.py",
+                   "vitcourse/course/lifecycle.py", "vitcourse/course/nbbuild.py", "vitcourse/course/stubs.py",
+                   "vitcourse/course/feedback.py", "vitcourse/course/overwrite.py", "vitcourse/course/export.py")
 # Of the autograder, students get only the self-check (public oracles); the grader stays with the TAs.
 # Its package docstring documents the hidden cells, so the release writes a student edition instead.
 STUDENT_AUTOGRADER = ("__main__.py", "analysers.py", "points.py", "registry.py", "selfcheck.py")

@@ -26,7 +26,7 @@ from typing import Optional
 CONFIG = "nbgrader_config.py"
 COURSE = "course"  # the nbgrader course folder inside a course root
 ROOT_ENV = "VITCOURSE_ROOT"
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class CourseNotFound(RuntimeError):

@@ -318,7 +318,7 @@ def _vit_module():
     in the working directory (a Colab session). ViTConfig is given code, not a TODO, so any of them works."""
     from pathlib import Path
 
-    from vitcourse import impl
+    from vitcourse.course import impl
 
     for load in (impl.reference, impl.stubs, lambda: impl.load(Path.cwd())):
         try:
@@ -467,7 +467,7 @@ def counter_comparison(cfg=None, model=None, batch_size: int = 1) -> dict:
     torch version / device counts fused attention: older torch on CPU counts it as 0).
     """
     import torch
-    from vitcourse import impl
+    from vitcourse.course import impl
 
     if model is None:
         model = impl.reference().ViT.ViT(cfg)

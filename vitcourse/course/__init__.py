@@ -1,0 +1,1 @@
+"""Running the course: notebook build, release, grading lifecycle, Colab setup, stubs, checks."""
