@@ -77,10 +77,8 @@ def _grade(args) -> int:
 def _check(args) -> int:
     from autograder import selfcheck
 
-    results = selfcheck.check_all(args.folder)
-    if args.assignment:  # only this assignment's parts: later assignments' stubs are not "missing" yet
-        wanted = set(parts_for(args.assignment))
-        results = [r for r in results if r.part in wanted]
+    # Only this assignment's parts when it is named: later assignments' stubs are not "missing" yet.
+    results = selfcheck.check_all(args.folder, parts_for(args.assignment) if args.assignment else None)
     print(selfcheck.format_results(results))
     return EXIT_OK
 

@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from autograder import analysers, bugs, cases, sandbox
+from autograder import analysers, bugs, cases, runner, sandbox
 from autograder.points import COMPOSITE_PARTS, POINTS, ROUND_DIGITS, module_of, parts_for
 
 # (rtol, atol) per dtype: a correct implementation that orders its operations differently stays far
@@ -181,6 +181,34 @@ def compare_tensor(name: str, expected: torch.Tensor, actual: Optional[torch.Ten
     return None
 
 
+def _more(n: int, what: str) -> str:
+    return f" (and {n} more {what}{'s' if n > 1 else ''})" if n else ""
+
+
+def _set_trainable_problem(key: str, expected: torch.Tensor, actual, case: dict) -> Optional[str]:
+    """set_trainable's outputs are flags per parameter / leaf module: name the ones that are wrong."""
+    if type(actual) is not torch.Tensor or actual.shape != expected.shape:
+        return compare_tensor(key, expected, actual)
+    wrong = (actual != expected).nonzero().flatten().tolist()
+    if not wrong:
+        return None
+    p = case["params"]
+    model = runner.toy_backbone(p["kind"], p["depth"])  # the same structure the student's call saw
+    if key == "requires_grad":
+        names = [n for n, _ in model.named_parameters()]
+        first = wrong[0]
+        state, should = ("learns", "be frozen") if actual[first] else ("is frozen", "learn")
+        return (f"parameter {names[first]!r} {state} but should {should}"
+                + _more(len(wrong) - 1, "parameter"))
+    names = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    first = wrong[0]
+    if actual[first]:
+        return (f"module {names[first]!r} is in a returned frozen subtree, but it learns"
+                + _more(len(wrong) - 1, "module"))
+    return (f"module {names[first]!r} is frozen, but no returned subtree holds it, so the trainer would not keep "
+            f"it in eval mode" + _more(len(wrong) - 1, "module"))
+
+
 def _close(a, b) -> bool:
     """Same shape, both plain CPU tensors, values within the tolerance of b's dtype."""
     if type(a) is not torch.Tensor or type(b) is not torch.Tensor or a.shape != b.shape:
@@ -291,7 +319,9 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
         return checks, [bug] if bug else [], hint
     outputs = result["outputs"]
     value_keys = [k for k in expected if not k.startswith(("grad:", "trace:")) and k not in ("out@2", "out@perm")]
-    problems = [m for k in value_keys if (m := compare_tensor(k, expected[k], outputs.get(k)))]
+    compare = _set_trainable_problem if case["op"] == "set_trainable" else \
+        (lambda key, want, got, _case: compare_tensor(key, want, got))
+    problems = [m for k in value_keys if (m := compare(k, expected[k], outputs.get(k), case))]
     found = diagnose(part, case, expected, outputs, contradicted)
     if "out@2" in expected and _nondeterministic(outputs):
         problems.append("two calls in eval mode gave different outputs")

@@ -24,6 +24,9 @@ POINTS: dict[str, float] = {
     "ViT.PatchEmbed.forward": 1,
     "ViT.ViT.forward_features": 2,
     "ViT.model": 2,  # composite: the student's whole ViT, logits and gradients
+    "finetune.set_trainable": 3,
+    "finetune.attention_rollout": 3,
+    "finetune.attention_statistics": 3,
 }
 
 # Parts that are not a single TODO of the template: they exercise several student functions at once.
@@ -38,6 +41,7 @@ ASSIGNMENT_PARTS: dict[str, tuple[str, ...]] = {
                        "transformer.Attention.merge_heads", "transformer.Attention.forward",
                        "transformer.Mlp.forward", "transformer.Block.forward"),
     "a3_vit": ("ViT.PatchEmbed.forward", "ViT.ViT.forward_features", "ViT.model"),
+    "a6_transfer": ("finetune.set_trainable", "finetune.attention_rollout", "finetune.attention_statistics"),
 }
 
 
@@ -52,7 +56,7 @@ def parts_for(assignment: str | None = None) -> tuple[str, ...]:
 
 
 def module_of(part: str) -> str:
-    """The student file a part lives in: 'transformer' or 'ViT'."""
+    """The student module a part lives in ('transformer', 'ViT', 'finetune'): the text before the first dot."""
     return part.split(".", 1)[0]
 
 

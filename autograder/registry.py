@@ -17,6 +17,7 @@ class StudentModule:
 
     name: str  # import name (`import ViT`)
     assignments: tuple[str, ...]  # the assignments whose release ships this file and whose grader imports it
+    imports: tuple[str, ...] = ()  # the student modules this one imports (listed before it)
 
     @property
     def file(self) -> str:
@@ -30,7 +31,8 @@ _VIT_ASSIGNMENTS = ("a1_data_patches", "a2_transformer", "a3_vit", "a4_resnet_tr
 # Import order: a module may import only the modules listed before it.
 STUDENT_MODULES: tuple[StudentModule, ...] = (
     StudentModule("transformer", _VIT_ASSIGNMENTS),
-    StudentModule("ViT", _VIT_ASSIGNMENTS),
+    StudentModule("ViT", _VIT_ASSIGNMENTS, imports=("transformer",)),
+    StudentModule("finetune", ("a6_transfer",)),  # fine-tuning modes, attention rollout and statistics
 )
 
 MODULE_NAMES: tuple[str, ...] = tuple(m.name for m in STUDENT_MODULES)
@@ -49,3 +51,17 @@ def module(name: str) -> StudentModule:
 def files_for(assignment: str | None = None) -> tuple[str, ...]:
     """The student files an assignment ships and grades (all of them when `assignment` is None)."""
     return tuple(m.file for m in STUDENT_MODULES if assignment is None or assignment in m.assignments)
+
+
+def modules_for(assignment: str | None = None) -> tuple[str, ...]:
+    """The module names an assignment ships and grades, in import order (all of them when None)."""
+    return tuple(m.name for m in STUDENT_MODULES if assignment is None or assignment in m.assignments)
+
+
+def closure(names) -> tuple[str, ...]:
+    """`names` and every student module they import, in import order: what the sandbox must import."""
+    wanted = set(names)
+    for m in reversed(STUDENT_MODULES):
+        if m.name in wanted:
+            wanted.update(m.imports)
+    return tuple(m.name for m in STUDENT_MODULES if m.name in wanted)

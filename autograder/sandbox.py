@@ -46,7 +46,8 @@ except ImportError:  # Windows: no rlimits (grade untrusted code on Linux)
 
 from autograder import bwrap, runner
 
-from autograder.registry import MODULE_NAMES, STUDENT_FILES  # the only files copied out of a submission
+from autograder.points import module_of
+from autograder.registry import MODULE_NAMES, STUDENT_FILES, closure  # the only files copied out of a submission
 POLL_S = 0.02  # how often the grader looks at the progress log
 UID_RANGE = (200_000, 900_000)  # fresh uids for student processes when the grader runs as root
 UNSHARE_FLAGS = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child",
@@ -376,6 +377,10 @@ def run_parts(files: dict[str, Path | None], parts: list[str], cases: dict[str, 
     limits = limits or Limits()
     prefix, notes = isolation(use_namespaces)
     run = SandboxRun(notes=list(notes))
+    # Only the modules the parts need (and what they import) are copied in and imported: an assignment-6
+    # grade never imports a stray ViT.py, an assignment-3 grade never a finetune.py.
+    modules = closure(module_of(part) for part in parts)
+    files = {name: path for name, path in files.items() if name[:-3] in modules}
     skip = {name[:-3]: f"{name} is missing from the submission" for name, path in files.items() if path is None}
     run.import_errors.update(skip)
     remaining = list(parts)
@@ -388,7 +393,7 @@ def run_parts(files: dict[str, Path | None], parts: list[str], cases: dict[str, 
                 run.outcomes[part] = Outcome(error=f"not graded: the submission used up its total time of "
                                                    f"{limits.total_timeout:.0f} s")
             break
-        events, fate, text = _launch(files, remaining, cases, skip, limits, prefix, hide, left)
+        events, fate, text = _launch(files, remaining, cases, skip, limits, prefix, hide, left, modules)
         printed.append(text)
         progress = False
         started, done = None, set()
@@ -430,7 +435,7 @@ def run_parts(files: dict[str, Path | None], parts: list[str], cases: dict[str, 
     return run
 
 
-def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left):
+def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left, modules=MODULE_NAMES):
     """One sandboxed process. Returns (events, (fate, {part: Outcome}), printed text)."""
     root = Path(tempfile.gettempdir()) / "vitcourse-grading"
     root.mkdir(mode=0o711, exist_ok=True)
@@ -452,7 +457,7 @@ def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left):
         allow_list = bool(prefix) and prefix[0] == bwrap.binary()
         hide_list = hidden_paths([*hide, *extra], keep) if prefix and not allow_list else []
         job_spec = {"student_dir": str(sub), "sys_path": _python_paths(), "parts": list(parts),
-                    "skip": dict(skip), "hide": hide_list, "modules": list(MODULE_NAMES)}
+                    "skip": dict(skip), "hide": hide_list, "modules": list(modules)}
         (job / "job.json").write_text(json.dumps(job_spec))
         for path in (job, sub):
             os.chmod(path, 0o755)

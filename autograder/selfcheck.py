@@ -1,4 +1,4 @@
-"""Student self-check: which parts of my transformer.py / ViT.py look done? (no hidden reference)
+"""Student self-check: which parts of my transformer.py / ViT.py / finetune.py look done? (no hidden reference)
 
 Shape legend (the same in every file of the course):
     B batch, C channels, H/W image height/width, P patch size, N tokens,
@@ -42,25 +42,31 @@ class Result:
     message: str = ""
 
 
-def load_student(folder: str | Path):
-    """Import transformer.py and ViT.py from `folder` (ViT.py does `from transformer import ...`)."""
+def load_modules(folder: str | Path, names) -> dict:
+    """Import the student modules `names` (in import order) from `folder`; {name: module}."""
     folder = Path(folder).resolve()
     saved = {n: sys.modules.pop(n) for n in MODULE_NAMES if n in sys.modules}
     sys.path.insert(0, str(folder))
     try:
         mods = {}
-        for name in MODULE_NAMES:
+        for name in names:
             spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
             mods[name] = module
-        return mods["transformer"], mods["ViT"]
+        return mods
     finally:
         sys.path.remove(str(folder))
         for name in MODULE_NAMES:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
+
+
+def load_student(folder: str | Path):
+    """Import transformer.py and ViT.py from `folder` (ViT.py does `from transformer import ...`)."""
+    mods = load_modules(folder, ("transformer", "ViT"))
+    return mods["transformer"], mods["ViT"]
 
 
 def _close(name: str, actual, expected, part: str = "", sizes: dict | None = None, key: str = "out") -> None:
@@ -285,6 +291,117 @@ CHECKS = {
 }
 
 
+# ----------------------------------------------------------------------------------------- finetune.py
+def _toy_vit(depth: int = 3, dim: int = 4) -> torch.nn.Module:
+    """The module tree of a timm ViT (cls_token, pos_embed, patch_embed with a BatchNorm, pos_drop, blocks,
+    norm, head_drop, head), tiny and never run: what set_trainable reads."""
+    from torch import nn
+
+    m = nn.Module()
+    m.cls_token, m.pos_embed = nn.Parameter(torch.zeros(1, 1, dim)), nn.Parameter(torch.zeros(1, 5, dim))
+    m.patch_embed = nn.Module()
+    m.patch_embed.proj, m.patch_embed.norm = nn.Conv2d(3, dim, 2, 2), nn.BatchNorm2d(dim)
+    m.pos_drop = nn.Dropout(0.1)
+    m.blocks = nn.Sequential(*(nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Dropout(0.1))
+                               for _ in range(depth)))
+    m.norm, m.head_drop, m.head = nn.LayerNorm(dim), nn.Dropout(0.1), nn.Linear(dim, 3)
+    return m
+
+
+def _set_trainable(F_):
+    """Each mode by its definition: which parameters learn, and that the returned subtrees cover exactly the
+    frozen leaf modules."""
+    for mode, learning in (("head", ("head",)), ("partial", ("blocks.2", "norm", "head")), ("full", ("",))):
+        model = _toy_vit()
+        frozen = F_.set_trainable(model, mode, 1)
+        if not isinstance(frozen, (list, tuple)) or not all(isinstance(n, str) for n in frozen):
+            raise AssertionError(f"set_trainable(..., {mode!r}) returned {type(frozen).__name__}: return a list of "
+                                 "module names (str)")
+        learns = lambda n: any(n == m or n.startswith(m + ".") or m == "" for m in learning)  # noqa: E731
+        for name, param in model.named_parameters():
+            if param.requires_grad != learns(name):
+                raise AssertionError(f"in {mode!r} mode parameter {name!r} {'learns' if param.requires_grad else 'is frozen'};"
+                                     f" only {', '.join(m or 'everything' for m in learning)} should learn")
+        for name, module in model.named_modules():
+            if name and not any(True for _ in module.children()):
+                held = any(name == f or name.startswith(f + ".") for f in frozen)
+                if held == learns(name):
+                    raise AssertionError(f"in {mode!r} mode module {name!r} "
+                                         + ("learns but is returned as frozen" if held else
+                                            "is frozen but no returned subtree holds it (dropouts count too)"))
+
+
+def rollout_by_hand(maps, w: float) -> torch.Tensor:
+    """Attention rollout by its definition, one image and one layer at a time (an oracle for checks)."""
+    B, _, N, _ = maps[0].shape
+    out = torch.empty(B, N, N, dtype=maps[0].dtype)
+    for b in range(B):
+        R = torch.eye(N, dtype=maps[0].dtype)
+        for A in maps:
+            mix = w * torch.eye(N, dtype=A.dtype) + (1 - w) * sum(A[b, i] for i in range(A.shape[1])) / A.shape[1]
+            mix = torch.stack([row / row.sum() for row in mix])
+            R = mix @ R
+        out[b] = R
+    return out
+
+
+def _attention_rollout(F_):
+    g = torch.Generator().manual_seed(0)
+    maps = [torch.softmax(2 * torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64), -1) for _ in range(3)]
+    for layers, w in ((1, 0.5), (3, 0.5), (3, 0.3)):
+        _close(f"attention_rollout({layers} layer(s), residual_weight={w})",
+               F_.attention_rollout([m.clone() for m in maps[:layers]], w), rollout_by_hand(maps[:layers], w))
+
+
+def centre_edge_by_hand(gh: int, gw: int) -> tuple[list[bool], list[bool]]:
+    """The centre and edge patches of the docstring, row by row, as two lists of booleans."""
+    edge = [r in (0, gh - 1) or c in (0, gw - 1) for r in range(gh) for c in range(gw)]
+    qh, qw = gh // 4, gw // 4
+    centre = [qh <= r < gh - qh and qw <= c < gw - qw and not edge[r * gw + c] for r in range(gh) for c in range(gw)]
+    return centre, edge
+
+
+def statistics_by_hand(row: list[float], grid, mass: float) -> dict:
+    """attention_statistics of one image by its definition: `statistics` and a loop over sorted weights."""
+    import statistics
+
+    total, k, acc = sum(row), 0, 0.0
+    for value in sorted(row, reverse=True):
+        if acc >= mass * total - 1e-12:
+            break
+        acc += value
+        k += 1
+    centre, edge = centre_edge_by_hand(*grid)
+    mean_of = lambda mask: statistics.fmean(v for v, m in zip(row, mask) if m)  # noqa: E731
+    return {"mean": statistics.fmean(row), "std": statistics.pstdev(row), "mass_fraction": k / len(row),
+            "centre_edge_ratio": mean_of(centre) / mean_of(edge)}
+
+
+STAT_KEYS = ("mean", "std", "mass_fraction", "centre_edge_ratio")
+
+
+def _attention_statistics(F_):
+    g = torch.Generator().manual_seed(0)
+    rows = 3 * torch.softmax(1.5 * torch.randn(3, 20, generator=g, dtype=torch.float64), -1)
+    for a, grid in ((rows, (4, 5)), (torch.full((1, 16), 1 / 16, dtype=torch.float64), (4, 4))):
+        got = F_.attention_statistics(a.clone(), grid, 0.5)
+        if not isinstance(got, dict):
+            raise AssertionError(f"attention_statistics returned {type(got).__name__}: return a dict of (B,) tensors")
+        want = [statistics_by_hand(r.tolist(), grid, 0.5) for r in a]
+        for key in STAT_KEYS:
+            if key not in got:
+                raise AssertionError(f"attention_statistics' dict has no {key!r}")
+            _close(f"attention_statistics(...)[{key!r}] on grid {grid}", got[key],
+                   torch.tensor([w[key] for w in want], dtype=a.dtype))
+
+
+FINETUNE_CHECKS = {
+    "finetune.set_trainable": _set_trainable,
+    "finetune.attention_rollout": _attention_rollout,
+    "finetune.attention_statistics": _attention_statistics,
+}
+
+
 _MISSING = re.compile(r"implement ([\w.]+)")
 
 
@@ -298,20 +415,39 @@ def _not_done(part: str, err: NotImplementedError) -> str:
     return str(err)
 
 
-def check_all(folder: str | Path = ".") -> list[Result]:
-    """Run every self-check on the files in `folder`; never raises."""
+def _present(folder: Path) -> list[str]:
+    """The parts whose student module is in `folder` (a release folder holds only its assignment's files)."""
+    have = {n for n in MODULE_NAMES if (folder / f"{n}.py").is_file()}
+    return [p for p in (*CHECKS, *FINETUNE_CHECKS) if p.split(".", 1)[0] in have]
+
+
+def check_all(folder: str | Path = ".", parts=None) -> list[Result]:
+    """Run the self-checks of `parts` (default: those of every student module in `folder`); never raises."""
+    folder = Path(folder)
+    parts = list(parts) if parts is not None else _present(folder)
+    vit_parts = [p for p in parts if p in CHECKS]
+    results = _run_checks(folder, vit_parts, ("transformer", "ViT"), lambda m: (m["transformer"], m["ViT"]), CHECKS)
+    finetune_parts = [p for p in parts if p in FINETUNE_CHECKS]
+    results += _run_checks(folder, finetune_parts, ("finetune",), lambda m: (m["finetune"],), FINETUNE_CHECKS)
+    return results
+
+
+def _run_checks(folder: Path, parts: list, modules: tuple, args_of, table: dict) -> list[Result]:
+    if not parts:
+        return []
     try:
-        T, V = load_student(folder)
+        args = args_of(load_modules(folder, modules))
     except Exception as err:  # noqa: BLE001 - tell the student what broke the import
         where = traceback.extract_tb(err.__traceback__)[-1]
         msg = f"your files do not import: {type(err).__name__}: {err} ({Path(where.filename).name}, line {where.lineno})"
-        return [Result(part, WRONG, msg) for part in CHECKS]
+        return [Result(part, WRONG, msg) for part in parts]
     results = []
     status = {}
-    for part, check in CHECKS.items():
+    for part in parts:
+        check = table[part]
         torch.manual_seed(0)
         try:
-            check(T, V)
+            check(*args)
             results.append(Result(part, OK))
         except NotImplementedError as err:
             results.append(Result(part, TODO, _not_done(part, err)))

@@ -20,7 +20,7 @@ from autograder.registry import STUDENT_FILES  # noqa: E402 - the student's code
 ASSIGNMENTS = sorted(p.name for p in (COURSE_DIR / "source").iterdir() if p.is_dir()) if (COURSE_DIR / "source").is_dir() else []
 CELL_TIMEOUT_S = 300  # one cell on a busy CPU grader; fast mode keeps training cells to seconds
 # Files a student hands in (zip of the assignment folder): the notebook, their code, checkpoint, metrics.
-SUBMISSION_FILE_RE = r"[^/]+\.ipynb|transformer\.py|ViT\.py|[^/]+\.pt|metrics\.json"
+SUBMISSION_FILE_RE = "|".join([r"[^/]+\.ipynb", *(re.escape(f) for f in STUDENT_FILES), r"[^/]+\.pt", r"metrics\.json"])
 
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
 

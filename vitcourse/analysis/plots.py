@@ -152,3 +152,52 @@ def plot_similarity_maps(table: torch.Tensor, grid: tuple[int, int], queries: Se
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _overlay(ax, picture: np.ndarray, heat: np.ndarray, title: str = "") -> None:
+    """An image with a heat map (any size: stretched over the image) on top."""
+    grey = picture.shape[-1] == 1
+    ax.imshow(picture[..., 0] if grey else picture, cmap="gray" if grey else None)
+    h, w = picture.shape[:2]
+    ax.imshow(heat, cmap="jet", alpha=0.45, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def plot_attention_overlays(images: torch.Tensor, maps: dict, title: str = "", grid: Optional[tuple[int, int]] = None):
+    """One row per image: the image, then each named map (B, H'·W') of patch weights laid on the patch grid.
+
+    `maps`: {name: (B, H'·W') tensor}, e.g. {"last layer": A[:, :, 0, 1:].mean(1), "rollout": R[:, 0, 1:]}.
+    """
+    pics = _to_display(images)
+    B = len(pics)
+    fig, axes = plt.subplots(B, 1 + len(maps), figsize=((1 + len(maps)) * 1.6, B * 1.6), squeeze=False)
+    for b in range(B):
+        axes[b][0].imshow(pics[b][..., 0] if pics.shape[-1] == 1 else pics[b], cmap="gray" if pics.shape[-1] == 1 else None)
+        axes[b][0].axis("off")
+        for j, (name, weights) in enumerate(maps.items(), start=1):
+            w = torch.as_tensor(weights[b]).detach().float().cpu()
+            gh, gw = grid or (int(round(len(w) ** 0.5)),) * 2
+            _overlay(axes[b][j], pics[b], (w / w.max()).reshape(gh, gw).numpy(), name if b == 0 else "")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cams(images: torch.Tensor, cams: dict, labels: Optional[Sequence[int]] = None,
+              class_names: Optional[Sequence[str]] = None):
+    """One row per image: the image, then each model's Grad-CAM map (B, H, W) in [0, 1] on top of it."""
+    pics = _to_display(images)
+    B = len(pics)
+    fig, axes = plt.subplots(B, 1 + len(cams), figsize=((1 + len(cams)) * 1.6, B * 1.6), squeeze=False)
+    for b in range(B):
+        axes[b][0].imshow(pics[b][..., 0] if pics.shape[-1] == 1 else pics[b], cmap="gray" if pics.shape[-1] == 1 else None)
+        axes[b][0].axis("off")
+        if labels is not None:
+            k = int(labels[b])
+            axes[b][0].set_title(class_names[k] if class_names is not None else str(k), fontsize=8)
+        for j, (name, cam) in enumerate(cams.items(), start=1):
+            _overlay(axes[b][j], pics[b], np.asarray(cam[b]), f"Grad-CAM {name}" if b == 0 else "")
+    fig.tight_layout()
+    return fig

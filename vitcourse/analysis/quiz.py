@@ -57,6 +57,7 @@ SLIPS = {
     "no_attention_products": "q·kᵀ and softmax·v are missing (the count a module-hook tool like torchinfo gives)",
     "one_mlp_layer": "only one of the two MLP layers is counted — fc1 (D -> M) and fc2 (M -> D)",
     "head_per_token": "the head is applied to every token — it sees one pooled vector per image",
+    "partial_one_block": "only one block is counted — partial mode trains the last two blocks: 2 × the per-block count",
 }
 
 
@@ -109,6 +110,20 @@ def _total_params(cfg, s, _n=None):
     if cfg.num_classes and "no_head" not in s:
         total += _linear(D, cfg.num_classes, bias)
     return total
+
+
+PARTIAL_BLOCKS = 2  # assignment 6's partial mode: the last two blocks, the final norm and the head
+
+
+def _head_params(cfg, s, _n=None):
+    return _linear(cfg.embed_dim, cfg.num_classes, "no_biases" not in s)
+
+
+def _partial_params(cfg, s, _n=None):
+    blocks = (1 if "partial_one_block" in s else PARTIAL_BLOCKS) * _block_params(cfg, s)
+    norm = 0 if "no_final_norm" in s else _norm(cfg, s)
+    head = 0 if "no_head" in s else _head_params(cfg, s)
+    return blocks + norm + head
 
 
 def _tokens(cfg, s, n):
@@ -225,6 +240,17 @@ QUESTIONS: dict[str, Question] = {
         ("flops_not_macs", "tokens_without_cls", "per_head", "scores_only", "no_attention_products", "one_block",
          "mlp_hidden_is_D", "head_per_token"),
         lambda cfg, n: _named(complexity.count_macs(cfg))),
+    "head_params": Question(
+        "How many parameters learn in head-only fine-tuning (a new K-class head)?", "parameters", "D·K + K",
+        _head_params, ("no_biases",), lambda cfg, n: {"head bias": cfg.num_classes}),
+    "partial2_params": Question(
+        "How many parameters learn in partial fine-tuning of the last two blocks (blocks, final norm, head)?",
+        "parameters", "2·block + 2D (final norm) + D·K + K",
+        _partial_params,
+        ("partial_one_block", "no_final_norm", "no_head", "no_qkv_bias", "no_biases", "layernorm_scale_only",
+         "mlp_hidden_is_D", "qkv_as_one_projection"),
+        lambda cfg, n: {"final norm": 2 * cfg.embed_dim, "head": _head_params(cfg, frozenset()),
+                        "one block": _block_params(cfg, frozenset())}),
 }
 TOKEN_QUESTIONS = ("attention_flops", "qkv_flops", "mlp_flops", "block_flops")  # accept num_tokens=N
 

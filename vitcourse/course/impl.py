@@ -1,4 +1,4 @@
-"""Load a ViT implementation (a folder holding `transformer.py` and `ViT.py`) as a namespace.
+"""Load an implementation (a folder holding `transformer.py` and `ViT.py`, or `finetune.py`, ...) as a namespace.
 
 `ViT.py` does `from transformer import ...`, exactly as in a student's Colab session, so the folder
 must be importable under the plain names. To keep several implementations (reference, stubs, a
@@ -12,9 +12,12 @@ import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the package's own repository; commands use course_root
-from autograder.registry import MODULE_NAMES  # import order: ViT imports transformer
+from autograder.registry import MODULE_NAMES, closure  # import order: ViT imports transformer
+
+DEFAULT_MODULES = ("transformer", "ViT")  # what a folder must hold when no modules are named (assignments 1-5)
 
 _cache: dict[Path, SimpleNamespace] = {}
 
@@ -35,26 +38,34 @@ def stubs_dir() -> Path:
     return course_root.current().student_src
 
 
-def load(folder: str | os.PathLike, *, reload: bool = False) -> SimpleNamespace:
-    """Import `transformer.py` and `ViT.py` from `folder`; return them as `.transformer` and `.ViT`.
+def load(folder: str | os.PathLike, *, reload: bool = False, modules: Optional[Sequence[str]] = None) -> SimpleNamespace:
+    """Import the student modules of `folder`; return them as attributes (`.transformer`, `.ViT`, `.finetune`).
 
-    Raises FileNotFoundError naming the missing file. Import errors of the files themselves propagate
+    `modules`: the modules to import (with the ones they import, `registry.closure`). None: `transformer.py`
+    and `ViT.py`, which must be there, and every other registered module the folder holds.
+    Raises FileNotFoundError naming a missing file. Import errors of the files themselves propagate
     unchanged (the autograder, which runs student code, reports them in its own words).
     """
     folder = Path(folder).resolve()
-    if not reload and folder in _cache:
-        return _cache[folder]
-    for name in MODULE_NAMES:
+    if modules is None:
+        required = closure(DEFAULT_MODULES)
+        names = tuple(n for n in MODULE_NAMES if n in required or (folder / f"{n}.py").is_file())
+    else:
+        required = names = closure(modules)
+    key = (folder, names)
+    if not reload and key in _cache:
+        return _cache[key]
+    for name in required:
         if not (folder / f"{name}.py").is_file():
-            raise FileNotFoundError(f"{folder / (name + '.py')} does not exist: expected {', '.join(n + '.py' for n in MODULE_NAMES)} in {folder}")
+            raise FileNotFoundError(f"{folder / (name + '.py')} does not exist: expected {', '.join(n + '.py' for n in required)} in {folder}")
 
     saved = {name: sys.modules.pop(name) for name in MODULE_NAMES if name in sys.modules}
     sys.path.insert(0, str(folder))
-    tag = f"_vitcourse_impl_{len(_cache)}_{abs(hash(folder))}"
+    tag = f"_vitcourse_impl_{len(_cache)}_{abs(hash(key))}"
     loaded = {}
     try:
         importlib.invalidate_caches()
-        for name in MODULE_NAMES:
+        for name in names:
             loaded[name] = importlib.import_module(name)
     finally:
         sys.path.remove(str(folder))
@@ -64,7 +75,7 @@ def load(folder: str | os.PathLike, *, reload: bool = False) -> SimpleNamespace:
                 sys.modules[f"{tag}.{name}"] = module  # keep a reference under a private name
         sys.modules.update(saved)
     impl = SimpleNamespace(folder=folder, **loaded)
-    _cache[folder] = impl
+    _cache[key] = impl
     return impl
 
 

@@ -29,7 +29,7 @@ from typing import Optional
 import nbformat
 
 from vitcourse.course import course_root, impl, release
-from vitcourse.course.stubs import STUB_FILES
+from autograder.registry import files_for
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 BACKUP_DIR = "backups"
@@ -94,13 +94,15 @@ def fill_solutions(release_nb, source_nb, answers: bool = True) -> None:
 class Bug:
     """A plausible student mistake: a text edit of the reference, and the test cells it fails."""
 
-    file: str  # transformer.py or ViT.py
+    file: str  # a student module: transformer.py, ViT.py or finetune.py
     pattern: str  # regular expression found in the reference
     replacement: str
     fails: tuple[str, ...]  # grade_ids of the test cells that must lose their points
 
     def apply(self, folder: Path) -> None:
         path = folder / self.file
+        if not path.exists():  # another assignment's file: this assignment ships other student modules
+            return
         text = path.read_text(encoding="utf-8")
         new, count = re.subn(self.pattern, self.replacement, text, count=1)
         if count != 1:
@@ -121,6 +123,11 @@ BUGS = {
                               ("test_split_heads",)),
     # Patches column by column.
     "patch_order": Bug("ViT.py", r"x\.permute\(0, 2, 4, 3, 5, 1\)", "x.permute(0, 4, 2, 3, 5, 1)", ("test_patchify",)),
+    # Rollout multiplied in the wrong order: the first layer acts last.
+    "rollout_order": Bug("finetune.py", r"rollout = a @ rollout", "rollout = rollout @ a", ("test_attention_rollout",)),
+    # Freezes each child module: cls_token and pos_embed, which sit on the model itself, keep learning.
+    "root_params": Bug("finetune.py", r"model\.requires_grad_\(False\)\n",
+                       "for child in model.children():\n        child.requires_grad_(False)\n", ("test_set_trainable",)),
 }
 
 
@@ -140,8 +147,10 @@ class Student:
 STUDENTS = (
     Student("ada", "solved everything"),
     Student("ben", "handed in the untouched release", code="stubs", answers=False),
-    Student("cy", "forgot the 1/sqrt(d) scale; patches column by column", bugs=("no_scale", "patch_order")),
-    Student("dee", "split heads without the transpose", bugs=("split_no_transpose",)),
+    Student("cy", "forgot the 1/sqrt(d) scale; patches column by column; rollout in the wrong order",
+            bugs=("no_scale", "patch_order", "rollout_order")),
+    Student("dee", "split heads without the transpose; froze the children but not cls_token / pos_embed",
+            bugs=("split_no_transpose", "root_params")),
     Student("eli", "deleted a test cell (nbgrader adds it back)", delete_cells=("test_mlp", "test_patchify")),
     Student("fay", "ran cells out of order: an answer defined below its test", out_of_order=True),
 )
@@ -199,7 +208,7 @@ def make_submission(student: Student, assignment: str, course_dir: Path, work: P
         shutil.rmtree(folder)
     shutil.copytree(release_dir, folder)
     if student.code == "reference":
-        for name in STUB_FILES:
+        for name in files_for(assignment):
             shutil.copy2(impl.solutions_dir() / name, folder / name)
         for bug in student.bugs:
             BUGS[bug].apply(folder)
@@ -598,7 +607,7 @@ def prepare_source_run(assignment: str, dest: Path, course_dir: Optional[Path] =
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{assignment}.ipynb"
     shutil.copy2(course_dir / "source" / assignment / f"{assignment}.ipynb", target)
-    for name in STUB_FILES:
+    for name in files_for(assignment):
         shutil.copy2(impl.solutions_dir() / name, dest / name)
     return target
 

@@ -25,6 +25,7 @@ from typing import Iterable, Optional
 import nbformat
 
 from vitcourse.course import course_root, impl
+from autograder.registry import files_for
 from vitcourse.course.stubs import BEGIN, END, STUB_FILES
 
 # The package's own course, for library callers and tests only: commands act on course_root.resolve().
@@ -113,17 +114,20 @@ def release_readme(assignment: str) -> str:
 
     check = (f"python -m autograder check --assignment {assignment}" if assignment in ASSIGNMENT_PARTS
              else "python -m autograder check")
+    names = files_for(assignment)
+    files = " and ".join(f"`{n}`" for n in names)
+    carry = (" (they stay in this folder and carry over to the next assignments)"
+             if "ViT.py" in names and assignment != "a5_analysis" else "")
     handin = "`vit_checkpoint.pt`, " if assignment == "a3_vit" else (
         "`resnet_checkpoint.pt`, `sweep.json`, " if assignment == "a4_resnet_tradeoffs" else "")
     return (f"# {assignment}\n\n"
             f"1. **Open** `{assignment}.ipynb` (Colab: its *Open in Colab* badge, then *File -> Save a copy in Drive*; "
             "Jupyter: this folder) and run the setup cell first.\n"
-            "2. **Write code** where a `TODO (...)` banner asks in `transformer.py` and `ViT.py` (they stay in this "
-            "folder and carry over to the next assignments), in notebook cells that say `YOUR CODE HERE`, and "
-            "answers in cells that say `YOUR ANSWER HERE`.\n"
+            f"2. **Write code** where a `TODO (...)` banner asks in {files}{carry}, in notebook cells that say "
+            "`YOUR CODE HERE`, and answers in cells that say `YOUR ANSWER HERE`.\n"
             f"3. **Self-check**: the check cell after each part, or `{check}` in a terminal in this folder. "
             "Passing the visible checks does not guarantee full marks.\n"
-            f"4. **Hand in** a zip of this folder named `<your id>.zip`: the notebook, `transformer.py`, `ViT.py`, "
+            f"4. **Hand in** a zip of this folder named `<your id>.zip`: the notebook, {files}, "
             f"{handin}`metrics.json` when there is one. Do not rename the notebook or delete cells.\n")
 
 
@@ -133,7 +137,7 @@ def assemble(release_dir: Path, stubs_dir: Optional[Path] = None) -> None:
     The stubs and the library come from the active course (`course_root.current()`), never from the folder
     the package is installed from."""
     stubs_dir = Path(stubs_dir or impl.stubs_dir())
-    for name in STUB_FILES:
+    for name in files_for(release_dir.name):  # this assignment's student modules only (autograder/registry.py)
         shutil.copy2(stubs_dir / name, release_dir / name)
     copy_library(release_dir)
     (release_dir / "README.md").write_text(release_readme(release_dir.name), encoding="utf-8")

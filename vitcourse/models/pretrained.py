@@ -172,9 +172,16 @@ def _timm_backbone(name, num_classes, pretrained, weights, img_size, in_chans, a
     # it the file's own count, so that a file of a K-class model keeps its head and a K'-class one does not.
     # timm < 1.0 marks some hub configs (the augreg ViTs) as `custom_load` (a JAX .npz): a torch file is not one.
     overlay = dict(file=str(Path(weights)), custom_load=Path(weights).suffix == ".npz")
-    file_classes = _head_classes(read_state_dict(weights))
+    state = read_state_dict(weights)
+    file_classes = _head_classes(state)
     if file_classes is not None:
         overlay["num_classes"] = file_classes
+    stem = state.get("patch_embed.proj.weight")
+    if stem is not None and stem.ndim == 4 and stem.shape[1] != 3:
+        # The file's own input channels (the hub configs say 3): timm adapts the stem only when they differ from
+        # the model's (an RGB checkpoint for grey images); a grey file for a grey model then loads as it is.
+        size = timm.models.get_pretrained_cfg_value(name, "input_size") or (3, 224, 224)
+        overlay["input_size"] = (int(stem.shape[1]), *size[1:])
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 

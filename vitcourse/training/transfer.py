@@ -123,40 +123,19 @@ class TransferModel(nn.Module):
         return groups
 
 
-def _frozen_subtrees(root: nn.Module, trainable: Sequence[nn.Module]) -> list[nn.Module]:
-    """The largest subtrees of `root` holding no trainable module (parameter-free ones too: a dropout
-    before the first block must be off when the backbone is frozen)."""
-    inside = {id(t) for t in trainable}
-    holds = lambda m: any(id(s) in inside for s in m.modules())  # noqa: E731
-    frozen = []
-    for child in root.children():
-        if id(child) in inside:
-            continue
-        frozen.extend(_frozen_subtrees(child, trainable) if holds(child) else [child])
-    return frozen
-
-
 def prepare(net: nn.Module, mode: str, partial_blocks: int = DEFAULT_PARTIAL_BLOCKS,
-            backbone_lr_scale: float = DEFAULT_BACKBONE_LR_SCALE) -> TransferModel:
-    """Freeze `net` for `mode` (see the module docstring) and wrap it for the trainer."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
-    head = classifier(net)
-    if mode in ("full", "scratch"):
-        return TransferModel(net, (), backbone_lr_scale if mode == "full" else 1.0)
-    trainable = [head]
-    if mode == "partial":
-        all_blocks = blocks(net)
-        if not 1 <= partial_blocks <= len(all_blocks):
-            raise ValueError(f"partial_blocks must lie in 1..{len(all_blocks)} for this backbone, got {partial_blocks}")
-        trainable += all_blocks[-partial_blocks:]
-        trainable += [m for m in (final_norm(net),) if m is not None]
-    keep = {id(p) for m in trainable for p in m.parameters()}
-    model = TransferModel(net, _frozen_subtrees(P.unwrap(net), trainable))
-    for p in P.unwrap(net).parameters():  # tokens and tables that live on the model itself (cls_token, ...)
-        if id(p) not in keep:
-            p.requires_grad_(False)
-    return model
+            backbone_lr_scale: float = DEFAULT_BACKBONE_LR_SCALE, finetune=None) -> TransferModel:
+    """Freeze `net` for `mode` with `finetune.set_trainable` (the student's, or the course's reference) and
+    wrap it for the trainer, which then holds the returned frozen subtrees in eval mode every epoch."""
+    if mode not in MODES or mode == "probe":
+        raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(m for m in MODES if m != 'probe')}")
+    from vitcourse.analysis.transfer_report import reference_finetune
+
+    finetune = finetune or reference_finetune()
+    body = P.unwrap(net)
+    frozen = finetune.set_trainable(body, "full" if mode == "scratch" else mode, partial_blocks)
+    modules = [body.get_submodule(name) for name in frozen]
+    return TransferModel(net, modules, backbone_lr_scale if mode == "full" else 1.0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -294,8 +273,12 @@ def _peak_memory(device: torch.device) -> Optional[float]:
 
 def run_mode(splits: DatasetSplits, spec: BackboneSpec, mode: str, cfg: TrainConfig, *,
              partial_blocks: int = DEFAULT_PARTIAL_BLOCKS, backbone_lr_scale: float = DEFAULT_BACKBONE_LR_SCALE,
-             cache: Optional[FeatureCache] = None) -> ModeResult:
-    """Build the backbone for `mode`, train (or probe) it on `splits` and measure it."""
+             cache: Optional[FeatureCache] = None, finetune=None, keep_models: bool = False) -> ModeResult:
+    """Build the backbone for `mode`, train (or probe) it on `splits` and measure it.
+
+    `finetune`: the module whose `set_trainable` freezes the backbone (the student's in assignment 6; None:
+    the course's reference). `keep_models`: the trained model rides along as `result.model` (not in the JSON).
+    """
     device = runtime.pick_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -303,15 +286,21 @@ def run_mode(splits: DatasetSplits, spec: BackboneSpec, mode: str, cfg: TrainCon
     net = spec.build(splits.num_classes, splits.in_chans, pretrained=mode != "scratch")
     start = time.perf_counter()
     if mode == "probe":
-        return _run_probe(splits, net, cfg, device, cache or FeatureCache(), start)
-    model = prepare(net, mode, partial_blocks, backbone_lr_scale)
+        result = _run_probe(splits, net, cfg, device, cache or FeatureCache(), start)
+        if keep_models:
+            result.model = net.eval()
+        return result
+    model = prepare(net, mode, partial_blocks, backbone_lr_scale, finetune)
     result = train(model, splits, cfg)
     test = evaluate(model, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std,
                     batch_size=cfg.eval_batch_size, precision=cfg.precision)
     times = [r["epoch_time_s"] for r in result.history]
-    return ModeResult(mode, count_parameters(model, True), count_parameters(model), float(np.mean(times)),
-                      _peak_memory(device), test.accuracy, result.best_val_acc, time.perf_counter() - start,
-                      test.predictions.tolist(), {"history": result.history})
+    out = ModeResult(mode, count_parameters(model, True), count_parameters(model), float(np.mean(times)),
+                     _peak_memory(device), test.accuracy, result.best_val_acc, time.perf_counter() - start,
+                     test.predictions.tolist(), {"history": result.history})
+    if keep_models:
+        out.model = model.eval()  # an attribute, not a field: to_dict() never serialises a model
+    return out
 
 
 def _run_probe(splits, net, cfg, device, cache, start) -> ModeResult:

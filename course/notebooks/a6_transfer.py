@@ -1,0 +1,318 @@
+# %% [markdown]
+# # Assignment 6: transfer learning and looking inside — pretrained ViT and Swin, fine-tuning modes, probes, Grad-CAM, attention
+#
+# In assignments 3 and 4 a ViT trained from scratch lost to a ResNet on CIFAR-10: with 50,000 images a
+# transformer's weak priors cost more than they buy. Practitioners rarely train a ViT from scratch. They
+# start from one **pretrained** on millions of images and adapt it. This assignment measures how much that
+# is worth and how to do it:
+#
+# * **fine-tuning modes** on one code path: train only a new head (`head`), the last blocks too
+#   (`partial`), everything at a lower backbone rate (`full`), the same architecture from random weights
+#   with the same budget (`scratch`), and a **linear probe** on frozen features computed once (`probe`);
+# * **looking inside** the fine-tuned models: attention maps and **attention rollout**, attention
+#   **statistics** per mode, **Grad-CAM** for a ViT and a Swin, and where two models **disagree**.
+#
+# In **`finetune.py`** you write the freezing logic of the modes (`set_trainable`), attention rollout
+# (`attention_rollout`) and the attention statistics (`attention_statistics`); the library runs the
+# experiments with *your* functions. On Colab with a GPU the backbones are timm's ViT-S/16 and Swin-T with
+# weights downloaded from the Hugging Face hub (a few minutes per mode on a T4). Offline, and whenever the
+# notebook is graded, it runs the same experiment on backbones it pretrains itself on the digits 0–4 and
+# fine-tunes on 5–9: the numbers are smaller, the code path is the same.
+
+# %% setup
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+import finetune
+from vitcourse.analysis import interpret
+from vitcourse.analysis import transfer_report as R
+from vitcourse.analysis.plots import plot_attention_overlays, plot_cams
+from vitcourse.course import nbchecks_transfer
+from vitcourse.course.colab import todo_guard
+from vitcourse.training import transfer as T
+from vitcourse.training.transfer_setup import course_setup
+
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## 1. Pretrained backbones
+#
+# `P.create_backbone(name, K, pretrained=True)` builds a timm model by name with its pretrained weights and
+# a new, randomly initialised K-class head. Two details matter for CIFAR's 32×32 images:
+#
+# * the backbones were pretrained at 224×224, so the images are **resized** to 224 on the GPU
+#   (`input_size=224`); building the model for another size (`img_size=160`) makes timm **resample the
+#   position table** (bicubic interpolation of the 14×14 grid of learned positions to 10×10) — cheaper,
+#   slightly less accurate;
+# * without internet (or without the hub) `create_backbone` stops at once with one message that says how
+#   to pass a local weights file (`WEIGHTS` below): the same loader reads it as a download.
+#
+# The data: as in assignment 1, a copy you already have is read from `DATA_DIR` (or `VITCOURSE_DATA_ROOT`).
+
+# %%
+DATA = "cifar10"
+# Your own copy of CIFAR, read as it is (no download): the folder holding cifar-10-batches-py/, e.g.
+# "/content/drive/MyDrive/data". None: $VITCOURSE_DATA_ROOT if set, else download once.
+DATA_DIR = None
+# Local weights files, if the hub is out of reach: {"vit": "vit_s16.safetensors", "swin": "swin_t.pth"}.
+WEIGHTS = {"vit": None, "swin": None}
+SEED = 0
+
+setup = course_setup(DATA, data_dir=DATA_DIR, weights=WEIGHTS, seed=SEED, out_dir="runs/a6")
+task, specs, recipe = setup.splits, setup.specs, setup.recipe
+print(setup.summary())
+
+# %% [markdown]
+# ## 2. Which parameters learn: `set_trainable`
+#
+# A mode is a choice of which parameters receive gradients. Write **`set_trainable(model, mode,
+# partial_blocks)`** in `finetune.py`. Freezing is more than `requires_grad = False`: a frozen BatchNorm
+# in train mode still updates its running statistics, and a frozen dropout still drops. So the function
+# also returns the **frozen subtrees** by name; the trainer holds them in eval mode every epoch (what
+# `T.TransferModel` does with the names). The helpers `classifier_of`, `blocks_of` and `final_norm_of`
+# find the head, the blocks and the final norm of a timm ViT, a timm Swin and a torchvision ResNet.
+
+# %% tests=test_set_trainable
+nbchecks_transfer.check_set_trainable(finetune.set_trainable)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("finetune.set_trainable")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# How many parameters does each mode train? The table counts them for the real ViT-S/16 and Swin-T
+# (built without weights: nothing is downloaded) with your function.
+
+# %%
+with todo_guard("set_trainable", "finetune.py"):
+    print(R.trainable_table(finetune, ("vit_small_patch16_224", "swin_tiny_patch4_window7_224"), num_classes=10,
+                            partial_blocks=T.DEFAULT_PARTIAL_BLOCKS))
+
+# %% [markdown]
+# ## 3. Fine-tune in every mode
+#
+# One recipe and one budget for every mode (`recipe` above: AdamW, warm-up and cosine decay; `full` gives
+# the backbone a tenth of the head's learning rate). The probe extracts the frozen features once, caches
+# them and fits a logistic regression. Each row reports the trainable parameters, the time per epoch, the
+# peak GPU memory and the test accuracy. On a T4 the ViT-S/16 probe takes about 5 minutes, head-only
+# about 10, full fine-tuning about 25 (at `img_size=160`).
+
+# %%
+MODES = ("probe", "head", "partial", "full", "scratch")
+results = {}
+with todo_guard("set_trainable", "finetune.py"):
+    for arch, spec in specs.items():
+        # While graded (fast mode) the Swin runs one mode: the code path is checked, not the numbers.
+        modes = ("full",) if setup.fast and arch != "vit" else MODES
+        results[arch] = T.run_transfer(task, spec, modes, recipe, finetune=finetune, keep_models=True)
+    print(R.results_table(results))
+
+# %% [markdown]
+# ## 4. Attention rollout
+#
+# One layer's attention says where the class token reads from *in that layer*; after several layers a
+# token is a mixture of mixtures. **Attention rollout** (Abnar & Zuidema, 2020) follows the mixing through
+# the layers: each layer mixes with weights `residual_weight·I + (1 − residual_weight)·(mean over heads)`
+# (the residual connection carries every token through), rows renormalised, multiplied from the first
+# layer to the last. Write **`attention_rollout`** in `finetune.py`.
+
+# %% tests=test_attention_rollout
+nbchecks_transfer.check_attention_rollout(finetune.attention_rollout)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("finetune.attention_rollout")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The class token's last-layer attention and its rollout over the patches, for a few test images of the
+# fine-tuned ViT (`full` mode) and of the one trained from scratch.
+
+# %%
+with todo_guard("attention_rollout", "finetune.py"):
+    images = task.test_images[:4]
+    for mode in ("full", "scratch"):
+        model = R.result_of(results["vit"], mode).model
+        maps = interpret.attention_maps(model, R.model_inputs(model, images, task))
+        rollout = finetune.attention_rollout(maps)
+        plot_attention_overlays(images, {"last layer": maps[-1][:, :, 0, 1:].mean(1), "rollout": rollout[:, 0, 1:]},
+                                title=f"ViT, {mode}: class-token attention")
+        plt.show()
+
+# %% [markdown]
+# ## 5. Attention statistics
+#
+# Four numbers per image describe the class token's attention `a` over the H'×W' patches: its **mean**
+# and **standard deviation**, the **mass fraction** (the fewest patches holding half the attention, as a
+# fraction of all patches: small = concentrated) and the **centre/edge ratio** (mean attention on the
+# centre patches over the mean on the outer ring). Write **`attention_statistics`** in `finetune.py`;
+# the table below computes them with your function for every ViT mode, on the rollout and on the last
+# layer.
+
+# %% tests=test_attention_statistics
+nbchecks_transfer.check_attention_statistics(finetune.attention_statistics)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("finetune.attention_statistics")
+### END HIDDEN TESTS
+
+# %%
+with todo_guard("attention_statistics", "finetune.py"):
+    print(R.attention_table(results["vit"], task, finetune))
+
+# %% [markdown]
+# ## 6. Grad-CAM on a ViT and a Swin
+#
+# Grad-CAM (Selvaraju et al., 2017) weights a layer's feature maps by the gradient of the class score and
+# keeps the positive part. A transformer has tokens, not maps: the ViT's patch tokens are laid out on the
+# patch grid (the class token dropped), and the Swin's last stage already is a grid. The library runs
+# pytorch-grad-cam on the block before the final norm of each fine-tuned model.
+
+# %%
+with todo_guard("set_trainable", "finetune.py"):
+    cams = {arch: interpret.grad_cam(R.result_of(results[arch], "full").model,
+                                     R.model_inputs(R.result_of(results[arch], "full").model, images, task),
+                                     targets=task.test_labels[:4].tolist()) for arch in results}
+    plot_cams(images, cams, labels=task.test_labels[:4].tolist(), class_names=task.class_names)
+    plt.show()
+
+# %% [markdown]
+# ## 7. Where two models disagree
+#
+# The linear probe and full fine-tuning see the same pretrained features. Per class: the accuracy of each,
+# the images only the probe gets right, only full fine-tuning gets right, and both get wrong.
+
+# %%
+with todo_guard("set_trainable", "finetune.py"):
+    probe, full = R.result_of(results["vit"], "probe"), R.result_of(results["vit"], "full")
+    print(R.disagreement_table(probe.predictions, full.predictions, task.test_labels, names=("probe", "full"),
+                                       class_names=task.class_names))
+
+# %% [markdown]
+# ## 8. Counting (autograded)
+#
+# For timm's ViT-S/16 (`embed_dim=384, depth=12, num_heads=6, mlp_ratio=4`, class token, 224×224 images)
+# with a new head for CIFAR-10's `K = 10` classes, compute by hand (or with a few lines of arithmetic, not
+# by building the model or calling your function):
+#
+# * `HEAD_PARAMS`: the parameters that learn in `head` mode;
+# * `PARTIAL_PARAMS`: the parameters that learn in `partial` mode with the last **2** blocks (the blocks,
+#   the final LayerNorm and the head).
+
+# %% solution=counting
+HEAD_PARAMS = None
+PARTIAL_PARAMS = None
+### BEGIN SOLUTION
+D_, M_ = 384, 4 * 384
+HEAD_PARAMS = D_ * 10 + 10
+BLOCK_PARAMS = 2 * D_ + (3 * D_ * D_ + 3 * D_) + (D_ * D_ + D_) + 2 * D_ + (D_ * M_ + M_) + (M_ * D_ + D_)
+PARTIAL_PARAMS = 2 * BLOCK_PARAMS + 2 * D_ + HEAD_PARAMS
+### END SOLUTION
+
+# %% tests=test_head_params points=1
+assert HEAD_PARAMS is not None, "HEAD_PARAMS is not implemented yet: assign it in the cell above"
+assert isinstance(HEAD_PARAMS, int), f"HEAD_PARAMS should be an int, got {type(HEAD_PARAMS).__name__}"
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_answer
+grade_answer("quiz", HEAD_PARAMS, points=1, name="HEAD_PARAMS", question="head_params", image_size=224, patch_size=16,
+             embed_dim=384, depth=12, num_heads=6, num_classes=10)
+### END HIDDEN TESTS
+
+# %% tests=test_partial_params points=2
+assert PARTIAL_PARAMS is not None, "PARTIAL_PARAMS is not implemented yet: assign it in the cell above"
+assert isinstance(PARTIAL_PARAMS, int), f"PARTIAL_PARAMS should be an int, got {type(PARTIAL_PARAMS).__name__}"
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_answer
+grade_answer("quiz", PARTIAL_PARAMS, points=2, name="PARTIAL_PARAMS", question="partial2_params", image_size=224,
+             patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=10)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 9. What it means
+
+# %% [markdown] answer=q_head_vs_full points=4
+# **Question 1.** In one of the homeworks this course grew from, a pretrained ViT fine-tuned on a small
+# dataset reached 93.4% with only the head trained and 68.5% with every parameter trained. Using your own
+# table, explain how training *fewer* parameters can give a *higher* accuracy, and what in the recipe
+# (learning rate, epochs, data size, augmentation) decides which mode wins.
+#
+# ### BEGIN SOLUTION
+# **Model answer.** With few images, full fine-tuning has millions of free parameters for a few thousand
+# labels: it over-fits, and large gradient steps from a randomly initialised head flow back into the
+# backbone and destroy the pretrained features before the head has settled ("catastrophic forgetting"),
+# especially at the learning rate used for a new head. Head-only (or a probe) keeps the generic features
+# intact and fits only a linear map, which has low variance: on small data its bias costs less than full
+# fine-tuning's variance. Which wins depends on the recipe: a lower backbone learning rate (our 0.1×),
+# warm-up, few epochs, augmentation and more data make full fine-tuning win (it adapts features to the
+# task); a high rate, long training on little data make it lose. The student cites their own modes' numbers.
+#
+# **Mark scheme (4 points).** 1: over-fitting / variance with many parameters and few labels. 1: the
+# random head's large gradients damage pretrained features (forgetting), learning rate matters. 1: head-only
+# / probe keeps features, low variance. 1: what flips it (lower backbone rate, more data, augmentation,
+# fewer epochs), citing the student's table.
+# ### END SOLUTION
+
+# %% [markdown] answer=q_pretraining_scale points=3
+# **Question 2.** What does the ViT paper (Dosovitskiy et al., 2021) find about the scale of pre-training
+# data, and how does it explain assignment 4's result and this one's?
+#
+# ### BEGIN SOLUTION
+# **Model answer.** Pre-trained on ImageNet-1k (1.3M images) ViTs do worse than comparable ResNets
+# (BiT); on ImageNet-21k (14M) they match them; on JFT-300M they overtake them, at lower pre-training
+# compute. Transformers lack the convolution's locality and translation equivariance, so they must learn
+# them from data; with enough data this weaker prior stops limiting them. So trained from scratch on
+# CIFAR-10 (assignment 4) the ViT loses to ResNet-18, while a ViT pretrained on large data transfers very
+# well (high probe / fine-tune accuracy here).
+#
+# **Mark scheme (3 points).** 1: the ordering with data scale (1k worse, 21k comparable, JFT better).
+# 1: the reason (weak inductive bias must be learned from data). 1: connects to the student's results
+# (scratch vs pretrained, assignment 4 vs this one).
+# ### END SOLUTION
+
+# %% [markdown] answer=q_swin_locality points=3
+# **Question 3.** Swin restricts attention to local windows (shifted every other block) and merges patches
+# between stages. When does this locality help compared with a plain ViT, and what does it cost? Use your
+# Swin and ViT rows.
+#
+# ### BEGIN SOLUTION
+# **Model answer.** Local windows give a CNN-like prior (locality, a hierarchy of scales from patch
+# merging), which helps with small data, small objects and dense tasks, and makes the cost linear in the
+# number of patches instead of quadratic, so higher resolutions are affordable. The cost: no global
+# interaction in one layer (only through shifting and depth), more complex code, window sizes tied to the
+# resolution (7×7 windows need grids divisible by 7), and at large data scale the prior matters less. The
+# student compares their Swin and ViT accuracies and times per mode (e.g. Swin from scratch doing better
+# than ViT from scratch).
+#
+# **Mark scheme (3 points).** 1: locality/hierarchy as an inductive bias → helps with small data or local
+# structure. 1: linear cost in tokens / resolution. 1: a cost or limit (no global attention per layer,
+# window constraints), with the student's numbers.
+# ### END SOLUTION
+
+# %% [markdown] answer=q_gradcam points=3
+# **Question 4.** What does Grad-CAM show for a transformer, and what does it not show? Compare it with the
+# attention rollout of section 4.
+#
+# ### BEGIN SOLUTION
+# **Model answer.** Grad-CAM shows which positions of one chosen layer's tokens, weighted by the gradient of
+# the class score, push that score up: a class-specific, gradient-based map at the patch grid's coarse
+# resolution. It does not show how information moved between tokens across layers (attention mixes tokens,
+# so a patch token at the last layer already contains other patches' content), it depends on the chosen
+# layer and on the reshape (class token dropped), it keeps only positive evidence, and it is not a causal
+# explanation. Rollout is class-agnostic and follows the attention flow through all layers, but ignores the
+# values and the MLPs. Agreeing maps are more convincing than either alone.
+#
+# **Mark scheme (3 points).** 1: class-specific, gradient-weighted, one layer, coarse grid. 1: a limit
+# (token mixing, layer choice, positive-only, not causal). 1: the contrast with rollout (class-agnostic,
+# flow through layers, ignores values/MLP).
+# ### END SOLUTION
+
+# %% [markdown]
+# ## References
+#
+# * Dosovitskiy et al., *An Image Is Worth 16x16 Words: Transformers for Image Recognition at Scale*, 2021.
+# * Liu et al., *Swin Transformer: Hierarchical Vision Transformer using Shifted Windows*, 2021.
+# * Kornblith et al., *Do Better ImageNet Models Transfer Better?*, 2019 (linear probes vs fine-tuning).
+# * Abnar & Zuidema, *Quantifying Attention Flow in Transformers*, 2020.
+# * Selvaraju et al., *Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization*, 2017.
+# * Kumar et al., *Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution*, 2022.
