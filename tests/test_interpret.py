@@ -1,5 +1,6 @@
-"""Interpretability: Grad-CAM against a direct computation, rollout against an explicit NumPy loop,
-attention statistics on hand-built maps, disagreement counts against a plain Python count."""
+"""Interpretability: Grad-CAM against a direct computation, the reference rollout (solutions/finetune.py, what
+students write in assignment 6) against an explicit NumPy loop, its attention statistics on hand-built maps,
+disagreement counts against a plain Python count."""
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ from vitcourse.course import impl
 from vitcourse.analysis import interpret as I
 from vitcourse.models import pretrained as P
 
+FT = impl.load(impl.solutions_dir(), modules=("finetune",)).finetune  # the reference finetune.py
 VIT = ("vit_tiny_patch16_224", dict(img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=3, mlp_ratio=2.0))
 SWIN = ("swin_tiny_patch4_window7_224", dict(img_size=16, patch_size=2, window_size=4, embed_dim=12,
                                              depths=(1, 1), num_heads=(2, 2), mlp_ratio=2.0))
@@ -82,17 +84,17 @@ def _numpy_rollout(maps, w=0.5):
 def test_rollout_matches_an_explicit_loop_and_rows_sum_to_one():
     torch.manual_seed(0)
     maps = [torch.softmax(torch.randn(2, 3, 5, 5), -1) for _ in range(4)]
-    R = I.attention_rollout(maps)
+    R = FT.attention_rollout(maps)
     np.testing.assert_allclose(R.double().numpy(), _numpy_rollout(maps), atol=1e-6)
     torch.testing.assert_close(R.sum(-1), torch.ones(2, 5))
 
 
 def test_rollout_of_identity_attention_is_identity_and_order_matters():
     eye = torch.eye(4).expand(1, 2, 4, 4)
-    torch.testing.assert_close(I.attention_rollout([eye, eye]), torch.eye(4)[None])
+    torch.testing.assert_close(FT.attention_rollout([eye, eye]), torch.eye(4)[None])
     torch.manual_seed(1)
     a, b = (torch.softmax(torch.randn(1, 1, 4, 4), -1) for _ in range(2))
-    assert not torch.allclose(I.attention_rollout([a, b]), I.attention_rollout([b, a]))
+    assert not torch.allclose(FT.attention_rollout([a, b]), FT.attention_rollout([b, a]))
 
 
 def test_timm_attention_maps_match_a_manual_recomputation():
@@ -120,15 +122,20 @@ def test_course_vit_attention_maps_come_from_get_attention_maps():
     maps = I.attention_maps(vit, x)
     for got, want in zip(maps, vit.get_attention_maps(x)):
         torch.testing.assert_close(got, want)
-    torch.testing.assert_close(I.attention_rollout(maps).sum(-1), torch.ones(2, 17))
+    torch.testing.assert_close(FT.attention_rollout(maps).sum(-1), torch.ones(2, 17))
 
 
 def test_centre_edge_masks_of_a_4x4_grid():
-    centre, edge = I.centre_edge_masks((4, 4))
+    centre, edge = FT.centre_edge_masks((4, 4))
     assert torch.nonzero(centre).flatten().tolist() == [5, 6, 9, 10]
     assert int(edge.sum()) == 12 and not (centre & edge).any()
-    c8, e8 = I.centre_edge_masks((8, 8))
+    c8, e8 = FT.centre_edge_masks((8, 8))
     assert int(c8.sum()) == 16 and int(e8.sum()) == 28
+
+
+def _stats(a, grid):
+    """The reference's per-image statistics, averaged over the images."""
+    return {k: v.double().mean().item() for k, v in FT.attention_statistics(a, grid).items()}
 
 
 def test_attention_statistics_on_hand_built_maps():
@@ -136,22 +143,22 @@ def test_attention_statistics_on_hand_built_maps():
     uniform = torch.full((16,), 1 / 16)
     centred = torch.zeros(16)
     centred[[5, 6, 9, 10]] = 0.25
-    s0 = I.attention_statistics(uniform[None], (4, 4))
+    s0 = _stats(uniform[None], (4, 4))
     assert s0["mean"] == pytest.approx(1 / 16) and s0["std"] == pytest.approx(0.0, abs=1e-12)
     assert s0["mass_fraction"] == pytest.approx(8 / 16)  # 8 equal patches hold half the mass
     assert s0["centre_edge_ratio"] == pytest.approx(1.0)
-    s1 = I.attention_statistics(centred[None], (4, 4))
+    s1 = _stats(centred[None], (4, 4))
     assert s1["mass_fraction"] == pytest.approx(2 / 16)
     assert s1["std"] == pytest.approx(float(np.std(centred.numpy())))
     assert s1["centre_edge_ratio"] == float("inf")
     # A batch averages the per-image values.
-    both = I.attention_statistics(torch.stack([uniform, uniform * 2]), (4, 4))
+    both = _stats(torch.stack([uniform, uniform * 2]), (4, 4))
     assert both["mean"] == pytest.approx(1.5 / 16) and both["mass_fraction"] == pytest.approx(0.5)
 
 
 def test_attention_statistics_mass_fraction_with_unequal_weights():
     a = torch.tensor([[0.4, 0.3, 0.2, 0.1] + [0.0] * 5])  # 3x3 grid, unnormalised sum 1.0
-    s = I.attention_statistics(a * 3, (3, 3))  # scale does not matter for the mass
+    s = _stats(a * 3, (3, 3))  # scale does not matter for the mass
     assert s["mass_fraction"] == pytest.approx(2 / 9)  # 0.4 + 0.3 >= 0.5
     # centre of 3x3 is patch 4 (weight 0), edge is the other 8 (mean 1.0 * 3 / 8)
     assert s["centre_edge_ratio"] == pytest.approx(0.0)

@@ -1,4 +1,4 @@
-"""Looking inside classifiers: Grad-CAM, attention maps and rollout, attention statistics, disagreements.
+"""Looking inside classifiers: Grad-CAM, attention maps, disagreements.
 
 Shape legend: B batch, C channels, H/W image height/width, N tokens, D embedding, h heads, K classes.
 
@@ -8,8 +8,7 @@ class token dropped), and Swin's last stage, already a grid (B, H', W', D) in ti
 
     cams = grad_cam(model, images, targets=labels)          # (B, H, W) in [0, 1], target layer chosen for you
     maps = attention_maps(vit, images)                       # course ViT or timm ViT: [(B, h, N, N)] per block
-    R = attention_rollout(maps)                              # (B, N, N)
-    stats = attention_statistics(R[:, 0, 1:], grid=(8, 8))   # CLS-to-patch statistics (see the docstring)
+    R = finetune.attention_rollout(maps)                     # (B, N, N): assignment 6's finetune.py
 """
 from __future__ import annotations
 
@@ -22,9 +21,6 @@ from torch import nn
 
 from vitcourse.models.pretrained import unwrap
 from vitcourse.training.train import confusion_matrix
-
-RESIDUAL_WEIGHT = 0.5  # rollout: A' = 0.5·A + 0.5·I, the residual's share (Abnar & Zuidema, 2020)
-MASS_FRACTION = 0.5  # attention statistics: the share of the mass whose patch count we report
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -129,84 +125,9 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]
     return maps
 
 
-def attention_rollout(attentions: Sequence[torch.Tensor], residual_weight: float = RESIDUAL_WEIGHT) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema, 2020): how much each input token flows into each output token.
-
-    For each layer l: average the heads, Ā_l = mean_h A_l; mix in the residual connection,
-    A'_l = residual_weight·I + (1 - residual_weight)·Ā_l; renormalise every row to sum to 1; then multiply
-    through the layers from the first: R = A'_L · … · A'_2 · A'_1.
-
-    Args:
-        attentions: one tensor of shape (B, h, N, N) per layer, first layer first (rows: queries).
-
-    Returns:
-        R of shape (B, N, N); every row sums to 1. R[:, 0, 1:] is the class token's rollout over the patches.
-    """
-    if not attentions:
-        raise ValueError("attention_rollout: no attention maps given")
-    B, _, N, _ = attentions[0].shape
-    eye = torch.eye(N, dtype=attentions[0].dtype, device=attentions[0].device)
-    rollout = eye.expand(B, N, N)
-    for A in attentions:
-        a = residual_weight * eye + (1.0 - residual_weight) * A.mean(dim=1)  # (B, N, N)
-        a = a / a.sum(dim=-1, keepdim=True)
-        rollout = a @ rollout  # (B, N, N): the new layer acts after the ones before
-    return rollout
-
-
-# ----------------------------------------------------------------------------------------------------
-# Attention statistics
-# ----------------------------------------------------------------------------------------------------
-def centre_edge_masks(grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean masks (H'·W',) of the patch grid, row by row.
-
-    edge: the outer ring (first or last row or column). centre: rows r and columns c with
-    ⌊H'/4⌋ ≤ r < H' − ⌊H'/4⌋ and ⌊W'/4⌋ ≤ c < W' − ⌊W'/4⌋, excluding the ring (for an 8×8 grid the middle
-    4×4, for 4×4 the middle 2×2). Needs a grid of at least 3×3.
-    """
-    gh, gw = grid
-    if gh < 3 or gw < 3:
-        raise ValueError(f"centre/edge needs a patch grid of at least 3x3, got {gh}x{gw}")
-    r = torch.arange(gh)[:, None].expand(gh, gw)
-    c = torch.arange(gw)[None, :].expand(gh, gw)
-    edge = (r == 0) | (r == gh - 1) | (c == 0) | (c == gw - 1)
-    qh, qw = gh // 4, gw // 4
-    centre = (r >= qh) & (r < gh - qh) & (c >= qw) & (c < gw - qw) & ~edge
-    return centre.reshape(-1), edge.reshape(-1)
-
-
-def attention_statistics(cls_attention: torch.Tensor, grid: tuple[int, int],
-                         mass: float = MASS_FRACTION) -> dict[str, float]:
-    """Statistics of the class token's attention over the patches, per image, then averaged over images.
-
-    Args:
-        cls_attention: a (B, H'·W') tensor of weights a_i ≥ 0 of the class token on each patch i (row by row
-            on the grid), e.g. a head-averaged last-layer map A[:, :, 0, 1:].mean(1), or rollout R[:, 0, 1:].
-            It need not sum to 1 (the class token's weight on itself is left out).
-        grid: (H', W').
-
-    Returns (each the mean over the B images):
-        mean: the mean of a_i over the patches;
-        std: their population standard deviation (ddof=0);
-        mass_fraction: the smallest fraction k/(H'·W') of patches whose largest weights hold at least
-            `mass` (50%) of Σ_i a_i — small means a concentrated, large (→ `mass`) a spread-out attention;
-        centre_edge_ratio: mean a_i over the centre patches / mean a_i over the edge patches
-            (`centre_edge_masks`); > 1 means the class token looks at the middle of the image.
-    """
-    a = cls_attention.double()
-    B, n = a.shape
-    if grid[0] * grid[1] != n:
-        raise ValueError(f"cls_attention has {n} patches per image, but grid {grid} holds {grid[0] * grid[1]}")
-    p = a / a.sum(dim=1, keepdim=True)
-    cum = p.sort(dim=1, descending=True).values.cumsum(dim=1)  # (B, n)
-    k = (cum < mass - 1e-12).sum(dim=1) + 1  # patches needed to reach the mass
-    centre, edge = centre_edge_masks(grid)
-    return {
-        "mean": a.mean(dim=1).mean().item(),
-        "std": a.std(dim=1, unbiased=False).mean().item(),
-        "mass_fraction": (k.double() / n).mean().item(),
-        "centre_edge_ratio": (a[:, centre].mean(dim=1) / a[:, edge].mean(dim=1)).mean().item(),
-    }
+# Attention rollout and the attention statistics are the student's code in assignment 6 (finetune.py:
+# `attention_rollout`, `attention_statistics`); the library calls an implementation it is given
+# (`vitcourse.analysis.transfer_report`), never a copy of its own.
 
 
 # ----------------------------------------------------------------------------------------------------
