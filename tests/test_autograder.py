@@ -237,7 +237,8 @@ def reports(tmp_path_factory):
 
 
 def test_catalogue_mutations_cover_every_bug():
-    assert set(MUTATIONS) == {b.id for b in bugs.CATALOGUE}
+    # finetune.py's bugs (assignment 6) have their mutants in tests/test_finetune_grading.py.
+    assert set(MUTATIONS) == {b.id for b in bugs.CATALOGUE if not b.part.startswith("finetune.")}
     assert sorted(b for g in GROUPS for b in g) == sorted(MUTATIONS)
     for group in GROUPS:
         own = [_bug_part(b) for b in group]

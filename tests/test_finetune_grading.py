@@ -98,6 +98,13 @@ MUTANTS = {
                      "finetune.set_trainable", "set_trainable.nothing_held"),
     "full_not_reset": ("        model.requires_grad_(True)\n        return []", "        return []",
                        "finetune.set_trainable", "set_trainable.full_not_reset"),
+    "param_free_missed": ("            else:\n                frozen.append(full)",
+                          "            elif any(True for _ in child.parameters()):\n                frozen.append(full)",
+                          "finetune.set_trainable", "set_trainable.param_free_missed"),
+    "max_heads": ("(1.0 - residual_weight) * A.mean(dim=1)", "(1.0 - residual_weight) * A.amax(dim=1)",
+                  "finetune.attention_rollout", "rollout.max_heads"),
+    "unnormalised": ("    p = a / a.sum(dim=1, keepdim=True)\n", "    p = a\n",
+                     "finetune.attention_statistics", "statistics.unnormalised"),
     "rollout_order": ("rollout = a @ rollout  # (B, N, N)", "rollout = rollout @ a",
                       "finetune.attention_rollout", "rollout.wrong_order"),
     "rollout_no_residual": ("a = residual_weight * eye + (1.0 - residual_weight) * A.mean(dim=1)", "a = A.mean(dim=1)",
@@ -222,3 +229,9 @@ def test_visible_checks_catch_the_mutants(name, check, tmp_path):
           "check_attention_statistics": f.attention_statistics}[check]
     with pytest.raises(AssertionError):
         getattr(nbchecks_transfer, check)(fn)
+
+
+def test_every_catalogued_finetune_bug_has_a_mutant():
+    from autograder import bugs
+
+    assert {m[3] for m in MUTANTS.values() if m[3]} == {b.id for b in bugs.CATALOGUE if b.part.startswith("finetune.")}

@@ -7,11 +7,13 @@ import nbformat
 import pytest
 
 from vitcourse.course import impl, lifecycle, release
+from autograder.registry import files_for
 from vitcourse.course.stubs import STUB_FILES
 
 # The encoder (code parts, hidden tests) and the analysis (mark schemes, numeric answers) cover every kind
-# of hidden material; releasing all five would only repeat the same checks slower.
-ASSIGNMENTS = ["a2_transformer", "a5_analysis"]
+# of hidden material; transfer learning ships another student module (finetune.py) and library code next to
+# what its students write. Releasing all of them would only repeat the same checks slower.
+ASSIGNMENTS = ["a2_transformer", "a5_analysis", "a6_transfer"]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +27,10 @@ def test_release_holds_what_a_student_needs(released):
     for name in ASSIGNMENTS:
         folder = released / "release" / name
         assert (folder / f"{name}.ipynb").is_file()
-        for stub in STUB_FILES:
+        for stub in files_for(name):
             assert (folder / stub).read_text() == (impl.stubs_dir() / stub).read_text(), f"{stub} must be the generated stub"
+        for other in set(STUB_FILES) - set(files_for(name)):
+            assert not (folder / other).exists(), f"{other} is not {name}'s student module: it must not ship"
         for needed in ("data_utils/__init__.py", "vitcourse/course/colab.py", "vitcourse/course/nbchecks.py", "vitcourse/training/train.py",
                        "autograder/selfcheck.py"):
             assert (folder / needed).is_file(), f"{needed} missing from the release"

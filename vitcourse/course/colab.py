@@ -85,7 +85,7 @@ def setup_cell_source(assignment: str) -> str:
             from google.colab import drive
             drive.mount("/content/drive")
             WORK_DIR = Path("/content/drive/MyDrive") / {DRIVE_FOLDER!r} / ASSIGNMENT
-            if not (WORK_DIR / "ViT.py").exists():
+            if not (WORK_DIR / "vitcourse").is_dir():  # the course library ships in every assignment's folder
                 # First run: fetch the student release once; files already on Drive are never overwritten.
                 subprocess.check_call(["git", "clone", "-q", "--depth", "1", {clone!r}, "/tmp/vitcourse_release"])
                 import shutil
@@ -95,7 +95,7 @@ def setup_cell_source(assignment: str) -> str:
             os.chdir(WORK_DIR)
         else:
             WORK_DIR = Path.cwd()  # local Jupyter, JupyterHub and nbgrader: the notebook's folder
-        # Your transformer.py and ViT.py, and the course library (data_utils, vitcourse) sit next to this notebook.
+        # Your files (transformer.py, ViT.py, finetune.py, ...) and the course library sit next to this notebook.
         if str(WORK_DIR) not in sys.path:
             sys.path.insert(0, str(WORK_DIR))
         missing = [pip for mod, pip in {{{requirements}}}.items() if importlib.util.find_spec(mod) is None]
@@ -103,7 +103,7 @@ def setup_cell_source(assignment: str) -> str:
             subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *missing])
         elif missing:
             print("missing packages:", " ".join(missing), "-> run: pip install", " ".join(missing))
-        # Edit transformer.py / ViT.py and re-run a cell: autoreload picks the change up, no restart needed.
+        # Edit your .py files and re-run a cell: autoreload picks the change up, no restart needed.
         %load_ext autoreload
         %autoreload 2
         from vitcourse.course.colab import report_gpu
