@@ -45,11 +45,19 @@ def result_of(results: Sequence, mode: str):
 
 
 def model_inputs(model: nn.Module, images: torch.Tensor, splits: DatasetSplits) -> torch.Tensor:
-    """uint8 images (B, C, H, W) normalised as the trainer does, on the model's device: (B, C, H, W) float32."""
+    """uint8 images (B, C, H, W) normalised as the trainer does and resized as the model resizes them (a
+    `ResizeInput` wrapper: CIFAR's 32 px to 224), on the model's device: the backbone's own input, float32."""
+    from vitcourse.models.pretrained import ResizeInput
+
     device = next(model.parameters()).device
     mean = torch.tensor(splits.mean, device=device)  # (C,)
     std = torch.tensor(splits.std, device=device)
-    return normalize_batch(images.to(device), mean, std)
+    x = normalize_batch(images.to(device), mean, std)
+    while isinstance(getattr(model, "net", None), nn.Module) or isinstance(model, ResizeInput):
+        if isinstance(model, ResizeInput):
+            return model.resize(x)
+        model = model.net
+    return x
 
 
 # ---------------------------------------------------------------------------------------------- tables

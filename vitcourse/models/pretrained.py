@@ -80,11 +80,14 @@ class ResizeInput(nn.Module):
         super().__init__()
         self.net, self.size = net, int(size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
                               antialias=x.shape[-1] > self.size)  # (B, C, size, size)
-        return self.net(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.resize(x))
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -1,0 +1,47 @@
+"""Assignment 6 end to end: the source notebook with the reference, the release with the stubs (Run All to the
+end), and `nbgrader autograde` of a small class (a bug costs exactly its cell)."""
+import pytest
+
+from vitcourse.course import lifecycle, release
+from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
+
+A6 = "a6_transfer"
+
+
+@pytest.mark.slow
+def test_a6_source_notebook_passes_with_the_reference(tmp_path):
+    path = lifecycle.prepare_source_run(A6, tmp_path)
+    nb, errors = lifecycle.execute_notebook(path)
+    assert not errors, "\n".join(f"cell {e.index} ({e.grade_id}): {e.ename}: {e.evalue[:300]}" for e in errors)
+    scores = lifecycle.hidden_scores(nb)
+    assert {"test_set_trainable", "test_attention_rollout", "test_attention_statistics"} <= set(scores)
+    for gid, (score, points) in scores.items():
+        assert score == pytest.approx(points), f"{gid}: the hidden grader gave the reference {score}/{points}"
+
+
+@pytest.mark.slow
+def test_a6_release_with_stubs_runs_to_the_end(tmp_path):
+    course = lifecycle.make_course(tmp_path, [A6])
+    release.release(course, zip_=False, log=lambda _: None)
+    folder = course / "release" / A6
+    assert (folder / "finetune.py").is_file() and not (folder / "ViT.py").exists()
+    nb, errors = lifecycle.execute_notebook(folder / f"{A6}.ipynb")
+    assert errors, "with untouched stubs the checks must fail"
+    for e in errors:
+        assert e.kind in ("tests", "solution"), f"cell {e.index} crashed with the stubs: {e.ename}: {e.evalue[:300]}"
+        assert NOT_IMPLEMENTED_MARK in e.evalue, f"{e.grade_id}: {e.ename}: {e.evalue[:300]}"
+    unrun = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not c.get("execution_count")]
+    assert not unrun, f"cells {unrun} did not run: the notebook stopped early"
+
+
+@pytest.mark.slow
+def test_a6_autograded_by_nbgrader_scores_the_reference_fully_and_a_bug_its_cell(tmp_path):
+    students = [s for s in lifecycle.STUDENTS if s.id in ("ada", "cy")]  # cy multiplies rollout the wrong way
+    term = lifecycle.run_term(tmp_path, [A6], students=students, jobs=2, log=lambda _: None)
+    assert not term.mismatches(), term.mismatches()
+    scores = term.scores[A6]
+    ada, cy = scores["ada"]["cells"], scores["cy"]["cells"]
+    assert sum(ada.values()) == sum(term.points[A6].values())
+    assert cy["test_attention_rollout"] < ada["test_attention_rollout"]
+    assert {k: v for k, v in cy.items() if k != "test_attention_rollout"} == \
+        {k: v for k, v in ada.items() if k != "test_attention_rollout"}

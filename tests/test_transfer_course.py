@@ -1,0 +1,154 @@
+"""Assignment 6's library side: the student's finetune module drives the modes, the tables and the attention
+summaries; the counting questions against real timm models; the notebook's setup online and offline.
+
+Oracles: parameter names of real timm models (what each mode must train), the self-check's by-hand
+statistics, `interpret.disagreement`, and the reference finetune.py.
+"""
+import dataclasses
+import types
+
+import pytest
+import torch
+
+import data_utils
+from autograder.selfcheck import statistics_by_hand
+from vitcourse.analysis import interpret, quiz
+from vitcourse.analysis import transfer_report as R
+from vitcourse.course import impl
+from vitcourse.models import pretrained as P
+from vitcourse.training import transfer as T
+from vitcourse.training import transfer_setup as S
+from vitcourse.training.train import TrainConfig
+
+FT = impl.load(impl.solutions_dir(), modules=("finetune",)).finetune
+VIT = ("vit_tiny_patch16_224", dict(img_size=8, patch_size=2, embed_dim=32, depth=3, num_heads=2, mlp_ratio=2.0))
+VIT_S = dict(image_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=10)
+
+
+def _vit():
+    torch.manual_seed(0)
+    return P.create_backbone(VIT[0], 4, pretrained=False, in_chans=3, **VIT[1])
+
+
+def test_prepare_freezes_with_the_given_finetune_module_and_holds_its_subtrees_in_eval():
+    calls = []
+
+    def set_trainable(model, mode, k):  # a student's function that freezes only the patch embedding
+        calls.append((mode, k))
+        model.requires_grad_(True)
+        model.patch_embed.requires_grad_(False)
+        return ["patch_embed", "pos_drop"]
+
+    net = _vit()
+    model = T.prepare(net, "partial", 1, finetune=types.SimpleNamespace(set_trainable=set_trainable))
+    assert calls == [("partial", 1)]
+    model.train()  # what the trainer does every epoch
+    assert not net.patch_embed.training and not net.pos_drop.training and net.blocks[0].training
+    assert all(not p.requires_grad for p in net.patch_embed.parameters())
+
+
+def test_scratch_freezes_nothing():
+    net = _vit()
+    model = T.prepare(net, "scratch", finetune=FT)
+    assert T.count_parameters(model, True) == T.count_parameters(model)
+
+
+def test_trainable_table_counts_what_the_mode_trains_in_real_timm_models():
+    table = R.trainable_table(FT, ["vit_small_patch16_224"], num_classes=10, partial_blocks=2)
+    net = P.create_backbone("vit_small_patch16_224", 10, pretrained=False)
+    by_prefix = lambda *prefixes: sum(p.numel() for n, p in net.named_parameters() if n.startswith(prefixes))  # noqa
+    head, partial = by_prefix("head."), by_prefix("head.", "norm.", "blocks.10.", "blocks.11.")
+    assert f"| {head:,} (" in table and f"| {partial:,} (" in table
+
+
+@pytest.mark.parametrize("question, prefixes", [("head_params", ("head.",)),
+                                                ("partial2_params", ("head.", "norm.", "blocks.10.", "blocks.11."))])
+def test_counting_answers_equal_the_parameters_of_timm_vit_s16(question, prefixes):
+    net = P.create_backbone("vit_small_patch16_224", 10, pretrained=False)
+    count = sum(p.numel() for n, p in net.named_parameters() if n.startswith(prefixes))
+    score, message = quiz.check_answer(question, count, **VIT_S)
+    assert score == 1.0, message
+    assert quiz.check_answer(question, count + 1, **VIT_S)[0] == 0.0
+
+
+def test_partial_count_with_one_block_gets_the_slip_hint():
+    net = P.create_backbone("vit_small_patch16_224", 10, pretrained=False)
+    one_block = sum(p.numel() for n, p in net.named_parameters() if n.startswith(("head.", "norm.", "blocks.11.")))
+    score, message = quiz.check_answer("partial2_params", one_block, **VIT_S)
+    assert 0 < score < 1 and "last two blocks" in message
+
+
+def test_attention_summary_is_the_finetune_statistics_of_the_last_layer():
+    net = _vit().eval()
+    x = torch.randn(3, 3, 8, 8)
+    summary = R.attention_summary(net, x, FT)
+    last = interpret.attention_maps(net, x)[-1].mean(1)[:, 0, 1:].double()  # (B, 16)
+    want = [statistics_by_hand(row.tolist(), (4, 4), 0.5) for row in last]
+    for key, value in summary["last"].items():
+        assert value == pytest.approx(sum(w[key] for w in want) / 3, rel=1e-6)
+    assert set(summary) == {"last", "rollout"}
+
+
+def test_disagreement_table_totals_are_interpret_disagreement():
+    a, b, y = torch.tensor([0, 1, 1, 2, 2]), torch.tensor([0, 0, 1, 2, 1]), torch.tensor([0, 1, 1, 2, 2])
+    rows = interpret.disagreement(a, b, y)
+    table = R.disagreement_table(a, b, y, names=("probe", "full"))
+    total = (sum(r["n"] for r in rows), sum(r["a_only"] for r in rows), sum(r["b_only"] for r in rows),
+             sum(r["both_wrong"] for r in rows))
+    assert table.splitlines()[-1] == f"| all | {total[0]} | | | {total[1]} | {total[2]} | {total[3]} |"
+
+
+def test_results_table_and_kept_models_from_run_transfer(tmp_path):
+    splits = data_utils.load_dataset("synthetic", val_size=16)
+    path = P.save_weights(_vit(), tmp_path / "vit.pth")
+    spec = T.BackboneSpec(VIT[0], weights=str(path), arch=VIT[1])
+    cfg = TrainConfig(epochs=1, batch_size=32, progress=False, device="cpu", augment=data_utils.AugmentConfig.none())
+    results = {"vit": T.run_transfer(splits, spec, ("probe", "head"), cfg, finetune=FT, keep_models=True)}
+    assert all(isinstance(r.model, torch.nn.Module) for r in results["vit"])
+    assert "model" not in results["vit"][1].to_dict()  # the JSON never carries a model
+    table = R.results_table(results)
+    assert "| vit | probe |" in table and "| vit | head |" in table
+    assert R.result_of(results["vit"], "head").mode == "head"
+    with pytest.raises(KeyError, match="modes run were probe, head"):
+        R.result_of(results["vit"], "full")
+
+
+def test_course_setup_offline_without_the_hub_runs_the_digits_experiment(monkeypatch, tmp_path):
+    """CIFAR loaded but neither the hub nor local files: the offline experiment, with a note that says why."""
+    fake = data_utils.load_dataset("synthetic", val_size=16)
+    fake = dataclasses.replace(fake, name="cifar10")
+    monkeypatch.setattr("vitcourse.course.colab.load_course_data", lambda *a, **k: fake)
+    monkeypatch.setattr(P, "hub_reachable", lambda *a, **k: False)
+    seen = {}
+    monkeypatch.setattr(S, "offline_setup", lambda out_dir, seed, fast, notes: seen.update(notes=notes) or "offline")
+    assert S.course_setup("cifar10", out_dir=tmp_path, fast=False) == "offline"
+    assert "WEIGHTS" in seen["notes"][0] and "hub cannot be reached" in seen["notes"][0]
+
+
+def test_course_setup_online_with_local_files_uses_them_at_224(monkeypatch, tmp_path):
+    fake = data_utils.load_dataset("synthetic", val_size=16)
+    fake = dataclasses.replace(fake, name="cifar10")
+    monkeypatch.setattr("vitcourse.course.colab.load_course_data", lambda *a, **k: fake)
+    monkeypatch.setattr(P, "hub_reachable", lambda *a, **k: pytest.fail("local files need no hub"))
+    setup = S.course_setup("cifar10", weights={"vit": "v.pth", "swin": "s.pth"}, fast=False)
+    assert setup.online and setup.specs["vit"].weights == "v.pth" and setup.specs["swin"].input_size == 224
+    assert setup.specs["vit"].name == "vit_small_patch16_224"
+    counts = setup.splits.train_labels.bincount()
+    assert counts.min() == counts.max() == min(S.ONLINE_SHOTS, fake.train_labels.bincount().min())
+
+
+def test_fast_course_setup_pretrains_small_backbones_and_few_shot_digits(tmp_path):
+    setup = S.course_setup("cifar10", out_dir=tmp_path, fast=True)
+    assert not setup.online and setup.fast and set(setup.specs) == {"vit", "swin"}
+    assert all((tmp_path / spec.weights.split("/")[-1]).is_file() for spec in setup.specs.values())
+    assert setup.splits.num_classes == 5 and setup.recipe.epochs == S.FAST_EPOCHS
+
+
+def test_model_inputs_resize_like_the_model_so_attention_maps_see_the_backbones_input():
+    net = P.create_backbone(VIT[0], 4, pretrained=False, in_chans=3, input_size=16,
+                            **dict(VIT[1], img_size=16)).eval()
+    splits = data_utils.load_dataset("synthetic", val_size=16)  # 8x8 images
+    x = R.model_inputs(net, splits.test_images[:2], splits)
+    assert x.shape[-2:] == (16, 16)
+    maps = interpret.attention_maps(net, x)
+    assert maps[0].shape[-1] == 1 + (16 // 2) ** 2
