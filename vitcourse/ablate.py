@@ -4,7 +4,7 @@ Shape legend: B batch, C channels, H/W image height/width, P patch size, N token
 K classes.
 
 A variant is a set of ViT options (`pos_embed`, `act`, `depth`, `num_heads`, `embed_dim`, `patch_size`,
-`pool`, `mlp_ratio`) and data options (`classes`: a class subset) on top of the dataset's default recipe
+`pool`, `mlp_ratio`, `drop_rate`) and data options (`classes`: a class subset) on top of the dataset's default recipe
 (`vitcourse.recipes.default_recipe`). Every variant is trained on the same seeds with the same training
 config and budget, so the only difference between two runs with the same seed is the variant: the seed
 fixes the validation split, the data order and the augmentation draws (the initial weights differ where
@@ -38,7 +38,7 @@ import torch
 from vitcourse import stats
 
 MODEL_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_heads": int, "embed_dim": int,
-                 "patch_size": int, "mlp_ratio": float}
+                 "patch_size": int, "mlp_ratio": float, "drop_rate": float}
 DATA_OPTIONS = {"classes": "classes"}  # a class subset, written 1+3+5+7+9 on the command line
 OPTIONS = (*MODEL_OPTIONS, *DATA_OPTIONS)
 RUNS_DIR, TABLE_MD, TABLE_CSV, FIGURE = "runs", "ablation.md", "ablation.csv", "position_similarity.png"
