@@ -71,6 +71,7 @@ def test_parse_grid_and_expand():
     variants = ablate.expand(grid)
     assert len(variants) == 8 and variants[0] == {"pos_embed": "learnable", "depth": 2, "classes": (1, 3)}
     assert ablate.variant_name(variants[0]) == "pos_embed=learnable,depth=2,classes=1+3"
+    assert ablate.parse_grid(["drop_rate=0,0.1"]) == {"drop_rate": [0.0, 0.1]}  # the regulariser of the digits table
     for bad, msg in [("colour=red", "unknown option"), ("depth=two", "int values"), ("act", "OPTION=VALUE")]:
         with pytest.raises(ablate.AblationError, match=msg):
             ablate.parse_grid([bad])
@@ -95,6 +96,9 @@ def test_tiny_grid_end_to_end_writes_one_json_per_run_and_a_table(tiny_grid):
     assert (out / ablate.TABLE_MD).is_file() and (out / ablate.TABLE_CSV).is_file()
     md = (out / ablate.TABLE_MD).read_text()
     assert "pos_embed=sincos2d" in md and "over 2 seeds" in md
+    # Each run keeps its cost and the machine's load beside it (a busy shared machine explains a slow run).
+    for r in results:
+        assert r["wall_time_s"] > 0 and r["cpu_time_s"] > 0 and len(r["load_average_1min"]) == 2
 
 
 def test_table_numbers_equal_the_per_run_jsons(tiny_grid):

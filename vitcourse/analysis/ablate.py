@@ -4,7 +4,7 @@ Shape legend: B batch, C channels, H/W image height/width, P patch size, N token
 K classes.
 
 A variant is a set of ViT options (`pos_embed`, `act`, `depth`, `num_heads`, `embed_dim`, `patch_size`,
-`pool`, `mlp_ratio`) and data options (`classes`: a class subset) on top of the dataset's default recipe
+`pool`, `mlp_ratio`, `drop_rate`) and data options (`classes`: a class subset) on top of the dataset's default recipe
 (`vitcourse.training.recipes.default_recipe`). Every variant is trained on the same seeds with the same training
 config and budget, so the only difference between two runs with the same seed is the variant: the seed
 fixes the validation split, the data order and the augmentation draws (the initial weights differ where
@@ -27,6 +27,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch
 from vitcourse.analysis import stats
 
 MODEL_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_heads": int, "embed_dim": int,
-                 "patch_size": int, "mlp_ratio": float}
+                 "patch_size": int, "mlp_ratio": float, "drop_rate": float}
 DATA_OPTIONS = {"classes": "classes"}  # a class subset, written 1+3+5+7+9 on the command line
 OPTIONS = (*MODEL_OPTIONS, *DATA_OPTIONS)
 RUNS_DIR, TABLE_MD, TABLE_CSV, FIGURE = "runs", "ablation.md", "ablation.csv", "position_similarity.png"
@@ -146,6 +147,13 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)  # a JSON that exists is complete: resume trusts it
 
 
+def _load_average() -> Optional[float]:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not on every platform
+        return None
+
+
 def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[str, Path]) -> dict:
     """Train one (variant, seed) with the shared recipe and write its JSON; returns the JSON's content."""
     from vitcourse.training import recipes, runtime
@@ -153,6 +161,7 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
 
     path = run_path(out_dir, options, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
+    start, cpu_start, load_before = time.perf_counter(), time.process_time(), _load_average()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     model_options = {k: v for k, v in options.items() if k in MODEL_OPTIONS}
@@ -189,6 +198,11 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
         "best_val_acc": None if math.isnan(result.best_val_acc) else result.best_val_acc,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "time_per_epoch_s": sum(epoch_times) / len(epoch_times),
+        # Wall time of the whole run (data, training, test), its CPU time and the machine's load around it:
+        # on a shared machine a slow run is often a busy machine, and the table of a recipe's cost needs all.
+        "wall_time_s": time.perf_counter() - start,
+        "cpu_time_s": time.process_time() - cpu_start,  # summed over threads; ~ a quiet machine's wall time
+        "load_average_1min": [load_before, _load_average()],
         "threads": torch.get_num_threads(),
         "fast_mode": runtime.fast_mode(),
         "checkpoint": str(ckpt.relative_to(Path(out_dir))),
