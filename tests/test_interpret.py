@@ -125,6 +125,53 @@ def test_course_vit_attention_maps_come_from_get_attention_maps():
     torch.testing.assert_close(FT.attention_rollout(maps).sum(-1), torch.ones(2, 17))
 
 
+def test_attention_maps_of_chosen_layers_are_those_of_the_full_list():
+    model = _model(VIT)
+    fused = [b.attn.fused_attn for b in model.blocks]
+    x = torch.randn(3, 3, 16, 16)
+    every = I.attention_maps(model, x)
+    picked = I.attention_maps(model, x, layers=[-1, 0, -1])  # any order, a block twice
+    assert len(picked) == 3
+    for got, want in zip(picked, [every[1], every[0], every[1]]):
+        torch.testing.assert_close(got, want)
+    assert [b.attn.fused_attn for b in model.blocks] == fused  # restored, even for the block asked twice
+
+
+def _uint8_images(B, C, H, seed=0):
+    return torch.randint(0, 256, (B, C, H, H), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def _averaged(stats):
+    return {k: float(v.double().mean()) for k, v in stats.items()}
+
+
+def test_model_attention_statistics_batched_equal_one_pass_of_the_last_block():
+    model = _model(VIT)
+    images, mean, std = _uint8_images(7, 3, 16), (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    x = (images.float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    want = _averaged(FT.attention_statistics(I.attention_maps(model, x)[-1][:, :, 0, 1:].mean(1).double(), (4, 4)))
+    got = I.model_attention_statistics(model, images, FT.attention_statistics, mean=mean, std=std, batch_size=3)
+    assert got == pytest.approx(want, rel=1e-5)  # batches of 3 + 3 + 1
+    # Behind ResizeInput the images are resized like the model's forward resizes them.
+    resized = P.ResizeInput(model, 16)
+    small = _uint8_images(5, 3, 8, seed=1)
+    xs = F.interpolate((small.float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None],
+                       size=(16, 16), mode="bilinear", align_corners=False)
+    want = _averaged(FT.attention_statistics(I.attention_maps(model, xs)[-1][:, :, 0, 1:].mean(1).double(), (4, 4)))
+    got = I.model_attention_statistics(resized, small, FT.attention_statistics, mean=mean, std=std)
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_model_attention_statistics_need_a_class_token():
+    assert I.class_token_layout(_model(SWIN)) is None
+    assert I.model_attention_statistics(_model(SWIN), _uint8_images(2, 3, 16), FT.attention_statistics,
+                                        mean=(0.5,) * 3, std=(0.5,) * 3) is None
+    torch.manual_seed(0)
+    pooled = P.create_backbone(VIT[0], 5, pretrained=False, class_token=False, global_pool="avg", **VIT[1])
+    assert I.class_token_layout(pooled) is None
+    assert I.class_token_layout(_model(VIT)) == (1, (4, 4))
+
+
 def test_centre_edge_masks_of_a_4x4_grid():
     centre, edge = FT.centre_edge_masks((4, 4))
     assert torch.nonzero(centre).flatten().tolist() == [5, 6, 9, 10]

@@ -9,6 +9,7 @@ class token dropped), and Swin's last stage, already a grid (B, H', W', D) in ti
     cams = grad_cam(model, images, targets=labels)          # (B, H, W) in [0, 1], target layer chosen for you
     maps = attention_maps(vit, images)                       # course ViT or timm ViT: [(B, h, N, N)] per block
     R = finetune.attention_rollout(maps)                     # (B, N, N): assignment 6's finetune.py
+    stats = model_attention_statistics(vit, uint8_images, finetune.attention_statistics, mean=m, std=s)  # None: no CLS
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitcourse.models.pretrained import unwrap
+from vitcourse.models.pretrained import ResizeInput, unwrap
 from vitcourse.training.train import confusion_matrix
 
 
@@ -96,38 +97,100 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Optional[Sequence[
 # Attention maps and rollout
 # ----------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+def attention_maps(model: nn.Module, images: torch.Tensor,
+                   layers: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
     """Attention weights of every block: one (B, h, N, N) tensor per block, N counting prefix tokens.
 
     The course ViT has `get_attention_maps`; for a timm ViT the fused kernel is switched off for one
     forward pass and the softmax output is read where it enters `attn_drop`.
+
+    Args:
+        layers: indices of the blocks to return (negative counts from the end, [-1] is the last block), in
+            that order; None returns every block. On a timm ViT only those blocks leave the fused kernel,
+            so a large batch does not hold every block's (B, h, N, N) map at once.
     """
     net = unwrap(model)
     if hasattr(net, "get_attention_maps"):
-        return net.get_attention_maps(images)
+        maps = net.get_attention_maps(images)
+        return maps if layers is None else [maps[i] for i in layers]
     if not hasattr(net, "blocks"):
         raise ValueError(f"{type(net).__name__} has no ViT blocks: attention maps need a ViT")
-    maps, handles, fused = [], [], []
-    for block in net.blocks:
+    chosen = list(net.blocks) if layers is None else [net.blocks[i] for i in layers]
+    found = {}  # id(block) -> its map; hooks fire in forward order, `layers` may ask for another
+    handles, fused = [], []
+    for block in chosen:
         attn = block.attn
         fused.append(getattr(attn, "fused_attn", False))
         attn.fused_attn = False  # the manual path materialises the weights
-        handles.append(attn.attn_drop.register_forward_hook(lambda m, inp, out: maps.append(inp[0].detach())))
+        handles.append(attn.attn_drop.register_forward_hook(
+            lambda m, inp, out, key=id(block): found.__setitem__(key, inp[0].detach())))
     was_training = net.training
     net.eval()
     try:
         net.forward_features(images)
     finally:
         net.train(was_training)
-        for block, f, h in zip(net.blocks, fused, handles):
-            block.attn.fused_attn = f
+        for block, f, h in reversed(list(zip(chosen, fused, handles))):  # reversed: a block asked twice
+            block.attn.fused_attn = f                                       # gets its first, true setting
             h.remove()
-    return maps
+    return [found[id(block)] for block in chosen]
 
 
 # Attention rollout and the attention statistics are the student's code in assignment 6 (finetune.py:
 # `attention_rollout`, `attention_statistics`); the library calls an implementation it is given
 # (`vitcourse.analysis.transfer_report`), never a copy of its own.
+
+
+def class_token_layout(model: nn.Module) -> Optional[tuple[int, tuple[int, int]]]:
+    """(prefix tokens, patch grid (H', W')) of a ViT whose token 0 is a class token; None for models without
+    one (Swin, CNNs, a mean-pooled ViT): their CLS-to-patch statistics do not exist."""
+    net = unwrap(model)
+    if not hasattr(net, "blocks"):
+        return None
+    cfg = getattr(net, "config", None)
+    if cfg is not None and hasattr(cfg, "grid_size"):  # the course ViT
+        return (cfg.num_prefix_tokens, tuple(cfg.grid_size)) if cfg.num_prefix_tokens else None
+    if getattr(net, "cls_token", None) is None or not hasattr(net, "patch_embed"):  # timm ViT without one
+        return None
+    return int(net.num_prefix_tokens), tuple(int(g) for g in net.patch_embed.grid_size)
+
+
+def _input_size(model: nn.Module) -> Optional[int]:
+    """The size a `ResizeInput` wrapper somewhere around the backbone resizes images to (None without one)."""
+    while not isinstance(model, ResizeInput) and isinstance(getattr(model, "net", None), nn.Module):
+        model = model.net
+    return model.size if isinstance(model, ResizeInput) else None
+
+
+@torch.no_grad()
+def model_attention_statistics(model: nn.Module, images: torch.Tensor, statistics: Callable, *, mean, std,
+                               batch_size: int = 256, device=None) -> Optional[dict[str, float]]:
+    """`statistics` (assignment 6's `finetune.attention_statistics`, the student's or the reference: the
+    library has no copy) of a ViT's last block on uint8 images (B, C, H, W): the head-averaged
+    class-token-to-patch weights A[:, :, 0, prefix:].mean(1) of the last block, per image, on the patch grid.
+
+    Returns each statistic averaged over the images (floats). Images are normalised with (mean, std) and
+    resized like the model resizes them; batches of `batch_size` keep only the last block's map. Returns None for models without a class token (`class_token_layout`):
+    Swin's attention lives in local windows and has no global token, so there is no CLS-to-patch row.
+    """
+    from data_utils import DeviceLoader
+
+    layout = class_token_layout(model)
+    if layout is None:
+        return None
+    prefix, grid = layout
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    size = _input_size(model)
+    loader = DeviceLoader(images, torch.zeros(len(images), dtype=torch.long), batch_size, mean=mean, std=std,
+                          device=device)
+    rows = []
+    for x, _ in loader:
+        if size is not None and x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        last = attention_maps(model, x, layers=[-1])[0]  # (B, h, N, N)
+        rows.append(last[:, :, 0, prefix:].mean(dim=1).float().cpu())  # (B, H'·W')
+    per_image = statistics(torch.cat(rows).double(), grid)  # {name: (B,)}
+    return {k: float(torch.as_tensor(v).double().mean()) for k, v in per_image.items()}  # averaged over the images
 
 
 # ----------------------------------------------------------------------------------------------------
