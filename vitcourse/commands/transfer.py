@@ -32,10 +32,16 @@ def add_arguments(parser):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--demo", action="store_true",
-                        help="the offline experiment: pretrain a small ViT and Swin on digits 0-4, fine-tune on "
-                             "digits 5-9 in every mode (ignores --data/--backbone/--weights)")
+                        help="the offline experiment: pretrain a small ViT and Swin on digits 0-4 in four "
+                             "rotations, fine-tune on 10 images per class of digits 5-9 in every mode "
+                             "(ignores --data/--backbone/--weights)")
     parser.add_argument("--seeds", default="0", help="--demo: comma-separated seeds (default 0)")
-    parser.add_argument("--out-dir", type=Path, default=Path("runs/transfer-demo"), help="--demo: weights go here")
+    parser.add_argument("--archs", default="vit,swin", help="--demo: comma-separated, from vit, swin")
+    parser.add_argument("--out-dir", type=Path, default=Path("runs/transfer-demo"),
+                        help="--demo: the upstream weights are cached here, one file per recipe and seed")
+    parser.add_argument("--fresh-upstream", action="store_true",
+                        help="--demo: pretrain again even when a cached file of the same recipe exists")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest for these tiny models on a busy CPU)")
     parser.add_argument("--json", type=Path, help="write the report here")
 
 
@@ -51,14 +57,26 @@ def run(args) -> int:
     if unknown:
         print(f"vitcourse transfer: unknown modes {unknown}: choose from {', '.join(T.MODES)}", file=sys.stderr)
         return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.demo:
         from vitcourse.training import transfer_demo as D
 
         seeds = [int(s) for s in args.seeds.split(",")]
+        archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+        bad = [a for a in archs if a not in D.DEMO_ARCHS]
+        if bad:
+            print(f"vitcourse transfer --demo: unknown archs {bad}: choose from {', '.join(D.DEMO_ARCHS)}",
+                  file=sys.stderr)
+            return 2
         cfg = dataclasses.replace(D.FINETUNE_CONFIG, device=args.device)
-        report = D.offline_demo(args.out_dir, modes=modes, seeds=seeds, finetune_cfg=cfg,
-                                pretrain_cfg=dataclasses.replace(D.PRETRAIN_CONFIG, device=args.device))
+        report = D.offline_demo(args.out_dir, archs=archs, modes=modes, seeds=seeds, finetune_cfg=cfg,
+                                pretrain_cfg=dataclasses.replace(D.PRETRAIN_CONFIG, device=args.device),
+                                reuse_upstream=not args.fresh_upstream)
         print(D.format_summary(report))
+        print(f"whole run: {report['wall_time_s']:.0f} s")
         return _write(args.json, report)
 
     try:
@@ -86,8 +104,11 @@ def run(args) -> int:
         return 2
     for r in results:
         mem = f", peak GPU {r.peak_gpu_mem_mib:.0f} MiB" if r.peak_gpu_mem_mib is not None else ""
+        a = r.attention
+        attn = "" if a is None else (f"  CLS attention mean {a['mean']:.4f} std {a['std']:.4f}, 50% of it on "
+                                     f"{a['mass_fraction']:.0%} of the patches, centre/edge {a['centre_edge_ratio']:.2f}")
         print(f"{r.mode:8s} test {r.test_accuracy:.2%}  trainable {r.trainable_params:,} / {r.total_params:,}  "
-              f"{r.epoch_time_s:.1f} s/epoch{mem}")
+              f"{r.epoch_time_s:.1f} s/epoch{mem}{attn}")
     report = {"data": args.data, "backbone": args.backbone, "weights": str(args.weights) if args.weights else None,
               "img_size": args.img_size, "train": cfg.to_dict(), "hardware": runtime.hardware_info(
                   runtime.pick_device(args.device)), "modes": [r.to_dict() for r in results]}

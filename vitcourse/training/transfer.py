@@ -33,6 +33,7 @@ from torch import nn
 
 from data_utils import DatasetSplits, DeviceLoader
 from vitcourse.training import runtime
+from vitcourse.analysis.interpret import model_attention_statistics
 from vitcourse.models import pretrained as P
 from vitcourse.training.train import TrainConfig, evaluate, param_groups, train
 
@@ -260,6 +261,10 @@ class ModeResult:
     wall_time_s: float
     predictions: list = field(default_factory=list)  # test predictions, for the disagreement analysis
     extra: dict = field(default_factory=dict)  # mode-specific facts (feature time, cache hits, history)
+    # `interpret.model_attention_statistics` (with finetune.attention_statistics) of the trained model on the test images (the last block's
+    # class-token-to-patch attention: mean, std, mass_fraction, centre_edge_ratio); None without a class
+    # token (Swin, ResNet) or when switched off. head and probe keep the pretrained attention: it is frozen.
+    attention: Optional[dict] = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -273,11 +278,15 @@ def _peak_memory(device: torch.device) -> Optional[float]:
 
 def run_mode(splits: DatasetSplits, spec: BackboneSpec, mode: str, cfg: TrainConfig, *,
              partial_blocks: int = DEFAULT_PARTIAL_BLOCKS, backbone_lr_scale: float = DEFAULT_BACKBONE_LR_SCALE,
-             cache: Optional[FeatureCache] = None, finetune=None, keep_models: bool = False) -> ModeResult:
+             cache: Optional[FeatureCache] = None, finetune=None, keep_models: bool = False,
+             attention_stats: bool = True) -> ModeResult:
     """Build the backbone for `mode`, train (or probe) it on `splits` and measure it.
 
-    `finetune`: the module whose `set_trainable` freezes the backbone (the student's in assignment 6; None:
-    the course's reference). `keep_models`: the trained model rides along as `result.model` (not in the JSON).
+    `finetune`: the module whose `set_trainable` freezes the backbone and whose `attention_statistics`
+    summarises the attention (the student's in assignment 6; None: the course's reference). `keep_models`:
+    the trained model rides along as `result.model` (not in the JSON; probe: the frozen backbone).
+    `attention_stats`: measure the trained ViT's last-block class-token attention on the test images
+    (`result.attention`; one more forward pass over them, outside `wall_time_s`; None without a class token).
     """
     device = runtime.pick_device(cfg.device)
     if device.type == "cuda":
@@ -286,21 +295,29 @@ def run_mode(splits: DatasetSplits, spec: BackboneSpec, mode: str, cfg: TrainCon
     net = spec.build(splits.num_classes, splits.in_chans, pretrained=mode != "scratch")
     start = time.perf_counter()
     if mode == "probe":
-        result = _run_probe(splits, net, cfg, device, cache or FeatureCache(), start)
-        if keep_models:
-            result.model = net.eval()
-        return result
-    model = prepare(net, mode, partial_blocks, backbone_lr_scale, finetune)
-    result = train(model, splits, cfg)
-    test = evaluate(model, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std,
-                    batch_size=cfg.eval_batch_size, precision=cfg.precision)
-    times = [r["epoch_time_s"] for r in result.history]
-    out = ModeResult(mode, count_parameters(model, True), count_parameters(model), float(np.mean(times)),
-                     _peak_memory(device), test.accuracy, result.best_val_acc, time.perf_counter() - start,
-                     test.predictions.tolist(), {"history": result.history})
+        model, result = net, _run_probe(splits, net, cfg, device, cache or FeatureCache(), start)
+    else:
+        model = prepare(net, mode, partial_blocks, backbone_lr_scale, finetune)
+        trained = train(model, splits, cfg)
+        test = evaluate(model, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std,
+                        batch_size=cfg.eval_batch_size, precision=cfg.precision)
+        times = [r["epoch_time_s"] for r in trained.history]
+        result = ModeResult(mode, count_parameters(model, True), count_parameters(model), float(np.mean(times)),
+                            _peak_memory(device), test.accuracy, trained.best_val_acc, time.perf_counter() - start,
+                            test.predictions.tolist(), {"history": trained.history})
+    if attention_stats:
+        from vitcourse.analysis.transfer_report import reference_finetune
+
+        stats = (finetune or reference_finetune()).attention_statistics
+        try:
+            result.attention = model_attention_statistics(model, splits.test_images, stats, mean=splits.mean,
+                                                          std=splits.std, batch_size=cfg.eval_batch_size,
+                                                          device=device)
+        except NotImplementedError as err:  # a student's finetune.py before attention_statistics is written
+            result.extra["attention"] = f"not measured: {err}"
     if keep_models:
-        out.model = model.eval()  # an attribute, not a field: to_dict() never serialises a model
-    return out
+        result.model = model.eval()  # an attribute, not a field: to_dict() never serialises a model
+    return result
 
 
 def _run_probe(splits, net, cfg, device, cache, start) -> ModeResult:
