@@ -233,9 +233,15 @@ def test_feature_cache_on_disk_survives_a_new_cache(splits, vit_file, tmp_path):
     assert fresh.computed == 0 and fresh.hits == 1 and torch.equal(a, b)
 
 
-def test_every_mode_reports_what_it_measured(splits, vit_file):
+@pytest.fixture(scope="module")
+def vit_results(splits, vit_file):
+    """Every mode once on the tiny ViT, with the trained models kept (shared by the tests below)."""
     _, path = vit_file
-    results = T.run_transfer(splits, _spec(path), T.MODES, dataclasses.replace(CFG, epochs=1))
+    return T.run_transfer(splits, _spec(path), T.MODES, dataclasses.replace(CFG, epochs=1), keep_model=True)
+
+
+def test_every_mode_reports_what_it_measured(splits, vit_results):
+    results = vit_results
     assert [r.mode for r in results] == list(T.MODES)
     by = {r.mode: r for r in results}
     assert by["head"].trainable_params == by["probe"].trainable_params == 32 * 4 + 4
@@ -244,6 +250,37 @@ def test_every_mode_reports_what_it_measured(splits, vit_file):
     for r in results:
         assert 0.0 <= r.test_accuracy <= 1.0 and r.epoch_time_s > 0 and r.peak_gpu_mem_mib is None
         assert len(r.predictions) == len(splits.test_labels)
+
+
+def _last_block_cls_statistics(model, splits):
+    """The oracle: every block's maps through `interpret.attention_maps` at once (no batching, no
+    `layers=`), the last one's head-averaged class-token row over the 4x4 patch grid."""
+    from vitcourse.analysis import interpret as I
+
+    x = data_utils.normalize_batch(splits.test_images, torch.tensor(splits.mean), torch.tensor(splits.std))
+    last = I.attention_maps(model, x)[-1]  # (B, h, N, N)
+    return I.attention_statistics(last[:, :, 0, 1:].mean(dim=1), grid=(4, 4))
+
+
+def test_every_vit_mode_carries_the_attention_statistics_of_its_trained_model(splits, vit_results, vit_file):
+    saved, _ = vit_file
+    by = {r.mode: r for r in vit_results}
+    for r in vit_results:
+        assert set(r.attention) == {"mean", "std", "mass_fraction", "centre_edge_ratio"}, r.mode
+        assert r.attention == pytest.approx(_last_block_cls_statistics(r.model, splits), rel=1e-5), r.mode
+        assert r.to_dict()["attention"] == r.attention and "model" not in r.to_dict()
+    # head and probe never change the backbone: its attention is the pretrained one; training the blocks moves it.
+    pretrained = _last_block_cls_statistics(saved, splits)
+    assert by["head"].attention == pytest.approx(pretrained, rel=1e-5)
+    assert by["probe"].attention == pytest.approx(pretrained, rel=1e-5)
+    assert by["full"].attention != pytest.approx(pretrained, rel=1e-5)
+
+
+def test_swin_has_no_class_token_so_no_attention_statistics(splits, tmp_path):
+    torch.manual_seed(4)
+    path = P.save_weights(_build(SWIN), tmp_path / "swin.pth")
+    result = T.run_mode(splits, _spec(path, SWIN), "probe", CFG)
+    assert result.attention is None and result.to_dict()["attention"] is None
 
 
 def test_unknown_mode_says_which_exist():
@@ -257,24 +294,65 @@ def test_few_shot_keeps_that_many_images_per_class(splits):
     assert torch.equal(small.test_labels, splits.test_labels)
 
 
-@pytest.mark.slow
-def test_pretraining_helps_on_a_related_task_over_several_seeds(tmp_path):
-    """The learning test: a probe on features pretrained on related classes beats a random backbone's
-    probe. Upstream: synthetic classes 0-3; downstream: the same prototypes re-labelled in another order,
-    few shots and heavy noise. The margin asked for is small next to what it is measured at."""
-    wins = 0
-    for seed in (0, 1, 2):
-        up = data_utils.load_dataset("synthetic", val_size=0, seed=seed)
-        torch.manual_seed(seed)
-        net = _build(VIT)
-        from vitcourse.training.train import train
+# ---------------------------------------------------------------------------------------------------- the lesson
+# A smaller copy of the demo's ViT (32 wide, 2 blocks) pretrained for 4 epochs on the demo's upstream task,
+# once per session: ~12 s of one core, where the demo's recipe takes minutes.
+TINY_DIGITS_VIT = ("vit_tiny_patch16_224", dict(img_size=8, patch_size=2, embed_dim=32, depth=2, num_heads=2,
+                                                mlp_ratio=2.0))
 
-        train(net, up, dataclasses.replace(CFG, epochs=4, seed=seed))
-        path = P.save_weights(net, tmp_path / f"up{seed}.pth")
-        down = few_shot(data_utils.load_dataset("synthetic", val_size=0, seed=seed + 100, classes=[2, 0, 3, 1]),
-                        4, seed)
-        pre = T.run_mode(down, _spec(path), "probe", CFG)
-        rand_net = T.BackboneSpec(VIT[0], arch=VIT[1])
-        scratch = T.run_mode(down, rand_net, "scratch", dataclasses.replace(CFG, epochs=1))
-        wins += pre.test_accuracy > scratch.test_accuracy + 0.05
-    assert wins >= 2
+
+@pytest.fixture(scope="session")
+def digits_upstream(tmp_path_factory):
+    from vitcourse.training import transfer_demo as D
+
+    cfg = dataclasses.replace(D.PRETRAIN_CONFIG, epochs=4, device="cpu")
+    path, _ = D.pretrain("tiny_vit", tmp_path_factory.mktemp("upstream"), cfg, seed=0, arch_spec=TINY_DIGITS_VIT)
+    return path
+
+
+def test_pretrain_reuses_the_cached_file_of_the_same_recipe(digits_upstream, monkeypatch):
+    from vitcourse.training import transfer_demo as D
+
+    monkeypatch.setattr(D, "train", lambda *a, **k: pytest.fail("pretrained again although the file is cached"))
+    cfg = dataclasses.replace(D.PRETRAIN_CONFIG, epochs=4, device="cpu")
+    again, acc = D.pretrain("tiny_vit", digits_upstream.parent, cfg, seed=0, arch_spec=TINY_DIGITS_VIT)
+    assert again == digits_upstream and 0.0 < acc <= 1.0
+    key = D.recipe_key("tiny_vit", cfg, 0, arch_spec=TINY_DIGITS_VIT)
+    assert key in digits_upstream.name
+    # Another schedule, seed or view set is another file; the device is not part of the recipe.
+    assert D.recipe_key("tiny_vit", dataclasses.replace(cfg, epochs=5), 0, arch_spec=TINY_DIGITS_VIT) != key
+    assert D.recipe_key("tiny_vit", cfg, 1, arch_spec=TINY_DIGITS_VIT) != key
+    assert D.recipe_key("tiny_vit", cfg, 0, views=("rot0",), arch_spec=TINY_DIGITS_VIT) != key
+    assert D.recipe_key("tiny_vit", dataclasses.replace(cfg, device="cuda"), 0, arch_spec=TINY_DIGITS_VIT) == key
+
+
+def test_upstream_task_never_shows_the_downstream_digits():
+    from vitcourse.training import transfer_demo as D
+
+    up = D.upstream_splits(seed=0)
+    digits = data_utils.load_dataset("digits", classes=D.PRETRAIN_CLASSES, val_size=0, seed=0)
+    V = len(D.UPSTREAM_VIEWS)
+    assert up.num_classes == len(D.PRETRAIN_CLASSES) * V and len(up.train_labels) == V * len(digits.train_labels)
+    # View 0 is the identity: the first block of images is exactly the digits 0-4, labelled digit x V.
+    n = len(digits.train_labels)
+    assert torch.equal(up.train_images[:n], digits.train_images) and torch.equal(up.train_labels[:n], digits.train_labels * V)
+    assert not set(D.PRETRAIN_CLASSES) & set(D.TARGET_CLASSES)
+
+
+@pytest.mark.slow
+def test_pretraining_helps_on_unseen_digits_over_several_seeds(digits_upstream):
+    """The learning test: a linear probe on features pretrained on digits 0-4 x 8 views beats the same
+    architecture trained from scratch with the demo's budget, on 10 images per class of the digits 5-9,
+    for three few-shot draws. Measured at +9 to +15 points (mean +11); asked: > 0 on each, >= 5 on average."""
+    from vitcourse.training import transfer_demo as D
+
+    gains = []
+    for seed in (0, 1, 2):
+        down = D.few_shot(data_utils.load_dataset("digits", classes=D.TARGET_CLASSES, val_size=0, seed=seed), 10, seed)
+        cfg = dataclasses.replace(D.FINETUNE_CONFIG, seed=seed, device="cpu")
+        pre = T.run_mode(down, T.BackboneSpec(TINY_DIGITS_VIT[0], weights=str(digits_upstream), arch=TINY_DIGITS_VIT[1]),
+                         "probe", cfg, attention_stats=False)
+        scratch = T.run_mode(down, T.BackboneSpec(TINY_DIGITS_VIT[0], arch=TINY_DIGITS_VIT[1]), "scratch", cfg,
+                             attention_stats=False)
+        gains.append(pre.test_accuracy - scratch.test_accuracy)
+    assert min(gains) > 0 and sum(gains) / len(gains) >= 0.05, f"gains over scratch: {gains}"
