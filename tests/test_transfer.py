@@ -237,7 +237,7 @@ def test_feature_cache_on_disk_survives_a_new_cache(splits, vit_file, tmp_path):
 def vit_results(splits, vit_file):
     """Every mode once on the tiny ViT, with the trained models kept (shared by the tests below)."""
     _, path = vit_file
-    return T.run_transfer(splits, _spec(path), T.MODES, dataclasses.replace(CFG, epochs=1), keep_model=True)
+    return T.run_transfer(splits, _spec(path), T.MODES, dataclasses.replace(CFG, epochs=1), keep_models=True)
 
 
 def test_every_mode_reports_what_it_measured(splits, vit_results):
@@ -254,12 +254,15 @@ def test_every_mode_reports_what_it_measured(splits, vit_results):
 
 def _last_block_cls_statistics(model, splits):
     """The oracle: every block's maps through `interpret.attention_maps` at once (no batching, no
-    `layers=`), the last one's head-averaged class-token row over the 4x4 patch grid."""
+    `layers=`), the last one's head-averaged class-token row over the 4x4 patch grid, summarised by the
+    course's reference `finetune.attention_statistics` and averaged over the test images."""
     from vitcourse.analysis import interpret as I
+    from vitcourse.analysis.transfer_report import reference_finetune
 
     x = data_utils.normalize_batch(splits.test_images, torch.tensor(splits.mean), torch.tensor(splits.std))
     last = I.attention_maps(model, x)[-1]  # (B, h, N, N)
-    return I.attention_statistics(last[:, :, 0, 1:].mean(dim=1), grid=(4, 4))
+    stats = reference_finetune().attention_statistics(last[:, :, 0, 1:].mean(dim=1).double(), (4, 4))
+    return {k: float(v.mean()) for k, v in stats.items()}
 
 
 def test_every_vit_mode_carries_the_attention_statistics_of_its_trained_model(splits, vit_results, vit_file):
@@ -284,7 +287,7 @@ def test_swin_has_no_class_token_so_no_attention_statistics(splits, tmp_path):
 
 
 def test_unknown_mode_says_which_exist():
-    with pytest.raises(ValueError, match="head, partial, full, scratch, probe"):
+    with pytest.raises(ValueError, match="head, partial, full, scratch"):  # probe is not a freezing
         T.prepare(_build(VIT), "frozen")
 
 
