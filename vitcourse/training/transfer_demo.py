@@ -161,13 +161,15 @@ def offline_demo(out_dir, archs: Sequence[str] = ("vit", "swin"), modes: Sequenc
                  shots: int = DEFAULT_SHOTS, seeds: Sequence[int] = (0,), pretrain_cfg: TrainConfig = PRETRAIN_CONFIG,
                  finetune_cfg: TrainConfig = FINETUNE_CONFIG, partial_blocks: int = PARTIAL_BLOCKS,
                  log: Optional[Callable] = print, views: Sequence[str] = UPSTREAM_VIEWS,
-                 mode_lr: Optional[dict] = None, reuse_upstream: bool = True) -> dict:
+                 mode_lr: Optional[dict] = None, reuse_upstream: bool = True, finetune=None) -> dict:
     """Pretrain on digits 0-4 x views, fine-tune on `shots` images per class of 5-9 in every mode, for each
     arch and seed (each seed pretrains its own upstream model: the spread includes the upstream's).
 
     Args:
         mode_lr: peak learning rate per mode where it differs from finetune_cfg.lr (default MODE_LR).
         reuse_upstream: read cached upstream weights of the same recipe from `out_dir` (see `pretrain`).
+        finetune: the module whose set_trainable / attention_statistics every mode uses (assignment 6's
+            finetune.py; None: the course's reference), passed on to `run_mode`.
 
     Returns a JSON-ready report: hardware, the configs, and per (arch, seed) the upstream accuracy and one
     `ModeResult` dict per mode (with its attention statistics), plus per (arch, mode) the summary
@@ -187,8 +189,9 @@ def offline_demo(out_dir, archs: Sequence[str] = ("vit", "swin"), modes: Sequenc
                               shots, seed)
             spec = BackboneSpec(name, weights=str(weights), arch=kwargs)
             cache = FeatureCache()
-            results = [run_mode(splits, spec, m, dataclasses.replace(finetune_cfg, seed=seed, lr=mode_lr.get(m, finetune_cfg.lr)),
-                                partial_blocks=partial_blocks, cache=cache) for m in modes]
+            cfgs = {m: dataclasses.replace(finetune_cfg, seed=seed, lr=mode_lr.get(m, finetune_cfg.lr)) for m in modes}
+            results = [run_mode(splits, spec, m, cfgs[m], partial_blocks=partial_blocks, cache=cache,
+                                finetune=finetune) for m in modes]
             runs.append({"arch": arch, "seed": seed, "upstream_test_accuracy": up_acc, "weights": str(weights),
                          "pretrain_time_s": pretrain_s, "modes": [r.to_dict() for r in results]})
             if log:
