@@ -17,6 +17,7 @@ from vitcourse.analysis import transfer_report as R
 from vitcourse.course import impl
 from vitcourse.models import pretrained as P
 from vitcourse.training import transfer as T
+from vitcourse.training import transfer_demo as D
 from vitcourse.training import transfer_setup as S
 from vitcourse.training.train import TrainConfig
 
@@ -142,6 +143,7 @@ def test_fast_course_setup_pretrains_small_backbones_and_few_shot_digits(tmp_pat
     assert not setup.online and setup.fast and set(setup.specs) == {"vit", "swin"}
     assert all((tmp_path / spec.weights.split("/")[-1]).is_file() for spec in setup.specs.values())
     assert setup.splits.num_classes == 5 and setup.recipe.epochs == S.FAST_EPOCHS
+    assert setup.mode_lr == D.MODE_LR and setup.partial_blocks == D.PARTIAL_BLOCKS
 
 
 def test_model_inputs_resize_like_the_model_so_attention_maps_see_the_backbones_input():

@@ -108,7 +108,8 @@ with todo_guard("set_trainable", "finetune.py"):
     for arch, spec in specs.items():
         # While graded (fast mode) the Swin runs one mode: the code path is checked, not the numbers.
         modes = ("full",) if setup.fast and arch != "vit" else MODES
-        results[arch] = T.run_transfer(task, spec, modes, recipe, finetune=finetune, keep_models=True)
+        results[arch] = T.run_transfer(task, spec, modes, recipe, mode_lr=setup.mode_lr,
+                                       partial_blocks=setup.partial_blocks, finetune=finetune, keep_models=True)
     print(R.results_table(results))
 
 # %% [markdown]

@@ -344,12 +344,15 @@ def _run_probe(splits, net, cfg, device, cache, start) -> ModeResult:
 
 
 def run_transfer(splits: DatasetSplits, spec: BackboneSpec, modes: Iterable[str] = MODES,
-                 cfg: Optional[TrainConfig] = None, **kw) -> list[ModeResult]:
-    """Every mode in `modes` with the same recipe `cfg` (one call of `run_mode` each)."""
+                 cfg: Optional[TrainConfig] = None, mode_lr: Optional[dict] = None, **kw) -> list[ModeResult]:
+    """Every mode in `modes` with the same recipe `cfg` (one call of `run_mode` each); `mode_lr` gives a mode
+    its own peak learning rate (e.g. {"head": 5e-3}: a new head alone tolerates a larger step)."""
     cfg = cfg or TrainConfig(epochs=10, progress=False)
+    mode_lr = mode_lr or {}
     modes = list(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
     cache = kw.pop("cache", None) or FeatureCache()
-    return [run_mode(splits, spec, mode, cfg, cache=cache, **kw) for mode in modes]
+    return [run_mode(splits, spec, mode, dataclasses.replace(cfg, lr=mode_lr.get(mode, cfg.lr)), cache=cache, **kw)
+            for mode in modes]

@@ -6,7 +6,8 @@ On Colab with the Hugging Face hub in reach (or local weights files), the task i
 backbones are timm's ViT-S/16 and Swin-T, their weights downloaded (or read from `weights`) and the 32×32
 images resized to the 224×224 they were pretrained at. Everywhere else — offline, on a grader, in fast
 mode — the task is the offline experiment of `transfer_demo`: backbones pretrained here on the digits
-0–4 (cached under `out_dir`), fine-tuned on a few images per class of the digits 5–9. Both go through
+0–4 under the 8 symmetries of the square (cached under `out_dir` by recipe), fine-tuned on 10 images per
+class of the digits 5–9, with the demo's per-mode learning rates and partial depth. Both go through
 the same `run_transfer` code path; only the data, the backbones and the budget differ.
 
     setup = course_setup("cifar10", weights={"vit": None, "swin": None})
@@ -25,7 +26,7 @@ from vitcourse.models import pretrained as P
 from vitcourse.training import runtime
 from vitcourse.training import transfer_demo as D
 from vitcourse.training.train import TrainConfig
-from vitcourse.training.transfer import BackboneSpec
+from vitcourse.training.transfer import DEFAULT_PARTIAL_BLOCKS, BackboneSpec
 
 # The real backbones: timm names, trained at 224×224 (ImageNet-21k then 1k, timm's default tags).
 ONLINE_BACKBONES = {"vit": "vit_small_patch16_224", "swin": "swin_tiny_patch4_window7_224"}
@@ -41,6 +42,7 @@ ONLINE_RECIPE = TrainConfig(epochs=3, batch_size=128, lr=1e-3, warmup_epochs=0.5
 # `vitcourse transfer` on all 50,000.
 ONLINE_SHOTS = 1000
 FAST_EPOCHS = 2  # fast mode (grading): the code path, not the numbers
+FAST_PRETRAIN_EPOCHS = 1  # fast mode: one pass over the 40-class upstream task (5,768 images)
 
 
 @dataclass
@@ -53,6 +55,8 @@ class CourseSetup:
     online: bool  # real pretrained weights on the course's data
     notes: list[str] = field(default_factory=list)
     fast: bool = False  # fast mode (graded): the offline experiment with a short budget
+    mode_lr: dict = field(default_factory=dict)  # a mode's own peak learning rate where it differs from the recipe's
+    partial_blocks: int = DEFAULT_PARTIAL_BLOCKS  # partial mode: the last k blocks learn
 
     def summary(self) -> str:
         what = "real pretrained weights" if self.online else "the offline experiment (backbones pretrained here)"
@@ -60,7 +64,9 @@ class CourseSetup:
                  f"{self.splits.num_classes} classes; {what}"]
         lines += [f"  {arch}: {spec.name}" + (f", weights {spec.weights}" if spec.weights else ", weights from the hub")
                   for arch, spec in self.specs.items()]
-        lines.append(f"  recipe: {self.recipe.epochs} epochs, batch {self.recipe.batch_size}, lr {self.recipe.lr:g}")
+        own = "".join(f", {mode} at lr {lr:g}" for mode, lr in self.mode_lr.items())
+        lines.append(f"  recipe: {self.recipe.epochs} epochs, batch {self.recipe.batch_size}, lr {self.recipe.lr:g}{own}; "
+                     f"partial trains the last {self.partial_blocks} block(s)")
         return "\n".join(self.notes + lines)
 
 
@@ -105,7 +111,7 @@ def offline_setup(out_dir="runs/a6", seed: int = 0, fast: bool = False, notes=No
     """Backbones pretrained on the digits 0-4 (cached in out_dir), the few-shot digits 5-9 as the task."""
     pre_cfg, fine_cfg = D.PRETRAIN_CONFIG, D.FINETUNE_CONFIG
     if fast:
-        pre_cfg = dataclasses.replace(pre_cfg, epochs=FAST_EPOCHS, warmup_epochs=0)
+        pre_cfg = dataclasses.replace(pre_cfg, epochs=FAST_PRETRAIN_EPOCHS, warmup_epochs=0)
         fine_cfg = dataclasses.replace(fine_cfg, epochs=FAST_EPOCHS, warmup_epochs=0)
     specs = {}
     for arch, (name, kwargs) in D.DEMO_ARCHS.items():
@@ -114,4 +120,4 @@ def offline_setup(out_dir="runs/a6", seed: int = 0, fast: bool = False, notes=No
     task = D.few_shot(data_utils.load_dataset("digits", classes=D.TARGET_CLASSES, val_size=0, seed=seed),
                       D.DEFAULT_SHOTS, seed)
     return CourseSetup(task, specs, dataclasses.replace(fine_cfg, seed=seed, progress=False), False, list(notes or []),
-                       fast)
+                       fast, dict(D.MODE_LR), D.PARTIAL_BLOCKS)
