@@ -489,7 +489,8 @@ def verify_mish(mish) -> None:
     _cnn_close("the gradient of mish", grad, want, "use F.softplus: log(1 + exp(x)) overflows for x = 100")
 
 
-def _cnn_block(C) -> None:
+def verify_conv_block(C) -> None:
+    """ConvBlock (batch norm, ReLU) in eval mode against relu(F.batch_norm(conv(x)))."""
     from torch import nn
 
     block = C.ConvBlock(3, 4, C.ConvNetConfig(batch_norm=True, act="relu", fused_bn=True)).eval()
@@ -499,7 +500,8 @@ def _cnn_block(C) -> None:
     _cnn_close("ConvBlock (batch norm, ReLU) in eval mode", block(x), want, "conv -> bn -> act")
 
 
-def _cnn_net(C) -> None:
+def verify_convnet(C) -> None:
+    """ConvNet logits against head(forward_features(x)) in eval mode (dropout is off)."""
     model = C.ConvNet(C.ConvNetConfig(stages=((4,), (6,)), image_size=8, act="relu", num_classes=5)).eval()
     x = torch.randn(2, 3, 8, 8)
     _cnn_close("ConvNet(...)(x)", model(x), model.head(model.forward_features(x)),
@@ -510,8 +512,8 @@ CNN_CHECKS = {
     "cnn.batch_norm": lambda C: verify_batch_norm(C.batch_norm),
     "cnn.fold_conv_bn": lambda C: verify_fold_conv_bn(C.fold_conv_bn),
     "cnn.mish": lambda C: verify_mish(C.mish),
-    "cnn.ConvBlock.forward": _cnn_block,
-    "cnn.ConvNet.forward": _cnn_net,
+    "cnn.ConvBlock.forward": verify_conv_block,
+    "cnn.ConvNet.forward": verify_convnet,
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from autograder.selfcheck import verify_batch_norm, verify_fold_conv_bn, verify_mish
+from autograder.selfcheck import verify_batch_norm, verify_conv_block, verify_convnet, verify_fold_conv_bn, verify_mish
 from vitcourse.course.nbchecks import _ok, _part
 
 WHERE = "cnn.py"
@@ -37,3 +37,17 @@ def check_mish(mish: Callable) -> None:
     with _part("mish", WHERE):
         verify_mish(mish)
     _ok("mish matches F.mish (values and gradients, also where exp(x) overflows)")
+
+
+def check_conv_block(cnn_module) -> None:
+    """ConvBlock.forward (batch norm, ReLU, eval mode) against relu(F.batch_norm(conv(x)))."""
+    with _part("ConvBlock.forward", WHERE):
+        verify_conv_block(cnn_module)
+    _ok("ConvBlock.forward runs conv -> batch norm -> activation")
+
+
+def check_convnet(cnn_module) -> None:
+    """ConvNet.forward against head(forward_features(x)): logits of shape (B, K)."""
+    with _part("ConvNet.forward", WHERE):
+        verify_convnet(cnn_module)
+    _ok("ConvNet.forward returns the head's logits of the pooled features, (B, K)")
