@@ -42,8 +42,7 @@ _OTHER_BODIES = [
         y = weight.reshape(shape) * y
     return y if bias is None else y + bias.reshape(shape)
 ''',
-    '''    with torch.no_grad():
-        gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    '''        gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
         beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_var)
         s = gamma / torch.sqrt(bn.running_var + bn.eps)
         w = conv.weight.reshape(conv.out_channels, -1) * s[:, None]
@@ -76,12 +75,12 @@ INDEPENDENT = _independent()
 
 # Text edits of the reference: (old, new, part that must lose points, catalogued bug id or None)
 MUTANTS = {
-    "biased_running_var": ("momentum * var * (n / (n - 1))", "momentum * var", "cnn.batch_norm",
+    "biased_running_var": ("momentum * var.detach() * (n / (n - 1))", "momentum * var.detach()", "cnn.batch_norm",
                            "cnn.biased_running_var"),
-    "momentum_swapped": ("running_mean.mul_(1 - momentum).add_(momentum * mean)",
-                         "running_mean.mul_(momentum).add_((1 - momentum) * mean)", "cnn.batch_norm",
+    "momentum_swapped": ("running_mean.mul_(1 - momentum).add_(momentum * mean.detach())",
+                         "running_mean.mul_(momentum).add_((1 - momentum) * mean.detach())", "cnn.batch_norm",
                          "cnn.momentum_swapped"),
-    "not_in_place": ("running_mean.mul_(1 - momentum).add_(momentum * mean)",
+    "not_in_place": ("running_mean.mul_(1 - momentum).add_(momentum * mean.detach())",
                      "running_mean = (1 - momentum) * running_mean + momentum * mean", "cnn.batch_norm",
                      "cnn.running_not_in_place"),
     "unbiased_normalise": ("var = x.var(dim=_reduce_dims(x), unbiased=False)", "var = x.var(dim=_reduce_dims(x))",

@@ -15,3 +15,34 @@ def test_a7_source_notebook_passes_with_the_reference(tmp_path):
     assert {"test_batch_norm", "test_fold_conv_bn", "test_mish", "test_folded_params", "test_conv_flops"} <= set(scores)
     for gid, (score, points) in scores.items():
         assert score == pytest.approx(points), f"{gid}: the hidden grader gave the reference {score}/{points}"
+
+
+@pytest.mark.slow
+def test_a7_release_with_stubs_runs_to_the_end_and_fails_only_on_todos(tmp_path):
+    from vitcourse.course import release
+    from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
+
+    course = lifecycle.make_course(tmp_path, ["a7_cnn"])
+    release.release(course, zip_=False, log=lambda _: None)  # raises on a leak of hidden material
+    folder = course / "release" / "a7_cnn"
+    assert (folder / "cnn.py").is_file() and not (folder / "ViT.py").exists() and not (folder / "finetune.py").exists()
+    nb, errors = lifecycle.execute_notebook(folder / "a7_cnn.ipynb")
+    assert errors, "with untouched stubs some checks must fail"
+    for e in errors:
+        assert e.kind in ("tests", "solution"), f"cell {e.index} crashed with the stubs: {e.ename}: {e.evalue[:300]}"
+        assert NOT_IMPLEMENTED_MARK in e.evalue, f"{e.grade_id}: {e.ename}: {e.evalue[:300]}"
+    assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), "the notebook stopped early"
+
+
+@pytest.mark.slow
+def test_a7_lifecycle_each_student_loses_only_their_bugs_points(tmp_path):
+    """The class of the demo on a7 through nbgrader: cy's biased running variance costs test_batch_norm, dee's
+    forgotten conv bias test_fold_conv_bn, nothing else."""
+    by_id = {s.id: s for s in lifecycle.STUDENTS}
+    students = [by_id[i] for i in ("ada", "ben", "cy", "dee")]
+    term = lifecycle.run_term(tmp_path, ["a7_cnn"], students=students, jobs=2, log=lambda _: None)
+    assert not term.mismatches(), "\n".join(term.mismatches()) + "\n" + term.table()
+    assert term.autograded("a7_cnn", "ada") == term.max_auto("a7_cnn") > 0
+    assert term.autograded("a7_cnn", "ben") == 0
+    assert term.lost["a7_cnn"]["cy"] == {"test_batch_norm"}
+    assert term.lost["a7_cnn"]["dee"] == {"test_fold_conv_bn"}
