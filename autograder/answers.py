@@ -199,6 +199,50 @@ def _accuracy(values, params, points, folder, context):
     return result.score, result.message
 
 
+def _cnn_count(values, params, points, folder, context):
+    """A count about the CNN assignment's networks, in closed form (vitcourse.analysis.complexity).
+
+    `quantity`: 'folded_params' (parameters of `model` after folding its batch norms) or 'conv_flops' (forward
+    FLOPs of one k×k 'same' convolution C_in -> C_out at H×W, one image, bias not counted, as FlopCounterMode).
+    A recognised slip (the unfolded count, MACs for FLOPs, ...) is named; the correct value never is.
+    """
+    from vitcourse.analysis import complexity
+
+    (answer,), params = values, dict(params)
+    name = params.pop("name", "the answer")
+    if answer is None:
+        return 0.0, f"{name} is not implemented yet: assign it in the cell above"
+    if not _is_int(answer):
+        return 0.0, f"{name} should be an int, got {type_name(answer)} {shown(answer)}"
+    quantity = params.pop("quantity")
+    if quantity == "folded_params":
+        cfg = complexity.cnn_config(params["model"])
+        expected = complexity.folded_cnn_parameters(cfg)
+        unfolded = complexity.count_cnn_parameters(cfg)["total"]
+        bn = sum(layer.params for layer in complexity.cnn_layers(cfg) if layer.kind == "bn")
+        slips = {unfolded: "this is the count before folding: each batch norm's 2·C_out parameters (weight and "
+                           "bias) become the folded conv's C_out biases",
+                 unfolded - bn: "the batch norms are gone but the folded convolutions need a bias: C_out each",
+                 unfolded + bn // 2: "the batch norm parameters are still counted: after folding only the "
+                                     "conv's new bias (C_out) is left of them"}
+    elif quantity == "conv_flops":
+        c_in, c_out, k, H, W = (int(params[key]) for key in ("in_chans", "out_chans", "kernel_size", "height", "width"))
+        macs = c_in * c_out * k * k * H * W
+        expected = complexity.FLOPS_PER_MAC * macs
+        slips = {macs: "this is the count of multiply-adds (MACs): the question asks for FLOPs, 2 per multiply-add",
+                 complexity.FLOPS_PER_MAC * c_in * c_out * k * k: "the count for one output position: a 'same' "
+                 "convolution computes every one of the H·W positions",
+                 complexity.FLOPS_PER_MAC * c_in * c_out * H * W: "k² is missing: each output sums over a k×k "
+                 "window of every input channel"}
+    else:
+        raise ValueError(f"cnn_count: unknown quantity {quantity!r}")
+    if answer == expected:
+        return float(points), f"{name}: correct"
+    if answer in slips:
+        return 0.0, f"{name} = {answer:,}: {slips[answer]}"
+    return 0.0, f"{name} = {answer:,} is not right: count layer by layer with the closed forms of section 4"
+
+
 CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("quiz", _quiz, 1),
     Check("choice", _choice, 1),
@@ -206,6 +250,7 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("augment", _augment, 1),
     Check("seeds_needed", _seeds_needed, 1),
     Check("accuracy", _accuracy, 0),
+    Check("cnn_count", _cnn_count, 1),
 )}
 
 

@@ -294,6 +294,116 @@ def _centre_edge(grid):
     return centre.reshape(-1), edge.reshape(-1)
 
 
+# ------------------------------------------------------------------------------------------ cnn.py (a7)
+def _batch_norm_variant(kind: str, key: str = "out"):
+    """batch_norm with one catalogued mistake on the case's inputs: its `key` output ('out', 'running_mean',
+    'running_var'). None when the mistake does not change this case (e.g. eval-mode bugs in training)."""
+    def compute(c):
+        t, p = c["tensors"], c["params"]
+        x, training, m, eps = t["x"], p["training"], p["momentum"], p["eps"]
+        dims = [0] + list(range(2, x.dim()))
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        rm, rv = t.get("running_mean"), t.get("running_var")
+        n = x.numel() // x.shape[1]
+        if training or kind == "eval_batch_stats":
+            mean = x.mean(dim=dims)
+            var = x.var(dim=dims, unbiased=kind == "unbiased_normalise")
+        else:
+            mean, var = rm, rv
+        if key != "out":
+            if rm is None or not training:
+                return None
+            batch_mean, batch_var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+            if kind == "biased_running_var":
+                new_mean, new_var = (1 - m) * rm + m * batch_mean, (1 - m) * rv + m * batch_var
+            elif kind == "momentum_swapped":
+                new_mean, new_var = m * rm + (1 - m) * batch_mean, m * rv + (1 - m) * batch_var * n / (n - 1)
+            elif kind == "not_in_place":
+                new_mean, new_var = rm, rv
+            else:
+                return None
+            return new_mean if key == "running_mean" else new_var
+        if kind in ("biased_running_var", "momentum_swapped", "not_in_place"):
+            return None
+        view = lambda v: v.view(shape)  # noqa: E731 - (C,) -> broadcastable over x
+        if kind == "eps_outside_sqrt":
+            y = (x - view(mean)) / (view(var).sqrt() + eps)
+        else:
+            y = (x - view(mean)) / (view(var) + eps).sqrt()
+        if "weight" in t:
+            y = y * t["weight"].view(shape)
+        if "bias" in t:
+            y = y + t["bias"].view(shape)
+        return y
+    return compute
+
+
+def _detached_stats_grad(c):
+    """The gradient of x when the batch statistics are constants: cotangent · weight / sqrt(var + eps)."""
+    t, p = c["tensors"], c["params"]
+    if not p["training"]:
+        return None
+    x = t["x"]
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    scale = (x.var(dim=dims, unbiased=False) + p["eps"]).rsqrt()
+    if "weight" in t:
+        scale = scale * t["weight"]
+    return t["g"] * scale.view(shape)
+
+
+def _fold_variant(kind: str, key: str):
+    """fold_conv_bn with one catalogued mistake: the folded 'weight' or 'bias'."""
+    def compute(c):
+        t, p = c["tensors"], c["params"]
+        w = t["w.conv.weight"]
+        mean, var = t["w.bn.running_mean"], t["w.bn.running_var"]
+        gamma = t.get("w.bn.weight", torch.ones_like(mean))
+        beta = t.get("w.bn.bias", torch.zeros_like(mean))
+        conv_bias = t.get("w.conv.bias", torch.zeros_like(mean))
+        if kind == "no_conv_bias" and "w.conv.bias" not in t:
+            return None
+        if kind == "var_not_sqrt":
+            scale = gamma / (var + p["eps"])
+        else:
+            scale = gamma / (var + (0.0 if kind == "no_eps" else p["eps"])).sqrt()
+        if key == "weight":
+            if kind == "input_axis":
+                return w * scale.view(1, -1, 1, 1)
+            return w * scale.view(-1, 1, 1, 1)
+        if kind == "no_conv_bias":
+            return beta - mean * scale
+        if kind == "bias_unscaled":
+            return conv_bias - mean + beta
+        return (conv_bias - mean) * scale + beta
+    return compute
+
+
+def _mish_naive_grad(c):
+    """The gradient of x·tanh(log(1 + exp(x))): NaN where exp overflows (the float32 case with large |x|)."""
+    with torch.enable_grad():  # diagnose() runs under no_grad
+        x = c["tensors"]["x"].detach().clone().requires_grad_(True)
+        y = x * torch.tanh(torch.log(1 + torch.exp(x)))
+        (grad,) = torch.autograd.grad((y * c["tensors"]["g"]).sum(), x)
+    return grad
+
+
+def _conv_block_act_first(c):
+    """ConvBlock with the activation before the batch norm: bn(act(conv(x)))."""
+    from torch import nn
+
+    p, t = c["params"], c["tensors"]
+    if not p["batch_norm"]:
+        return None
+    conv = nn.Conv2d(p["in"], p["out"], 3, padding=1, bias=False)
+    conv.load_state_dict({"weight": t["w.conv.weight"]})
+    bn = nn.BatchNorm2d(p["out"])
+    bn.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("w.bn.")})
+    bn.train(p["training"])
+    act = nn.Mish() if p["act"] == "mish" else nn.ReLU()
+    return bn(act(conv(t["x"])))
+
+
 # ------------------------------------------------------------------------------------------ catalogue
 INPLACE = r"in-?place operation|a leaf Variable that requires grad"
 DROPOUT_HINT = ("two calls in eval mode gave different outputs: dropout is active in eval mode. Use the "
@@ -481,6 +591,64 @@ CATALOGUE: tuple[Bug, ...] = (
     Bug("statistics.ratio_inverted", "finetune.attention_statistics",
         "centre_edge_ratio is upside down: the centre mean divided by the edge mean.",
         variant=_statistics_variant("ratio_inverted"), key="centre_edge_ratio"),
+    Bug("cnn.biased_running_var", "cnn.batch_norm",
+        "running_var is updated with the biased variance (divided by n): the running update uses the UNBIASED "
+        "one, biased · n / (n - 1), n = values per channel, while the normalisation itself uses the biased one, "
+        "as F.batch_norm does.",
+        variant=_batch_norm_variant("biased_running_var", "running_var"), key="running_var"),
+    Bug("cnn.momentum_swapped", "cnn.batch_norm",
+        "the running statistics keep `momentum` of the old value: momentum is the weight of the NEW batch, "
+        "running = (1 - momentum)·running + momentum·batch.",
+        variant=_batch_norm_variant("momentum_swapped", "running_mean"), key="running_mean"),
+    Bug("cnn.running_not_in_place", "cnn.batch_norm",
+        "the running statistics the caller passed did not change: update them in place (running_mean.mul_(...)"
+        ".add_(...) under torch.no_grad()); `running_mean = ...` only rebinds a local name.",
+        variant=_batch_norm_variant("not_in_place", "running_mean"), key="running_mean"),
+    Bug("cnn.unbiased_normalise", "cnn.batch_norm",
+        "the batch is normalised with the unbiased variance (divided by n - 1): normalise with the biased one "
+        "(unbiased=False); only the running update uses n / (n - 1).",
+        variant=_batch_norm_variant("unbiased_normalise")),
+    Bug("cnn.detached_statistics", "cnn.batch_norm",
+        "the values are right but the gradient of x is not: the batch mean and variance are cut from the graph "
+        "(.detach() or torch.no_grad() around them). In training they depend on x, and the gradient flows "
+        "through them too; only the running update goes under torch.no_grad().",
+        variant=_detached_stats_grad, key="grad:x"),
+    Bug("cnn.eval_batch_stats", "cnn.batch_norm",
+        "eval mode (training=False) normalises with the batch's statistics: in eval mode use running_mean and "
+        "running_var, so a prediction does not depend on the other images of the batch.",
+        variant=_batch_norm_variant("eval_batch_stats")),
+    Bug("cnn.eps_outside_sqrt", "cnn.batch_norm",
+        "eps is added after the square root: divide by sqrt(var + eps).",
+        variant=_batch_norm_variant("eps_outside_sqrt")),
+    Bug("cnn.fold_no_conv_bias", "cnn.fold_conv_bn",
+        "the convolution's own bias is left out of the fold: the new bias is s·(conv.bias - running_mean) + "
+        "bn.bias (conv.bias counts as 0 only when it is None).",
+        variant=_fold_variant("no_conv_bias", "bias"), key="bias"),
+    Bug("cnn.fold_bias_unscaled", "cnn.fold_conv_bn",
+        "the bias is not scaled: batch norm multiplies (conv output - running_mean) by s = weight / sqrt(var + "
+        "eps), so the new bias is s·(conv.bias - running_mean) + bn.bias.",
+        variant=_fold_variant("bias_unscaled", "bias"), key="bias"),
+    Bug("cnn.fold_no_eps", "cnn.fold_conv_bn",
+        "bn.eps is missing from the scale: s = bn.weight / sqrt(bn.running_var + bn.eps), as in eval mode.",
+        variant=_fold_variant("no_eps", "weight"), key="weight"),
+    Bug("cnn.fold_var_not_sqrt", "cnn.fold_conv_bn",
+        "the scale divides by the variance: batch norm divides by the standard deviation, sqrt(var + eps).",
+        variant=_fold_variant("var_not_sqrt", "weight"), key="weight"),
+    Bug("cnn.fold_input_axis", "cnn.fold_conv_bn",
+        "the kernel is scaled along its input-channel axis: batch norm scales OUTPUT channels, and the kernel is "
+        "(C_out, C_in / groups, k, k), so use scale.view(-1, 1, 1, 1).",
+        variant=_fold_variant("input_axis", "weight"), key="weight"),
+    Bug("cnn.mish_naive_softplus", "cnn.mish",
+        "NaN gradients for large inputs: log(1 + exp(x)) overflows (exp(100) is inf in float32) and its "
+        "gradient becomes inf/inf. Use F.softplus, which is stable.",
+        variant=_mish_naive_grad, key="grad:x"),
+    Bug("cnn.mish_no_tanh", "cnn.mish",
+        "mish is x · tanh(softplus(x)); the tanh is missing.",
+        variant=lambda c: c["tensors"]["x"] * F.softplus(c["tensors"]["x"])),
+    Bug("cnn.block_act_before_bn", "cnn.ConvBlock.forward",
+        "the activation runs before the batch norm: the order is conv -> bn -> act (the norm sees the conv's "
+        "raw output, and the next layer a non-linear one).",
+        variant=_conv_block_act_first),
 )
 
 # What to look at when no catalogued bug matches (one line per part).
@@ -504,6 +672,13 @@ GENERIC_HINTS = {
     "finetune.attention_rollout": "R = I; per layer a = w·I + (1 - w)·A.mean(1), rows renormalised, R = a @ R.",
     "finetune.attention_statistics": "per image (dim=1): mean, std (unbiased=False), the patches needed for "
                                      "`mass` of the normalised weights sorted descending, centre mean / edge mean.",
+    "cnn.batch_norm": "training: biased batch mean/variance over all axes but 1, running stats updated in place "
+                      "with the unbiased variance; eval: the running statistics; (x - mean) / sqrt(var + eps).",
+    "cnn.fold_conv_bn": "s = bn.weight / sqrt(running_var + eps); kernel · s per OUTPUT channel; bias "
+                        "s·(conv.bias or 0 - running_mean) + bn.bias; a new conv, inputs untouched.",
+    "cnn.mish": "x * tanh(F.softplus(x)), in the input's dtype and shape.",
+    "cnn.ConvBlock.forward": "self.act(self.bn(self.conv(x))).",
+    "cnn.ConvNet.forward": "self.head(self.head_drop(self.forward_features(x))): logits (B, K).",
 }
 
 

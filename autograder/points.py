@@ -27,6 +27,11 @@ POINTS: dict[str, float] = {
     "finetune.set_trainable": 3,
     "finetune.attention_rollout": 3,
     "finetune.attention_statistics": 3,
+    "cnn.batch_norm": 4,  # values, gradients and the running statistics, train and eval
+    "cnn.fold_conv_bn": 3,
+    "cnn.mish": 1,
+    "cnn.ConvBlock.forward": 1,
+    "cnn.ConvNet.forward": 1,
 }
 
 # Parts that are not a single TODO of the template: they exercise several student functions at once.
@@ -42,6 +47,7 @@ ASSIGNMENT_PARTS: dict[str, tuple[str, ...]] = {
                        "transformer.Mlp.forward", "transformer.Block.forward"),
     "a3_vit": ("ViT.PatchEmbed.forward", "ViT.ViT.forward_features", "ViT.model"),
     "a6_transfer": ("finetune.set_trainable", "finetune.attention_rollout", "finetune.attention_statistics"),
+    "a7_cnn": ("cnn.batch_norm", "cnn.fold_conv_bn", "cnn.mish", "cnn.ConvBlock.forward", "cnn.ConvNet.forward"),
 }
 
 
@@ -56,7 +62,7 @@ def parts_for(assignment: str | None = None) -> tuple[str, ...]:
 
 
 def module_of(part: str) -> str:
-    """The student module a part lives in ('transformer', 'ViT', 'finetune'): the text before the first dot."""
+    """The student module a part lives in ('transformer', 'ViT', 'finetune', 'cnn'): the text before the first dot."""
     return part.split(".", 1)[0]
 
 

@@ -33,6 +33,7 @@ STUDENT_MODULES: tuple[StudentModule, ...] = (
     StudentModule("transformer", _VIT_ASSIGNMENTS),
     StudentModule("ViT", _VIT_ASSIGNMENTS, imports=("transformer",)),
     StudentModule("finetune", ("a6_transfer",)),  # fine-tuning modes, attention rollout and statistics
+    StudentModule("cnn", ("a7_cnn",)),  # batch norm by hand, folding it into a conv, Mish, the homework's CNNs
 )
 
 MODULE_NAMES: tuple[str, ...] = tuple(m.name for m in STUDENT_MODULES)

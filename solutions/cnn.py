@@ -66,8 +66,8 @@ def batch_norm(x: torch.Tensor, running_mean: Optional[torch.Tensor], running_va
     shape = (1, -1) + (1,) * (x.dim() - 2)  # broadcasts a (C,) vector over (B, C, H, W)
     ### TODO batch_norm: normalise every channel with batch (training) or running (eval) statistics.
     ###   1. Training: mean and biased variance (unbiased=False) over the axes _reduce_dims(x) -> (C,) each.
-    ###      Update the running statistics in place under torch.no_grad(): mul_ by (1 - momentum), then
-    ###      add_ momentum times the batch mean / the UNBIASED variance (biased · n / (n - 1)).
+    ###      Update the running statistics in place (mul_ by (1 - momentum), then add_ momentum times the
+    ###      batch mean / the UNBIASED variance, biased · n / (n - 1)), with .detach()ed batch values.
     ###   2. Eval: the mean and variance are running_mean and running_var.
     ###   3. Normalise with (x - mean) / sqrt(var + eps) (reshape (C,) vectors with .view(shape)), then
     ###      multiply by weight and add bias when they are given.
@@ -76,9 +76,9 @@ def batch_norm(x: torch.Tensor, running_mean: Optional[torch.Tensor], running_va
         mean = x.mean(dim=_reduce_dims(x))  # (C,)
         var = x.var(dim=_reduce_dims(x), unbiased=False)  # (C,) biased: what normalises this batch
         if running_mean is not None and running_var is not None:
-            with torch.no_grad():  # the running statistics are buffers: no gradient flows into them
-                running_mean.mul_(1 - momentum).add_(momentum * mean)
-                running_var.mul_(1 - momentum).add_(momentum * var * (n / (n - 1)))  # unbiased estimate
+            # The running statistics are buffers: updated with detached values, no gradient flows into them.
+            running_mean.mul_(1 - momentum).add_(momentum * mean.detach())
+            running_var.mul_(1 - momentum).add_(momentum * var.detach() * (n / (n - 1)))  # unbiased estimate
     else:
         mean, var = running_mean, running_var
     y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)  # (B, C, H, W)
@@ -139,14 +139,14 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
                       padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
-    ### TODO fold_conv_bn: write the folded kernel into fused.weight and the folded bias into fused.bias.
-    ###   1. s = bn.weight / sqrt(bn.running_var + bn.eps), of shape (C_out,) (bn.weight is None: use 1).
-    ###   2. The kernel (C_out, C_in / groups, k, k) times s, broadcast over the output-channel axis.
-    ###   3. Bias: s · (conv.bias - bn.running_mean) + bn.bias. conv.bias may be None (a conv before a
-    ###      batch norm usually has none): then it counts as 0, and bn.bias None counts as 0 too.
-    ###   4. Write with .copy_() under torch.no_grad() so fused keeps ordinary trainable parameters.
-    ### BEGIN SOLUTION
-    with torch.no_grad():
+    with torch.no_grad():  # writing into fused's parameters: it keeps ordinary trainable ones
+        ### TODO fold_conv_bn: write the folded kernel into fused.weight and the folded bias into fused.bias.
+        ###   1. s = bn.weight / sqrt(bn.running_var + bn.eps), of shape (C_out,) (bn.weight is None: use 1).
+        ###   2. The kernel (C_out, C_in / groups, k, k) times s, broadcast over the output-channel axis.
+        ###   3. Bias: s · (conv.bias - bn.running_mean) + bn.bias. conv.bias may be None (a conv before a
+        ###      batch norm usually has none): then it counts as 0, and bn.bias None counts as 0 too.
+        ###   4. Write with .copy_() (this block runs under torch.no_grad()); leave conv and bn unchanged.
+        ### BEGIN SOLUTION
         scale = torch.rsqrt(bn.running_var + bn.eps)  # (C_out,)
         if bn.weight is not None:
             scale = scale * bn.weight
@@ -154,7 +154,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         shift = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))  # (C_out, C_in / groups, k, k)
         fused.bias.copy_((conv_bias - bn.running_mean) * scale + shift)  # (C_out,)
-    ### END SOLUTION
+        ### END SOLUTION
     return fused
 
 

@@ -104,7 +104,10 @@ def test_nbgrader_config_loads():
     assert isinstance(cfg, Config)
     assert cfg.OverwriteCells.add_missing_cells is True
     for name in ASSIGNMENTS:
-        assert set(cfg.Autograde.exclude_overwriting[name]) == {"transformer.py", "ViT.py"}
+        # Every registered student file (autograder/registry.py) is the student's, never overwritten.
+        from autograder.registry import STUDENT_FILES
+
+        assert set(cfg.Autograde.exclude_overwriting[name]) == set(STUDENT_FILES)
     assert cfg.CourseDirectory.course_id == colab.COURSE_ID
     # Hidden grader cells are re-scored outside the student's kernel; feedback hides the hidden tests.
     assert any(getattr(p, "__name__", str(p)).endswith("RegradeHiddenCells") for p in cfg.Autograde.autograde_preprocessors)

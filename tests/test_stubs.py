@@ -18,6 +18,14 @@ CALLS = {
     "sincos_2d_embedding": lambda s: s.ViT.sincos_2d_embedding(2, 2, 8),
     "PatchEmbed.forward": lambda s: s.ViT.PatchEmbed(8, 4, 3, 8)(torch.zeros(1, 3, 8, 8)),
     "ViT.forward_features": lambda s: s.ViT.ViT(image_size=8)(torch.zeros(1, 3, 8, 8)),
+    "set_trainable": lambda s: s.finetune.set_trainable(torch.nn.Sequential(torch.nn.Linear(2, 2)), "full"),
+    "attention_rollout": lambda s: s.finetune.attention_rollout([torch.full((1, 1, 3, 3), 1 / 3)]),
+    "attention_statistics": lambda s: s.finetune.attention_statistics(torch.full((1, 9), 1 / 9), (3, 3)),
+    "batch_norm": lambda s: s.cnn.batch_norm(torch.zeros(2, 3), torch.zeros(3), torch.ones(3)),
+    "fold_conv_bn": lambda s: s.cnn.fold_conv_bn(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3).eval()),
+    "mish": lambda s: s.cnn.mish(torch.zeros(2)),
+    "ConvBlock.forward": lambda s: s.cnn.ConvBlock(3, 4, s.cnn.ConvNetConfig())(torch.zeros(1, 3, 4, 4)),
+    "ConvNet.forward": lambda s: s.cnn.ConvNet(image_size=8)(torch.zeros(1, 3, 8, 8)),
 }
 
 

@@ -128,6 +128,12 @@ BUGS = {
     # Freezes each child module: cls_token and pos_embed, which sit on the model itself, keep learning.
     "root_params": Bug("finetune.py", r"model\.requires_grad_\(False\)\n",
                        "for child in model.children():\n        child.requires_grad_(False)\n", ("test_set_trainable",)),
+    # Batch norm's running variance updated with the biased variance (divided by n, not n - 1).
+    "bn_biased_running_var": Bug("cnn.py", r"momentum \* var\.detach\(\) \* \(n / \(n - 1\)\)", "momentum * var.detach()",
+                                 ("test_batch_norm",)),
+    # The fold forgets the convolution's own bias (right only for a conv without one).
+    "fold_no_conv_bias": Bug("cnn.py", r"conv_bias = conv\.bias if conv\.bias is not None else ",
+                             "conv_bias = ", ("test_fold_conv_bn",)),
 }
 
 
@@ -147,10 +153,10 @@ class Student:
 STUDENTS = (
     Student("ada", "solved everything"),
     Student("ben", "handed in the untouched release", code="stubs", answers=False),
-    Student("cy", "forgot the 1/sqrt(d) scale; patches column by column; rollout in the wrong order",
-            bugs=("no_scale", "patch_order", "rollout_order")),
-    Student("dee", "split heads without the transpose; froze the children but not cls_token / pos_embed",
-            bugs=("split_no_transpose", "root_params")),
+    Student("cy", "forgot the 1/sqrt(d) scale; patches column by column; rollout in the wrong order; BN's running "
+            "variance biased", bugs=("no_scale", "patch_order", "rollout_order", "bn_biased_running_var")),
+    Student("dee", "split heads without the transpose; froze the children but not cls_token / pos_embed; forgot the "
+            "conv bias in the fold", bugs=("split_no_transpose", "root_params", "fold_no_conv_bias")),
     Student("eli", "deleted a test cell (nbgrader adds it back)", delete_cells=("test_mlp", "test_patchify")),
     Student("fay", "ran cells out of order: an answer defined below its test", out_of_order=True),
 )

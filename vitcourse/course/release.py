@@ -197,8 +197,8 @@ def collect_secrets(course_dir: Optional[Path] = None, solutions_dir: Optional[P
         text = path.read_text(encoding="utf-8")
         hashes[hashlib.sha256(text.encode()).hexdigest()] = path.name
         # Secret lines come from the registered student modules, whose stubs ship and make their given code
-        # public. A reference not registered yet (e.g. cnn.py) ships nothing, and its solution regions hold
-        # generic lines ("with torch.no_grad():") that the library's own code uses: it is checked by hash.
+        # public. A reference not registered ships nothing and is checked by hash only. (A registered module's
+        # solution regions must not hold generic lines the library uses, e.g. "with torch.no_grad():".)
         if path.name in STUB_FILES:
             secret |= _distinctive(_region_lines(text.splitlines(), BEGIN, END))
     for path in sorted((course_dir / "source").glob("*/*.ipynb")):

@@ -3,9 +3,9 @@
 Shape legend: B batch, C channels, H/W image height/width, K classes.
 
 `cnn.py` imports only torch, so unlike the ViT pair it loads on its own under a private module name: the
-reference, the stubs and a student's copy can live in one process. It is not (yet) in
-`autograder/registry.py`; `stub_text()` / `check_stub()` keep `student_src/cnn.py` generated from
-`solutions/cnn.py` until it is.
+reference, the stubs and a student's copy can live in one process. It is registered in
+`autograder/registry.py` (assignment a7_cnn), so `make stubs` generates `student_src/cnn.py`; `stub_text()`
+gives the same text.
 """
 from __future__ import annotations
 

@@ -1,0 +1,354 @@
+# %% [markdown]
+# # Assignment 7: CNN fundamentals and profiling — batch norm by hand, folding, Mish CNNs, feature maps, and where a training step's time goes
+#
+# The course compared a ViT with a ResNet without opening the CNN. This assignment opens it:
+#
+# * **batch normalisation** written by hand, training and eval mode, checked against `F.batch_norm`;
+# * **folding** a batch norm into the convolution before it (the inference-time trick every deployed CNN
+#   uses), derived, checked against PyTorch's `fuse_conv_bn_eval`, and timed;
+# * **Mish** and a family of CNNs built from one config (the 3-conv Mish CNN, its batch-norm version, a deep
+#   Mish CNN, VGG-16 for 32 px), with parameters and FLOPs in closed form;
+# * **training** the Mish CNN with and without batch norm on the course's pipeline;
+# * **looking inside**: first-layer filters and early/middle/late feature maps;
+# * **profiling** a training step: kernels, memory copies, data loading, CPU work.
+#
+# In **`cnn.py`** you write `batch_norm`, `fold_conv_bn`, `mish`, `ConvBlock.forward` and
+# `ConvNet.forward`; the library trains, measures and profiles *your* networks. On Colab with a GPU use
+# CIFAR-10 (a few minutes per network on a T4); offline, and whenever the notebook is graded, the same
+# code runs on the embedded 8×8 digits for a few steps: the numbers are smaller, the code path is the same.
+
+# %% setup
+
+# %%
+import dataclasses
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+import cnn
+from vitcourse.analysis import cnn_report, complexity, features
+from vitcourse.analysis.plots import plot_history
+from vitcourse.commands.profile import random_loader
+from vitcourse.course import nbchecks_cnn
+from vitcourse.course.colab import load_course_data, todo_guard
+from vitcourse.training.recipes import build_model, default_recipe
+from vitcourse.training.runtime import fast_mode
+from vitcourse.training.train import train
+
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## 1. Batch normalisation by hand
+#
+# For a batch `x` of shape (B, C, H, W), batch norm normalises every channel c with a mean μ_c and a
+# variance σ²_c and then scales and shifts it: y = (x − μ_c) / √(σ²_c + ε) · γ_c + β_c.
+#
+# * In **training** mode μ and σ² are the statistics of this batch, over the n = B·H·W values of the
+#   channel. The normalisation uses the *biased* variance (divided by n). The layer also keeps
+#   **running** estimates for inference, updated in place: running ← (1 − momentum)·running +
+#   momentum·batch value, with the *unbiased* variance (divided by n − 1), as PyTorch does.
+# * In **eval** mode the running statistics are used, so a prediction does not depend on the other images
+#   in the batch.
+#
+# Write **`batch_norm`** in `cnn.py`. The check compares values, gradients and the running statistics with
+# `F.batch_norm` for (B, C), (B, C, L) and (B, C, H, W) inputs.
+
+# %% tests=test_batch_norm
+nbchecks_cnn.check_batch_norm(cnn.batch_norm)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("cnn.batch_norm")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. Folding batch norm into the convolution
+#
+# In eval mode a batch norm is an affine map per output channel: with s_c = γ_c / √(running_var_c + ε),
+#
+#     bn(z)_c = s_c · (z_c − running_mean_c) + β_c.
+#
+# A convolution is linear in its kernel: z_c = W_c ∗ x + b_c. So
+#
+#     bn(conv(x))_c = (s_c · W_c) ∗ x + s_c · (b_c − running_mean_c) + β_c,
+#
+# one convolution with kernel W'_c = s_c · W_c (every weight of output channel c scaled) and bias
+# b'_c = s_c · (b_c − running_mean_c) + β_c (b_c = 0 when the conv has no bias). Stride, padding,
+# dilation and groups are untouched: only output channels are scaled. Write **`fold_conv_bn`**; the check
+# compares with `torch.nn.utils.fusion.fuse_conv_bn_eval` and with `bn(conv(x))`.
+
+# %% tests=test_fold_conv_bn
+nbchecks_cnn.check_fold_conv_bn(cnn.fold_conv_bn)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("cnn.fold_conv_bn")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Folding saves the batch norm's pass over every activation at inference. `ConvNet.fold_batch_norms()` folds
+# every block of a network with your function; the library times both versions alternately on one batch
+# (a ratio measured side by side, so a change of load hits both). On a CPU the gain is small (the eval-mode
+# batch norm is one cheap elementwise pass next to 3×3 convolutions); on a GPU it is a separate
+# memory-bound kernel per layer, and folding removes it.
+
+# %%
+with todo_guard("fold_conv_bn", "cnn.py"):
+    net = cnn.build("bn_cnn", image_size=32)
+    with torch.no_grad():  # move the running statistics off their initial 0 and 1
+        net.train()(torch.randn(16, 3, 32, 32))
+    timing = cnn_report.fold_speedup(net, torch.randn(8 if fast_mode() else 64, 3, 32, 32),
+                                     repeats=2 if fast_mode() else 20)
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
+
+# %% [markdown]
+# The two networks agree to float32 round-off (`max_abs_diff`), and the folded one has fewer parameters: each
+# batch norm's 2·C_out (γ and β) became C_out biases (the running statistics were buffers all along).
+
+# %% [markdown]
+# ## 3. Mish
+#
+# Mish (Misra, 2019) is x · tanh(softplus(x)), softplus(x) = log(1 + eˣ): smooth, slightly negative for
+# small negative x, unbounded above. Write **`mish`**; the check compares values and gradients with
+# `F.mish`, also at x = ±100, where exp(x) overflows float32.
+
+# %% tests=test_mish
+nbchecks_cnn.check_mish(cnn.mish)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("cnn.mish")
+### END HIDDEN TESTS
+
+# %%
+with todo_guard("mish", "cnn.py"):
+    xs = torch.linspace(-5, 3, 200)
+    plt.plot(xs, cnn.mish(xs), label="mish (yours)")
+    plt.plot(xs, F.relu(xs), "--", label="ReLU")
+    plt.legend()
+    plt.title("Mish vs ReLU")
+    plt.show()
+
+# %% [markdown]
+# ## 4. A family of CNNs from one config
+#
+# `ConvNetConfig` describes stages of 3×3 convolutions (each with an optional batch norm and an activation),
+# a 2×2 max-pool after every stage, global average pooling and a linear head. Write
+# **`ConvBlock.forward`** (conv → batch norm → activation) and **`ConvNet.forward`** (pooled features →
+# dropout → head). The table counts the homework's four networks in closed form
+# (`vitcourse.analysis.complexity`): a k×k 'same' convolution from C_in to C_out channels at H×W has
+# C_in·C_out·k² weights and costs C_in·C_out·k²·H·W multiply-adds; FLOPs are twice that. The `numel()`
+# column counts your built network.
+
+# %% tests=test_conv_block
+nbchecks_cnn.check_conv_block(cnn)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("cnn.ConvBlock.forward")
+### END HIDDEN TESTS
+
+# %% tests=test_convnet
+nbchecks_cnn.check_convnet(cnn)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_part
+grade_part("cnn.ConvNet.forward")
+### END HIDDEN TESTS
+
+# %%
+print(cnn_report.family_table(cnn))
+
+# %% [markdown]
+# Widths double as the pools halve H and W, so every stage costs about the same number of FLOPs; VGG-16's
+# 13 convolutions cost roughly 20× the 3-conv CNN for a few points of CIFAR accuracy.
+
+# %% [markdown]
+# ## 5. Training with and without batch norm
+#
+# The same recipe for both networks (`default_recipe`: AdamW, one warm-up epoch, the same learning rate),
+# so the loss curves differ by the normalisation alone. On CIFAR-10 with a T4 each run takes a few
+# minutes; offline (and while graded) the digits stand in for a few steps.
+
+# %%
+DATA = "cifar10"
+# Your own copy of CIFAR (the folder holding cifar-10-batches-py/), or None: $VITCOURSE_DATA_ROOT, else download.
+DATA_DIR = None
+SEED = 0
+splits = load_course_data(DATA, seed=SEED, data_dir=DATA_DIR)
+
+# %%
+histories = {}
+with todo_guard("ConvNet.forward", "cnn.py"):
+    for name in ("mish_cnn", "bn_cnn"):
+        config, recipe = default_recipe(splits.name, name, num_classes=splits.num_classes, in_chans=splits.in_chans)
+        model = build_model(name, config, implementation=cnn)
+        model(torch.zeros(2, splits.in_chans, splits.image_size, splits.image_size))  # a stub stops here (todo_guard)
+        result = train(model, splits, dataclasses.replace(recipe, progress=False))
+        histories[name] = result.history
+        print(f"{name}: best validation accuracy {result.best_val_acc:.3f}")
+    for name, history in histories.items():
+        plot_history(history, title=f"{name} on {splits.name}")
+        plt.show()
+
+# %% [markdown]
+# Batch norm lets the same learning rate make progress sooner: every layer sees inputs of a stable scale, so
+# the early loss drops faster. Compare the first epochs of the two curves (in fast mode there are only a few
+# steps: run the notebook yourself to see the real curves).
+
+# %% [markdown]
+# ## 6. Looking inside: filters and feature maps
+#
+# First-layer filters of a trained network are easy to read (edges, colour blobs); deeper feature maps
+# respond to larger, more abstract patterns. With torchvision's pretrained ResNet-50 weights (Colab, or a
+# local file in `WEIGHTS`) the maps are ImageNet features and the top-5 predictions are shown; offline the
+# course's ResNet-18 (same stage names) stands in.
+
+# %%
+WEIGHTS = None  # a local resnet50 weights file (e.g. resnet50-11ad3fa6.pth), or None
+try:
+    backbone, categories = features.load_pretrained("resnet50", WEIGHTS, download=not fast_mode())
+except features.WeightsUnavailableError as err:
+    print(f"no pretrained ResNet-50 here ({err}); the course's ResNet-18 stands in")
+    backbone, categories = features.fallback_model(), None
+grid = features.filter_grid(backbone)
+plt.imshow(grid.permute(1, 2, 0).clamp(0, 1))
+plt.axis("off")
+plt.title("first-layer filters")
+plt.show()
+
+# %%
+image = torch.rand(1, 3, 64, 64) if categories is None else torch.rand(1, 3, 224, 224)
+maps, logits = features.feature_maps(backbone, features.imagenet_normalize(image))
+for label, fmap in maps.items():
+    print(f"{label}: feature map of shape {tuple(fmap.shape)}")
+    plt.imshow(features.feature_map_grid(fmap[0]).permute(1, 2, 0))
+    plt.axis("off")
+    plt.title(label)
+    plt.show()
+if categories is not None:
+    print(features.top_k(logits, categories))
+
+# %% [markdown]
+# ## 7. Where a training step's time goes
+#
+# `vitcourse.analysis.profile` runs a few training steps under `torch.profiler` (wait, warm-up, active) and
+# splits the step into kernels, memory copies and sets, data loading, CPU execution and the rest, from the
+# profiler's own events (`vitcourse profile --model M --json OUT` does the same from a terminal and writes
+# the Chrome / Perfetto trace). On a CPU there are no kernels or copies on a device: those columns say n/a.
+
+# %%
+rows = []
+steps = 1 if fast_mode() else 5
+with todo_guard("ConvNet.forward", "cnn.py"):
+    for name in (("mish_cnn", "bn_cnn") if fast_mode() else ("mish_cnn", "bn_cnn", "deep_mish_cnn", "vgg16")):
+        batches = random_loader(8 * (steps + 2), 8, 32)
+        rows.append(cnn_report.profile_row(name, cnn.build(name), batches, active=steps))
+    print(cnn_report.profile_table(rows))
+
+# %% [markdown]
+# **Your change.** Propose the smallest architecture change that makes the training step faster *and* the
+# network more accurate (remove a stage of VGG-16, narrow its widths, channels-last on a GPU, a faster data
+# path ...). Build it with `cnn.ConvNet(dataclasses.replace(cnn.CONFIGS["vgg16"], ...))`, profile it with
+# `cnn_report.profile_row` and train it with `train` as in section 5, and put its row next to the others.
+
+# %% [markdown]
+# ## 8. Counting (autograded)
+#
+# Compute by hand (a few lines of arithmetic, not by building the model):
+#
+# * `FOLDED_PARAMS`: the parameters of `bn_cnn` (3 convs 32-64-128 with batch norm, 3×3, RGB 32 px, K = 10)
+#   after `fold_batch_norms()`;
+# * `CONV_FLOPS`: the forward FLOPs, for one image, of a 3×3 'same' convolution from 64 to 128 channels on a
+#   16×16 feature map (the bias not counted, as FlopCounterMode counts).
+
+# %% solution=counting
+FOLDED_PARAMS = None
+CONV_FLOPS = None
+### BEGIN SOLUTION
+convs = [(3, 32), (32, 64), (64, 128)]
+FOLDED_PARAMS = sum(cin * cout * 9 + cout for cin, cout in convs) + 128 * 10 + 10
+CONV_FLOPS = 2 * 64 * 128 * 9 * 16 * 16
+### END SOLUTION
+
+# %% tests=test_folded_params points=1
+assert FOLDED_PARAMS is not None, "FOLDED_PARAMS is not implemented yet: assign it in the cell above"
+assert isinstance(FOLDED_PARAMS, int), f"FOLDED_PARAMS should be an int, got {type(FOLDED_PARAMS).__name__}"
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_answer
+grade_answer("cnn_count", FOLDED_PARAMS, points=1, name="FOLDED_PARAMS", quantity="folded_params", model="bn_cnn")
+### END HIDDEN TESTS
+
+# %% tests=test_conv_flops points=1
+assert CONV_FLOPS is not None, "CONV_FLOPS is not implemented yet: assign it in the cell above"
+assert isinstance(CONV_FLOPS, int), f"CONV_FLOPS should be an int, got {type(CONV_FLOPS).__name__}"
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_answer
+grade_answer("cnn_count", CONV_FLOPS, points=1, name="CONV_FLOPS", quantity="conv_flops", in_chans=64, out_chans=128,
+             kernel_size=3, height=16, width=16)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 9. What it means
+
+# %% [markdown] answer=q_bn_variance points=3
+# **Question 1.** Why does batch norm normalise with the biased variance but keep the unbiased one as its
+# running estimate? What would go wrong in eval mode if the running variance were the biased one, and when
+# does the difference matter?
+#
+# ### BEGIN SOLUTION
+# **Model answer.** In training the layer normalises *this* batch exactly: its values have mean 0 and
+# variance 1 under the biased (population) variance of the batch itself. The running variance estimates the
+# variance of the whole data distribution from samples of n values, and the sample variance divided by n
+# underestimates it by the factor (n − 1)/n; dividing by n − 1 removes that bias. With a biased running
+# variance, eval mode would divide by a slightly too small σ and produce activations slightly larger than in
+# training. The difference is (n − 1)/n: negligible for conv layers (n = B·H·W is large) but noticeable
+# for small batches of a (B, C) input after a linear layer (B = 8: 12%).
+#
+# **Mark scheme (3 points).** 1: training normalises the batch itself (biased is exact for it). 1: the running
+# value estimates the population variance, n − 1 removes the bias. 1: when it matters (small n, e.g. batch
+# norm after a linear layer with a small batch), with the factor (n − 1)/n.
+# ### END SOLUTION
+
+# %% [markdown] answer=q_fold points=3
+# **Question 2.** Why can a batch norm be folded into the convolution before it at inference, but not during
+# training? Would it still work with a ReLU between the convolution and the batch norm?
+#
+# ### BEGIN SOLUTION
+# **Model answer.** In eval mode the batch norm uses fixed running statistics, so it is a fixed affine map
+# per channel, and an affine map after a linear map (the convolution) is again linear plus a bias: one
+# convolution. In training the mean and variance depend on the batch (and the gradient flows through them),
+# so the map changes with every batch and no fixed kernel reproduces it. With a ReLU in between the
+# composition is no longer affine (conv → ReLU → BN): the BN's scale could still be pushed through only for
+# positive scales and its shift not at all, so the fold is not exact; it works for conv → BN → ReLU, the
+# usual order.
+#
+# **Mark scheme (3 points).** 1: eval-mode BN is a fixed per-channel affine map. 1: affine ∘ linear is one
+# conv; training statistics depend on the batch. 1: a non-linearity between breaks the fold (conv → BN → act
+# is the order that folds).
+# ### END SOLUTION
+
+# %% [markdown] answer=q_profile points=3
+# **Question 3.** Using your profile table, which share dominates the training step of each network, and
+# what is the smallest change that would cut VGG-16's step time while keeping or raising its accuracy on
+# 32-pixel images? Support it with numbers.
+#
+# ### BEGIN SOLUTION
+# **Model answer.** On a GPU the small CNNs are dominated by CPU work and data loading (the kernels are tiny:
+# low GPU utilisation), VGG-16 by its convolution kernels. At 32 px VGG-16's last stage runs 512-channel
+# 3×3 convs on 2×2 and 1×1 maps: much of its 14.7 M parameters sit in stages that see almost no spatial
+# context. Removing the last stage (or halving the widths of the last two) cuts parameters and step time
+# markedly and, on CIFAR-10 with a short budget, keeps or raises accuracy (fewer parameters to fit, less
+# over-fitting); channels-last and mixed precision on a GPU cut kernel time further, and a faster data path
+# (workers, the device-side pipeline) removes the data-loading share. The student cites their own rows.
+#
+# **Mark scheme (3 points).** 1: names the dominant category per network from their table. 1: a concrete,
+# small change with a reason (wasted late stages at 32 px, widths, memory format, data path). 1: measured
+# evidence (step time and accuracy) for it.
+# ### END SOLUTION
+
+# %% [markdown]
+# ## References
+#
+# * Ioffe & Szegedy, *Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate
+#   Shift*, 2015.
+# * Misra, *Mish: A Self Regularized Non-Monotonic Activation Function*, 2019.
+# * Simonyan & Zisserman, *Very Deep Convolutional Networks for Large-Scale Image Recognition*, 2015.
+# * Zeiler & Fergus, *Visualizing and Understanding Convolutional Networks*, 2014.
+# * PyTorch, `torch.nn.utils.fusion.fuse_conv_bn_eval` and the `torch.profiler` recipes.
