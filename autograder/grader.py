@@ -21,6 +21,7 @@ import torch
 
 from autograder import analysers, bugs, cases, runner, sandbox
 from autograder.points import COMPOSITE_PARTS, POINTS, ROUND_DIGITS, module_of, parts_for
+from autograder.registry import DEFAULT_MODULES
 
 # (rtol, atol) per dtype: a correct implementation that orders its operations differently stays far
 # inside these; every catalogued bug lands far outside.
@@ -465,6 +466,16 @@ def find_student_files(submission_dir: str | os.PathLike) -> tuple[dict[str, Opt
     return found, notes
 
 
+def default_parts(files: dict[str, Optional[Path]]) -> list[str]:
+    """Without an assignment: the parts of the student modules that were handed in (an assignment-6 folder
+    holds finetune.py alone). transformer.py and ViT.py count as one: with either (or with no file at all)
+    both are graded, so a missing one is reported."""
+    present = {name[:-3] for name, path in files.items() if path is not None}
+    if not present or present & set(DEFAULT_MODULES):
+        present |= set(DEFAULT_MODULES)  # the ViT pair ships together: a missing half is reported, not skipped
+    return [p for p in POINTS if module_of(p) in present]
+
+
 def default_hidden(submission_dir: Path, solutions: Path) -> list[Path]:
     """What the student process must not see: the reference, the repository, the other submissions."""
     from vitcourse.course import course_root, impl
@@ -487,7 +498,8 @@ def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
 
     Args:
         submission_dir: folder holding the student's files (they may sit one or two folders deeper).
-        only: part ids to grade (default: every part of `points.POINTS`).
+        only: part ids to grade (default: the parts of every student module found in the folder, or
+            the ViT modules' parts when none is there, so that the report says what is missing).
         limits: sandbox limits (timeouts, memory, ...); tests pass small ones.
         solutions: the reference folder (default `impl.solutions_dir()`).
         use_namespaces: False runs without Linux namespaces (for comparison; weaker isolation).
@@ -498,7 +510,8 @@ def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
     """
     from vitcourse.course import impl
 
-    parts = list(only) if only else list(parts_for(assignment))
+    files, notes = find_student_files(submission_dir)
+    parts = list(only) if only else (list(parts_for(assignment)) if assignment else default_parts(files))
     if assignment is not None and only:
         outside = [p for p in parts if p not in parts_for(assignment)]
         if outside:
@@ -508,7 +521,6 @@ def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
     if unknown:
         raise KeyError(f"unknown part(s) {unknown}; the parts are: {', '.join(POINTS)}")
     solutions = Path(solutions or impl.solutions_dir()).resolve()
-    files, notes = find_student_files(submission_dir)
     hidden = [*default_hidden(Path(submission_dir), solutions), *map(Path, hide)]
 
     def run_fn(run_parts, inputs):
@@ -575,8 +587,9 @@ def grade_in_process(folder: str | os.PathLike, parts: Optional[list[str]] = Non
     from autograder.registry import closure
 
     solutions = str(Path(solutions or impl.solutions_dir()).resolve())
-    # Named parts: only their modules (an assignment-7 folder holds cnn.py alone); else the ViT pair and more.
-    mods = impl.load(folder, reload=True, modules=closure(module_of(p) for p in parts) if parts else None)
+    # Only the parts' modules (an assignment-7 folder holds cnn.py alone).
+    parts = list(parts or default_parts(find_student_files(folder)[0]))
+    mods = impl.load(folder, reload=True, modules=closure(module_of(p) for p in parts))
 
     def run_fn(run_parts, inputs):
         done = sandbox.SandboxRun()
@@ -595,5 +608,5 @@ def grade_in_process(folder: str | os.PathLike, parts: Optional[list[str]] = Non
             done.outcomes[part] = sandbox.Outcome(results=res)
         return done
 
-    results, (notes, printed) = grade_with(list(parts or POINTS), solutions, run_fn)
+    results, (notes, printed) = grade_with(parts, solutions, run_fn)
     return Report(str(folder), results, notes, printed)

@@ -37,6 +37,8 @@ STUDENT_MODULES: tuple[StudentModule, ...] = (
 )
 
 MODULE_NAMES: tuple[str, ...] = tuple(m.name for m in STUDENT_MODULES)
+# What a folder is graded / loaded as when nothing names the modules: the ViT pair of assignments 1-5.
+DEFAULT_MODULES: tuple[str, ...] = ("transformer", "ViT")
 STUDENT_FILES: tuple[str, ...] = tuple(m.file for m in STUDENT_MODULES)
 
 

@@ -9,6 +9,7 @@ from nbgrader.utils import determine_grade
 from traitlets.config import Config
 
 from autograder import nbgrader_plugin
+from autograder.registry import STUDENT_FILES
 from autograder.points import POINTS
 from vitcourse.course import impl
 
@@ -54,7 +55,8 @@ def test_hidden_parts_are_parsed_from_the_cell_source():
 def test_configure_sets_exclusions_missing_cells_timeout_and_the_preprocessor():
     c = Config()
     nbgrader_plugin.configure(c, assignments=["vit"])
-    assert c.Autograde.exclude_overwriting == {"vit": ["transformer.py", "ViT.py"]}
+    assert c.Autograde.exclude_overwriting == {"vit": list(STUDENT_FILES)}  # every student module, from the registry
+    assert {"transformer.py", "ViT.py", "finetune.py"} <= set(STUDENT_FILES)
     assert c.OverwriteCells.add_missing_cells is True
     assert c.Execute.timeout == nbgrader_plugin.CELL_TIMEOUT_S
     names = [p.__name__ for p in c.Autograde.autograde_preprocessors]

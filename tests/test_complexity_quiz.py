@@ -45,6 +45,9 @@ def test_correct_answers_equal_the_built_model(model, counted):
         "block_flops": counted["blocks.0"],
         "total_flops": counted["total"],
         "total_macs": counted["total"] // FLOPS_PER_MAC,
+        # assignment 6: what head-only and partial (the last two blocks, the final norm, the head) fine-tuning train
+        "head_params": numel(model.head),
+        "partial2_params": sum(numel(b) for b in list(model.blocks)[-2:]) + numel(model.norm) + numel(model.head),
     }
     assert set(oracles) == set(quiz.QUESTIONS)
     for question, value in oracles.items():

@@ -235,3 +235,8 @@ def test_every_catalogued_finetune_bug_has_a_mutant():
     from autograder import bugs
 
     assert {m[3] for m in MUTANTS.values() if m[3]} == {b.id for b in bugs.CATALOGUE if b.part.startswith("finetune.")}
+
+
+def test_without_an_assignment_a_finetune_folder_grades_only_its_own_parts(tmp_path):
+    result = grader.grade(_folder(tmp_path, REFERENCE))
+    assert [r.part for r in result.parts] == list(parts_for(A6)) and result.score == result.max_score

@@ -15,9 +15,7 @@ from types import SimpleNamespace
 from typing import Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the package's own repository; commands use course_root
-from autograder.registry import MODULE_NAMES, closure  # import order: ViT imports transformer
-
-DEFAULT_MODULES = ("transformer", "ViT")  # what a folder must hold when no modules are named (assignments 1-5)
+from autograder.registry import DEFAULT_MODULES, MODULE_NAMES, closure  # import order: ViT imports transformer
 
 _cache: dict[Path, SimpleNamespace] = {}
 
