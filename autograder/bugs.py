@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from autograder import runner
+from autograder import runner, selfcheck
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ def _statistics_variant(kind: str):
         if kind == "std_unbiased":
             return a.std(dim=1, unbiased=True)
         if kind == "ratio_inverted":
-            centre, edge = _centre_edge(tuple(p["grid"]))
+            centre, edge = (torch.tensor(m) for m in selfcheck.centre_edge_by_hand(*p["grid"]))
             return a[:, edge].mean(dim=1) / a[:, centre].mean(dim=1)
         probs = a if kind == "unnormalised" else a / a.sum(dim=1, keepdim=True)
         cum = probs.sort(dim=1, descending=kind != "ascending").values.cumsum(dim=1)
@@ -282,16 +282,6 @@ def _statistics_variant(kind: str):
             k = (cum < mass - 1e-12).sum(dim=1) + 1
         return k.to(a.dtype) / n
     return compute
-
-
-def _centre_edge(grid):
-    gh, gw = grid
-    r = torch.arange(gh)[:, None].expand(gh, gw)
-    col = torch.arange(gw)[None, :].expand(gh, gw)
-    edge = (r == 0) | (r == gh - 1) | (col == 0) | (col == gw - 1)
-    qh, qw = gh // 4, gw // 4
-    centre = (r >= qh) & (r < gh - qh) & (col >= qw) & (col < gw - qw) & ~edge
-    return centre.reshape(-1), edge.reshape(-1)
 
 
 # ------------------------------------------------------------------------------------------ cnn.py (a7)
