@@ -120,6 +120,40 @@ def test_training_history_and_best_checkpoint(tmp_path):
     assert val.accuracy == pytest.approx(result.best_val_acc)
 
 
+def test_best_val_keeps_the_first_of_tied_epochs(tmp_path):
+    """'best_val' keeps the first epoch reaching the maximum (the oracle: the history's first argmax)."""
+    splits = tiny_splits()
+    result = T.train(tiny_vit(splits), splits, tiny_cfg(epochs=4), checkpoint_dir=tmp_path)
+    accs = [r["val_acc"] for r in result.history]
+    assert result.best_epoch == accs.index(max(accs)) + 1
+
+
+def test_select_last_epoch_keeps_and_loads_the_final_weights(tmp_path):
+    """select_epoch='last': best.pt is the last epoch, whatever the validation curve did."""
+    splits = tiny_splits()
+    model = tiny_vit(splits)
+    result = T.train(model, splits, tiny_cfg(select_epoch="last"), checkpoint_dir=tmp_path)
+    assert result.best_epoch == len(result.history) == 3
+    assert result.best_val_acc == result.history[-1]["val_acc"]
+    final = {k: v.clone() for k, v in model.state_dict().items()}  # train() leaves the last epoch's weights
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    T.load_best(model, result)
+    assert all(torch.equal(final[k], v) for k, v in model.state_dict().items())
+
+
+def test_select_epoch_is_checked_and_guards_resume(tmp_path):
+    with pytest.raises(ValueError, match="select_epoch 'best'.*best_val, last"):
+        tiny_cfg(select_epoch="best")
+    splits = tiny_splits()
+    T.train(tiny_vit(splits), splits, tiny_cfg(epochs=2, select_epoch="last"), checkpoint_dir=tmp_path)
+    # A best.pt chosen one way must not be continued the other way.
+    with pytest.raises(ValueError, match="select_epoch"):
+        T.train(tiny_vit(splits), splits, tiny_cfg(epochs=2), checkpoint_dir=tmp_path)
+    assert "select_epoch" not in tiny_cfg().schedule_key()  # checkpoints written before the option still resume
+
+
 @pytest.mark.parametrize("data_path,workers", [("device", 0), ("dataloader", 0), ("dataloader", 2)])
 def test_resume_after_disconnect_gives_identical_weights(tmp_path, data_path, workers):
     """An interrupted run restarted from its checkpoint ends with the weights of an uninterrupted run."""

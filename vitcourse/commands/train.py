@@ -16,6 +16,7 @@ def add_arguments(parser):
     from data_utils.datasets import DATASETS
     from vitcourse.training.recipes import MODELS
     from vitcourse.training.runtime import DEVICE_CHOICES, PRECISION_CHOICES
+    from vitcourse.training.train import SELECT_EPOCHS
 
     parser.add_argument("--data", choices=DATASETS, default="digits",
                         help="dataset (digits and synthetic work offline; default digits)")
@@ -37,6 +38,8 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-path", choices=("device", "dataloader"), help="override the data path")
+    parser.add_argument("--select-epoch", choices=SELECT_EPOCHS,
+                        help="override which epoch is tested: the best on validation, or the last")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--tta", choices=TTA_CHOICES, default="auto",
@@ -62,7 +65,7 @@ def run(args) -> int:
         return 2
     model_cfg, cfg = recipes.default_recipe(args.data, args.model, splits.num_classes, splits.in_chans)
     overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                       data_path=args.data_path).items() if v is not None}
+                                       data_path=args.data_path, select_epoch=args.select_epoch).items() if v is not None}
     cfg = dataclasses.replace(cfg, budget_minutes=args.budget_minutes, device=args.device, seed=args.seed,
                               precision=args.precision, compile=args.compile, progress=not args.quiet, **overrides)
     try:
@@ -83,12 +86,13 @@ def run(args) -> int:
         ckpt = args.checkpoint_dir if args.checkpoint_dir is not None else Path(tmp)
         result = train(model, splits, cfg, checkpoint_dir=ckpt)
         if len(splits.val_labels):
-            load_best(model, result)  # test the epoch that was best on validation
+            load_best(model, result)  # test the epoch the recipe selects (best on validation, or the last)
     tta = args.tta == "on" or (args.tta == "auto" and cfg.augment.flip_prob > 0)
     test = evaluate(model, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std,
                     batch_size=cfg.eval_batch_size, tta=tta, precision=cfg.precision)
     wall = time.perf_counter() - start
-    print(f"test accuracy {test.accuracy:.2%} (best validation {result.best_val_acc:.2%} at epoch "
+    chosen = "best validation" if cfg.select_epoch == "best_val" else "validation"
+    print(f"test accuracy {test.accuracy:.2%} ({chosen} {result.best_val_acc:.2%} at epoch "
           f"{result.best_epoch}, {len(result.history)} epochs, {wall:.1f} s)")
 
     if args.json is not None:

@@ -42,6 +42,11 @@ FAST_MAX_TRAIN = FAST_MAX_STEPS * FAST_MAX_BATCH  # ... drawn from this many tra
 FAST_MAX_EVAL = 64  # ... and this many validation / test images
 DATA_PATHS = ("device", "dataloader")
 OPTIMIZERS = ("adamw", "sgd")
+# Which epoch's weights a run keeps as `best.pt` (and `load_best` loads, and a test measures):
+#   'best_val' the first epoch with the highest validation accuracy (the usual early-stopping choice);
+#   'last'     the last epoch: for a cosine schedule that ends near zero on a small validation set, where
+#              picking the maximum of a noisy curve selects noise (docs/ablations.md measured it on digits).
+SELECT_EPOCHS = ("best_val", "last")
 SGD_MOMENTUM = 0.9  # Nesterov momentum of the SGD option (the classic ResNet recipe)
 
 
@@ -68,6 +73,7 @@ class TrainConfig:
     device: str = "auto"  # 'auto', 'cpu', 'cuda', 'mps'
     seed: int = 0  # seeds the initial state, data order and augmentation of the run
     budget_minutes: Optional[float] = None  # stop after the epoch that exhausts this wall-clock budget
+    select_epoch: str = "best_val"  # which epoch `best.pt` keeps: one of SELECT_EPOCHS
     progress: bool = True  # tqdm.auto progress bars (render in Colab, Jupyter and terminals)
 
     def __post_init__(self):
@@ -81,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.select_epoch not in SELECT_EPOCHS:
+            raise ValueError(f"unknown select_epoch {self.select_epoch!r}: choose one of {', '.join(SELECT_EPOCHS)}")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (the augmentation as a nested dict)."""
@@ -92,6 +100,8 @@ class TrainConfig:
                 "label_smoothing", "grad_clip", "seed", "data_path")
         d = {k: getattr(self, k) for k in keep}
         d["augment"] = dataclasses.asdict(self.augment)
+        if self.select_epoch != "best_val":  # only when set, so checkpoints written before it still resume
+            d["select_epoch"] = self.select_epoch
         return d
 
 
@@ -102,9 +112,9 @@ class TrainResult:
     # One dict per epoch: epoch, train_loss (label-smoothed, on augmented images), train_acc, val_loss,
     # val_acc (nan without validation), lr (at the end of the epoch), epoch_time_s (training + validation).
     history: list[dict]
-    best_val_acc: float  # nan without a validation set
-    best_epoch: int  # 1-based epoch of best_val_acc (the last epoch without validation)
-    best_checkpoint: Optional[Path]  # weights of the best epoch; None without a checkpoint_dir
+    best_val_acc: float  # validation accuracy of the selected epoch (cfg.select_epoch); nan without validation
+    best_epoch: int  # 1-based selected epoch (the last epoch with select_epoch 'last' or without validation)
+    best_checkpoint: Optional[Path]  # weights of the selected epoch; None without a checkpoint_dir
     last_checkpoint: Optional[Path]  # full state for resume; None without a checkpoint_dir
     wall_time_s: float  # training time of this call (a resumed run counts only its own epochs)
     stopped_early: Optional[str] = None  # 'budget' when budget_minutes ended the run
@@ -295,7 +305,10 @@ def fast_config(cfg: TrainConfig) -> TrainConfig:
 
 
 def load_best(model: nn.Module, result: TrainResult) -> nn.Module:
-    """Load the best-on-validation weights of a finished run into `model` (returns it)."""
+    """Load the selected epoch's weights of a finished run into `model` (returns it).
+
+    That is the best-on-validation epoch, or the last one for a recipe with `select_epoch='last'`.
+    """
     if result.best_checkpoint is None:
         raise ValueError("this run kept no checkpoint: pass checkpoint_dir to train() to keep the best weights")
     state = torch.load(result.best_checkpoint, map_location=next(model.parameters()).device, weights_only=True)
@@ -312,7 +325,8 @@ def train(model: nn.Module, splits: DatasetSplits, cfg: Optional[TrainConfig] = 
         model: any classifier (B, C, H, W) -> (B, K); moved to the chosen device.
         splits: from `data_utils.load_dataset`; an empty validation set disables best-on-val selection.
         cfg: the run's knobs (default `TrainConfig()`); in fast mode capped by `fast_config`.
-        checkpoint_dir: write `last.pt` every epoch and `best.pt` on a new best validation accuracy.
+        checkpoint_dir: write `last.pt` every epoch and `best.pt` for the selected epoch (on a new best
+            validation accuracy, or every epoch with `select_epoch='last'`).
         resume: continue from `checkpoint_dir/last.pt` when it exists (the schedule fields must match).
         on_epoch_end: called with (epoch, record) after every epoch and its checkpoint.
     """
@@ -379,7 +393,8 @@ def train(model: nn.Module, splits: DatasetSplits, cfg: Optional[TrainConfig] = 
             record.update(val_loss=val.loss, val_acc=val.accuracy)
         record["epoch_time_s"] = time.perf_counter() - t0
         history.append(record)
-        improved = (record["val_acc"] > best_val) if has_val else True
+        # Strictly better: of tied epochs the first is kept (the later one was not better on this evidence).
+        improved = (record["val_acc"] > best_val) if has_val and cfg.select_epoch == "best_val" else True
         if improved:
             best_val, best_epoch = (record["val_acc"] if has_val else float("nan")), epoch + 1
         if ckpt_dir is not None:
