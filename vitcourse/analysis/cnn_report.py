@@ -161,7 +161,7 @@ def compare_change(change, settings, out_dir, *, seeds: Sequence[int] = (0,), ba
         A ChangeReport (table, verdict and the numbers behind them).
     """
     from vitcourse.analysis import ablate
-    from vitcourse.training import recipes
+    from vitcourse.training import recipes, runtime
 
     if settings.model not in recipes.CNN_MODELS:
         raise ablate.AblationError(f"compare_change compares CNNs: settings.model is {settings.model!r}, use one of "
@@ -172,6 +172,7 @@ def compare_change(change, settings, out_dir, *, seeds: Sequence[int] = (0,), ba
     labels = {"baseline": ablate.variant_name(variants[0]), "change": ablate.variant_name(variants[1])}
     runs = {label: {r["seed"]: r for r in results if r["variant"] == v} for label, v in labels.items()}
     module = ablate._implementation(settings)
+    device = str(runtime.pick_device(settings.device))  # profiled where the runs trained
 
     nets, configs = {}, {}
     for label in labels:
@@ -185,7 +186,8 @@ def compare_change(change, settings, out_dir, *, seeds: Sequence[int] = (0,), ba
         for label in (order if repeat % 2 == 0 else order[::-1]):  # A B, B A, ...: drift hits both alike
             cfg = configs[label]
             batches = _random_batches(cfg.in_chans, cfg.image_size, profile_batch, 2 + profile_steps, cfg.num_classes)
-            profiles[label].append(profile_row(label, nets[label], batches, active=profile_steps)["step_ms"])
+            row = profile_row(label, nets[label], batches, device=device, active=profile_steps)
+            profiles[label].append(row["step_ms"])
 
     common = sorted(set(runs["baseline"]) & set(runs["change"]))
     rows = {}
