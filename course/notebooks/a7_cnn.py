@@ -182,7 +182,7 @@ splits = load_course_data(DATA, seed=SEED, data_dir=DATA_DIR)
 
 def load_split(seed, classes=None):
     """The data of `seed`, as the ablation runs ask for it: the split above for SEED, else a fresh one."""
-    return splits if seed == SEED else load_course_data(DATA, seed=seed, data_dir=DATA_DIR)
+    return splits if seed == SEED else load_course_data(splits.name, seed=seed, data_dir=DATA_DIR)  # the same data
 
 # %% [markdown]
 # **Tuning.** `ablate.run_grid` trains a grid of variants (here three learning rates of the Mish CNN, built from
