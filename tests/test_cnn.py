@@ -263,13 +263,14 @@ def test_checked_in_stub_is_a_fresh_generation_and_raises_per_part():
 def test_cnn_recipes_build_and_train_through_the_cli(tmp_path):
     import json
 
+    from vitcourse.models import pretrained
     from vitcourse.training import recipes
     from vitcourse.cli import main
 
     for data in recipes.RECIPE_DATA:
         for model in recipes.CNN_MODELS:
             model_cfg, cfg = recipes.default_recipe(data, model)
-            net = recipes.build_model(model, json.loads(json.dumps(model_cfg)))
+            net = pretrained.unwrap(recipes.build_model(model, json.loads(json.dumps(model_cfg))))  # VGG-16: resized
             assert net.config.image_size == model_cfg["image_size"] and net.head.out_features == model_cfg["num_classes"]
     out = tmp_path / "run.json"
     assert main(["train", "--data", "synthetic", "--model", "bn_cnn", "--epochs", "1", "--json", str(out), "--quiet"]) == 0

@@ -19,13 +19,24 @@ def test_a7_source_notebook_passes_with_the_reference(tmp_path):
 
 @pytest.mark.slow
 def test_a7_release_with_stubs_runs_to_the_end_and_fails_only_on_todos(tmp_path):
-    from vitcourse.course import release
+    import nbformat
+
+    from vitcourse.course import impl, release
     from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
 
     course = lifecycle.make_course(tmp_path, ["a7_cnn"])
     release.release(course, zip_=False, log=lambda _: None)  # raises on a leak of hidden material
     folder = course / "release" / "a7_cnn"
     assert (folder / "cnn.py").is_file() and not (folder / "ViT.py").exists() and not (folder / "finetune.py").exists()
+    # a7 is not in tests/test_release.py's ASSIGNMENTS: its stubs and leak checks are here.
+    assert (folder / "cnn.py").read_text() == (impl.stubs_dir() / "cnn.py").read_text(), "cnn.py must be the generated stub"
+    text = "\n".join(c.source for c in nbformat.read(folder / "a7_cnn.ipynb", as_version=4).cells)
+    for hidden in ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS", "grade_part", "grade_answer", "Mark scheme", "Model answer"):
+        assert hidden not in text, f"{hidden!r} in the a7 release notebook"
+    secrets = release.collect_secrets(course)
+    assert any("softplus" in line for line in secrets.lines), "solution lines of solutions/cnn.py are secrets"
+    assert any("FOLDED_PARAMS =" in line for line in secrets.lines), "the notebook's counting solution is a secret"
+    assert release.find_leaks(course / "release", secrets) == []
     nb, errors = lifecycle.execute_notebook(folder / "a7_cnn.ipynb")
     assert errors, "with untouched stubs some checks must fail"
     for e in errors:

@@ -64,6 +64,14 @@ def test_local_weights_file_is_used_and_a_missing_one_fails_fast(tmp_path, monke
         features.load_pretrained("resnet50")
     with pytest.raises(features.WeightsUnavailableError, match="does not exist"):
         features.load_pretrained("resnet50", weights_path=tmp_path / "nope.pth")
+    import urllib.error
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)  # download=True on an offline machine
+    with pytest.raises(features.WeightsUnavailableError, match="download of .* failed.*Name or service"):
+        features.load_pretrained("resnet50", download=True)
 
 
 def test_offline_fallback_is_the_course_resnet18_with_the_same_stage_names():

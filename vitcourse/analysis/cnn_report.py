@@ -1,5 +1,5 @@
 """Tables and measurements the CNN notebook (assignment 7) prints: the network family, the fold's speed-up,
-the profile of each network's training step.
+the profile of each network's training step, and the architecture-change table (`compare_change`).
 
 Shape legend: B batch, C channels, H/W image height/width, K classes.
 
@@ -9,14 +9,17 @@ wall-clock constants.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
-from typing import Iterable, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from vitcourse.analysis import complexity
+from vitcourse.analysis import complexity, stats
 
 
 def family_table(implementation, names: Iterable[str] = complexity.CNN_MODELS, **overrides) -> str:
@@ -83,3 +86,149 @@ def profile_row(name: str, model: nn.Module, batches, device: str = "cpu", activ
                               channels_last=channels_last, trace_path=trace_path)
     return dict(name=name, params=sum(p.numel() for p in model.parameters()), step_ms=report.step_time_ms,
                 shares=report.shares, report=report)
+
+
+# ---- the architecture-change exercise -------------------------------------------------------------------------
+CHANGE_NAME = "my_change"  # the student's architecture, as its `arch` in the ablation folder
+CHANGE_TABLE = "change.md"  # written next to the ablation's table
+SPEED_TOLERANCE = 0.05  # step-time ratios within 5 % of 1 count as "about as fast": below that, timing noise
+
+
+@dataclass
+class ChangeReport:
+    """What `compare_change` measured: the table, the verdict and every number behind them."""
+
+    markdown: str  # the table and the verdict, as written to out_dir/change.md
+    verdict: str  # one plain sentence
+    rows: dict  # label ('baseline', 'change') -> params, gflops, step_ms, val_acc, test_acc, variant, seeds
+    step_ratio: float  # median profiled step time of the change / of the baseline (< 1: faster)
+    accuracy_diff: stats.Interval  # paired test-accuracy difference change - baseline over the common seeds
+    results: list  # the ablation's per-run JSON records (ablate.run_grid)
+    profiles: dict  # label -> profiled step times (ms), one per alternating repeat
+    path: Optional[Path] = None  # out_dir/change.md
+
+
+def _random_batches(in_chans: int, image_size: int, batch_size: int, count: int, num_classes: int) -> list:
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(batch_size, in_chans, image_size, image_size, generator=g),
+             torch.randint(0, num_classes, (batch_size,), generator=g)) for _ in range(count)]
+
+
+def change_verdict(step_ratio: float, diff: stats.Interval, tolerance: float = SPEED_TOLERANCE) -> str:
+    """A plain sentence: 'faster and more accurate', 'faster but less accurate: ...', with the evidence.
+
+    Args:
+        step_ratio: step time of the change / of the baseline.
+        diff: paired test-accuracy difference (change - baseline); with one seed its point value only.
+    """
+    speed = "faster" if step_ratio < 1 - tolerance else "slower" if step_ratio > 1 + tolerance else "about as fast"
+    points = f"{stats._points(diff.mean)} points"
+    if diff.n >= 2:
+        evidence = f"{points}, {diff.confidence:.0%} interval [{stats._points(diff.low)}, {stats._points(diff.high)}] " \
+                   f"over {diff.n} seeds"
+        accuracy = "more accurate" if diff.low > 0 else "less accurate" if diff.high < 0 else "not distinguishable in accuracy"
+    else:  # one seed: the sign of one difference, said as such
+        evidence = f"{points} from a single seed (no interval: run 2 or more seeds to know)"
+        accuracy = "more accurate" if diff.mean > 0 else "less accurate" if diff.mean < 0 else "equally accurate"
+    good = {"faster": True, "slower": False}.get(speed), {"more accurate": True, "less accurate": False}.get(accuracy)
+    joint = " and " if good[0] is not None and good[0] == good[1] else " but " if None not in good else ", "
+    return f"{speed}{joint}{accuracy}: step time ×{step_ratio:.2f}, test accuracy {evidence}"
+
+
+def compare_change(change, settings, out_dir, *, seeds: Sequence[int] = (0,), baseline: Optional[str] = None,
+                   name: str = CHANGE_NAME, profile_repeats: int = 3, profile_steps: int = 2, profile_batch: int = 16,
+                   log=print) -> ChangeReport:
+    """The baseline network and `change` side by side: profiled step time, parameters, GFLOPs and accuracy.
+
+    Both are trained through `vitcourse.analysis.ablate` with the recipe of `settings.model` (e.g. 'vgg16'),
+    the same seeds and budget, into `out_dir` (resumable: finished runs are kept, an edited `change` is
+    trained again). Step times come from `profile_row`, the two networks profiled alternately (A B B A ...)
+    so a change of load hits both; GFLOPs are the closed form of `vitcourse.analysis.complexity`. Writes
+    out_dir/change.md (the table and the verdict).
+
+    Args:
+        change: a ConvNetConfig (e.g. dataclasses.replace(cnn.CONFIGS['vgg16'], stages=...)); its image size,
+            channels and classes are taken from the data, like the baseline's.
+        settings: an ablate.Settings with a CNN `model` and `implementation` (the student's cnn.py).
+        out_dir: the ablation folder of the two variants.
+        seeds: the seeds both are trained on; 2 or more give the paired interval of the accuracy difference.
+        baseline: the baseline's `arch` (default: the model's own network, the ablation's 'default' variant).
+        name: the change's `arch` name in the folder.
+        profile_repeats, profile_steps, profile_batch: alternating profiles per network, active steps in each,
+            images per step (random images of the trained size).
+
+    Returns:
+        A ChangeReport (table, verdict and the numbers behind them).
+    """
+    from vitcourse.analysis import ablate
+    from vitcourse.training import recipes, runtime
+
+    if settings.model not in recipes.CNN_MODELS:
+        raise ablate.AblationError(f"compare_change compares CNNs: settings.model is {settings.model!r}, use one of "
+                                   f"{', '.join(recipes.CNN_MODELS)}")
+    settings = dataclasses.replace(settings, architectures={**settings.architectures, name: change})
+    variants = [{} if baseline is None else {"arch": baseline}, {"arch": name}]
+    results = ablate.run_grid(variants, list(seeds), settings, out_dir, log=log)
+    labels = {"baseline": ablate.variant_name(variants[0]), "change": ablate.variant_name(variants[1])}
+    runs = {label: {r["seed"]: r for r in results if r["variant"] == v} for label, v in labels.items()}
+    module = ablate._implementation(settings)
+    device = str(runtime.pick_device(settings.device))  # profiled where the runs trained
+
+    nets, configs = {}, {}
+    for label in labels:
+        model_config = runs[label][min(runs[label])]["model_config"]
+        fields = {k: v for k, v in model_config.items() if k not in ("arch", "resize_input")}
+        configs[label] = module.ConvNetConfig(**fields)
+        nets[label] = module.ConvNet(configs[label])  # the network itself, at the size it was trained at
+    profiles = {label: [] for label in labels}
+    order = list(labels)
+    for repeat in range(max(profile_repeats, 1)):
+        for label in (order if repeat % 2 == 0 else order[::-1]):  # A B, B A, ...: drift hits both alike
+            cfg = configs[label]
+            batches = _random_batches(cfg.in_chans, cfg.image_size, profile_batch, 2 + profile_steps, cfg.num_classes)
+            row = profile_row(label, nets[label], batches, device=device, active=profile_steps)
+            profiles[label].append(row["step_ms"])
+
+    common = sorted(set(runs["baseline"]) & set(runs["change"]))
+    rows = {}
+    for label in labels:
+        seeds_run = [runs[label][s] for s in common]
+        val = [r["best_val_acc"] for r in seeds_run]
+        shown = (baseline or settings.model) if label == "baseline" else name
+        rows[label] = dict(variant=labels[label], name=shown, seeds=common, params=seeds_run[0]["num_parameters"],
+                           gflops=complexity.FLOPS_PER_MAC * complexity.count_cnn_macs(configs[label])["total"] / 1e9,
+                           step_ms=statistics.median(profiles[label]),
+                           val_acc=None if None in val else statistics.fmean(val),
+                           test_acc=statistics.fmean(r["test_accuracy"] for r in seeds_run))
+    ratio = rows["change"]["step_ms"] / rows["baseline"]["step_ms"]
+    diff = stats.paired_difference([runs["change"][s]["test_accuracy"] for s in common],
+                                   [runs["baseline"][s]["test_accuracy"] for s in common])
+    verdict = change_verdict(ratio, diff)
+    markdown = change_markdown(rows, ratio, diff, verdict, profile_repeats)
+    path = Path(out_dir) / CHANGE_TABLE
+    path.write_text(markdown)
+    return ChangeReport(markdown=markdown, verdict=verdict, rows=rows, step_ratio=ratio, accuracy_diff=diff,
+                        results=results, profiles=profiles, path=path)
+
+
+def _relative(new: float, old: float) -> str:
+    return f"{100 * (new - old) / old:+.1f}%".replace("-", "\u2212") if old else "n/a"
+
+
+def change_markdown(rows: dict, ratio: float, diff: stats.Interval, verdict: str, repeats: int) -> str:
+    """The change table: one row per quantity, baseline | change | the change's delta."""
+    b, c = rows["baseline"], rows["change"]
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}"  # noqa: E731
+    interval = (f" [{stats._points(diff.low)}, {stats._points(diff.high)}]" if diff.n >= 2 else " (one seed)")
+    val_delta = "n/a" if None in (b["val_acc"], c["val_acc"]) else f"{stats._points(c['val_acc'] - b['val_acc'])} points"
+    lines = [f"| | baseline (`{b['name']}`) | change (`{c['name']}`) | change vs baseline |",
+             "|---|---:|---:|---:|",
+             f"| parameters | {b['params']:,} | {c['params']:,} | {_relative(c['params'], b['params'])} |",
+             f"| forward GFLOPs / image | {b['gflops']:.4g} | {c['gflops']:.4g} | {_relative(c['gflops'], b['gflops'])} |",
+             f"| training step (ms, profiled, median of {repeats}) | {b['step_ms']:.1f} | {c['step_ms']:.1f} | "
+             f"×{ratio:.2f} |",
+             f"| validation accuracy (%) | {pct(b['val_acc'])} | {pct(c['val_acc'])} | {val_delta} |",
+             f"| test accuracy (%, mean of {diff.n} seed{'s' if diff.n > 1 else ''}) | {pct(b['test_acc'])} | "
+             f"{pct(c['test_acc'])} | {stats._points(diff.mean)} points{interval} |",
+             "", f"Verdict: {verdict}."]
+    return "\n".join(lines) + "\n"

@@ -66,7 +66,13 @@ def load_pretrained(arch: str = DEFAULT_ARCH, weights_path: Optional[str | os.Pa
         model = get_model(arch, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     elif download:
-        model = get_model(arch, weights=weights)
+        try:
+            model = get_model(arch, weights=weights)
+        except OSError as err:  # offline (URLError is an OSError): the same error as without download, and why
+            raise WeightsUnavailableError(
+                f"pretrained {arch} weights: the download of {weights.url} failed ({err}). Download it on a machine "
+                f"with internet and pass weights_path='.../{os.path.basename(weights.url)}' (or put it at {path}). "
+                f"Offline, use the course's ResNet-18 instead (fallback_model()).") from err
     else:
         where = f"{path} does not exist" if weights_path is not None else f"not in the cache ({path})"
         raise WeightsUnavailableError(
