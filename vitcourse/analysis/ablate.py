@@ -52,7 +52,6 @@ from vitcourse.analysis import stats
 
 VIT_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_heads": int, "embed_dim": int,
                "patch_size": int, "mlp_ratio": float, "drop_rate": float}
-MODEL_OPTIONS = VIT_OPTIONS  # the ViT's options, under the name they had before the CNNs joined
 CNN_OPTIONS = {"arch": str, "act": str, "batch_norm": bool, "drop_rate": float, "kernel_size": int}
 TRAIN_OPTIONS = {"lr": float, "weight_decay": float, "batch_size": int, "label_smoothing": float, "epochs": int,
                  "warmup_epochs": float, "optimizer": str}
@@ -268,10 +267,8 @@ def check_variants(variants: Sequence[dict], settings: Settings) -> None:
                 raise AblationError(f"variant {name!r}: {key}={_format(value)!r} cannot name a folder: use "
                                     f"letters, digits, '_', '.' and '-' (and '+' between classes)")
         train_options = {k: v for k, v in options.items() if k in TRAIN_OPTIONS}
-        if train_options.get("lr", 1.0) <= 0 or train_options.get("weight_decay", 0.0) < 0:
-            raise AblationError(f"variant {name!r}: lr must be > 0 and weight_decay >= 0")
         try:
-            TrainConfig(**train_options)  # its own checks: epochs, batch size, optimizer, label smoothing
+            TrainConfig(**train_options)  # its own checks: lr, weight decay, epochs, batch size, optimizer, ...
         except (TypeError, ValueError) as err:
             raise AblationError(f"variant {name!r} of model {model!r}: {err}") from None
         if _is_cnn(model):

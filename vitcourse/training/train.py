@@ -85,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"unknown data_path {self.data_path!r}: choose one of {', '.join(DATA_PATHS)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got lr={self.lr} and weight_decay={self.weight_decay}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.select_epoch not in SELECT_EPOCHS:
