@@ -36,7 +36,7 @@ from vitcourse.commands.profile import random_loader
 from vitcourse.course import nbchecks_cnn
 from vitcourse.course.colab import load_course_data, todo_guard
 from vitcourse.training.recipes import build_model, default_recipe
-from vitcourse.training.runtime import fast_mode
+from vitcourse.training.runtime import fast_mode, pick_device
 from vitcourse.training.train import train
 
 torch.manual_seed(0)
@@ -294,12 +294,18 @@ if categories is not None:
 # the Chrome / Perfetto trace). On a CPU there are no kernels or copies on a device: those columns say n/a.
 
 # %%
+# Profiled where you train: the GPU on Colab (a T4's step splits into kernels, copies and CPU launch work), else
+# the CPU. A GPU needs a real batch to be busy; 16 images would only measure launch overhead.
+DEVICE = str(pick_device("auto"))
+PROFILE_BATCH = 128 if DEVICE.startswith("cuda") else 16
+batch = 8 if fast_mode() else PROFILE_BATCH
 rows = []
 steps = 1 if fast_mode() else 5
 with todo_guard("ConvNet.forward", "cnn.py"):
     for name in (("mish_cnn", "bn_cnn") if fast_mode() else ("mish_cnn", "bn_cnn", "deep_mish_cnn", "vgg16")):
-        batches = random_loader(8 * (steps + 2), 8, 32)
-        rows.append(cnn_report.profile_row(name, cnn.build(name), batches, active=steps))
+        batches = random_loader(batch * (steps + 2), batch, 32)
+        rows.append(cnn_report.profile_row(name, cnn.build(name), batches, device=DEVICE, active=steps))
+    print(f"profiled on {DEVICE}, {batch} images per step")
     print(cnn_report.profile_table(rows))
 
 # %% [markdown]
@@ -321,7 +327,7 @@ CHANGE_SEEDS = [SEED] if fast_mode() else [SEED, SEED + 1]  # two seeds: the pai
 with todo_guard("ConvNet.forward", "cnn.py"):
     change = cnn_report.compare_change(MY_CHANGE, family_settings("vgg16"), Path("runs", "vgg16"), seeds=CHANGE_SEEDS,
                                        profile_repeats=1 if fast_mode() else 3, profile_steps=1 if fast_mode() else 2,
-                                       profile_batch=2 if fast_mode() else 16)
+                                       profile_batch=2 if fast_mode() else PROFILE_BATCH)
     print(change.markdown)
 
 # %% [markdown]
