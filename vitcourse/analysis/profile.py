@@ -47,6 +47,11 @@ CPU_TRACE_CATEGORIES = {"cpu_op", "user_annotation"}
 SUM_TOLERANCE = 1e-6  # relative: the categories partition the step, so only rounding separates the sums
 
 
+def default_batch_size(device: str | torch.device) -> int:
+    """Images per profiled step: a GPU needs a real batch to be busy (16 would measure launch overhead only)."""
+    return 128 if torch.device(device).type == "cuda" else 16
+
+
 @dataclass
 class ProfileReport:
     """The step-time breakdown of the active steps (means over steps, milliseconds)."""

@@ -49,13 +49,13 @@ def random_loader(num_images: int, batch_size: int, image_size: int, num_workers
 
 def run(args) -> int:
     from vitcourse.training import runtime
-    from vitcourse.analysis.profile import profile_training
+    from vitcourse.analysis.profile import default_batch_size, profile_training
 
     try:
         device = runtime.pick_device(args.device)
         if args.steps < 1:
             raise ValueError(f"--steps {args.steps}: profile at least 1 step")
-        batch = args.batch_size or (128 if device.type == "cuda" else 16)
+        batch = args.batch_size or default_batch_size(device)
         model = build(args.model, args.image_size)
     except (RuntimeError, ValueError) as err:
         print(f"vitcourse profile: {err}", file=sys.stderr)

@@ -58,7 +58,7 @@ def _train(data: str, model: str) -> TrainConfig:
         # the validation curve so noisy that its first maximum was often an early epoch that tested 1-3
         # points worse, and which epoch won changed with the thread count. Over 5 seeds (docs/ablations.md)
         # the 30-epoch recipe tested at its best-validation epoch reached 97% on 2 of 5; this one on 4 of 5
-        # with 1 thread and 3 of 5 with 2 (two seeds one image short). Dropout 0.2 or 0.3 did worse (3/5, 0/5).
+        # with 1 thread and 3 of 5 with 2 (two seeds one image short).
         return TrainConfig(epochs=40, batch_size=64, lr=1e-3, warmup_epochs=2, weight_decay=0.05,
                            label_smoothing=0.1, grad_clip=1.0, augment=DIGITS_AUGMENT, select_epoch="last")
     if data == "digits":
