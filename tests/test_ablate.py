@@ -96,9 +96,11 @@ def test_tiny_grid_end_to_end_writes_one_json_per_run_and_a_table(tiny_grid):
     assert (out / ablate.TABLE_MD).is_file() and (out / ablate.TABLE_CSV).is_file()
     md = (out / ablate.TABLE_MD).read_text()
     assert "pos_embed=sincos2d" in md and "over 2 seeds" in md
-    # Each run keeps its cost and the machine's load beside it (a busy shared machine explains a slow run).
+    # Each run keeps its cost and the machine's load beside it (a busy shared machine explains a slow run),
+    # and the CPU it ran on (the same seed can end a few images apart on another instruction set).
     for r in results:
         assert r["wall_time_s"] > 0 and r["cpu_time_s"] > 0 and len(r["load_average_1min"]) == 2
+        assert r["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_table_numbers_equal_the_per_run_jsons(tiny_grid):

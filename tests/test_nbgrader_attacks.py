@@ -82,6 +82,11 @@ for _top, _dirs, _files in os.walk("/"):
         _dirs[:] = []
         continue
     for _f in _files:
+        # Where a copy of the reference, a notebook with answers or a gradebook would be. Reading every file
+        # instead means 2.8 GB of /usr and site-packages (27 s on a quiet machine): the likely reason a clean-
+        # clone run under the full suite's load failed this notebook (its cell limit is 300 s).
+        if not _f.endswith((".py", ".ipynb", ".db")):
+            continue
         _p = os.path.join(_top, _f)
         try:
             if os.path.isfile(_p) and os.path.getsize(_p) < 2_000_000 and {TOKEN[:16]!r} + {TOKEN[16:]!r} in open(_p, errors="replace").read():

@@ -91,3 +91,16 @@ def test_the_leak_check_catches_leaks(released, tmp_path, leak):
 def test_unknown_assignment_is_refused(released):
     with pytest.raises(release.ReleaseError, match="no source notebook"):
         release.release(released, ["a9_nothing"], log=lambda _: None)
+
+
+def test_a_failed_nbgrader_run_reports_the_students_traceback_not_only_the_end_of_the_log():
+    """nbgrader logs a student's traceback where it graded that student; the end of a class's log only
+    names the student again, so the error must carry the traceback too."""
+    graded = "\n".join(f"[AutogradeApp | INFO] Copying file {i} of student s{i // 50}" for i in range(2000))
+    log = (f"[AutogradeApp | INFO] Autograding walker\n{graded[:3000]}\nTraceback (most recent call last):\n"
+           f"nbclient.exceptions.CellTimeoutError: A cell timed out\n{graded}\n"
+           "[AutogradeApp | ERROR] There was an error processing assignment 'a5' for student 'walker'\n")
+    excerpt = release._failure_excerpt(log)
+    assert "CellTimeoutError" in excerpt and excerpt.endswith("student 'walker'\n")
+    assert len(excerpt) < 7000 < len(log)
+    assert release._failure_excerpt("short log") == "short log"

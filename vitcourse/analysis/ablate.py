@@ -366,6 +366,7 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
         "cpu_time_s": time.process_time() - cpu_start,  # summed over threads; ~ a quiet machine's wall time
         "load_average_1min": [load_before, _load_average()],
         "threads": torch.get_num_threads(),
+        "hardware": runtime.hardware_info(runtime.pick_device(cfg.device)),  # the same seed differs across CPUs
         "fast_mode": runtime.fast_mode(),
         "checkpoint": str(ckpt.relative_to(Path(out_dir))),
     }

@@ -74,8 +74,25 @@ def nbgrader(course_dir: Path, *args: str, check: bool = True, threads: Optional
     proc = subprocess.run(cmd, cwd=course_dir, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise ReleaseError(f"`nbgrader {' '.join(args)}` failed in {course_dir} (exit {proc.returncode}):\n"
-                           f"{(proc.stdout + proc.stderr)[-4000:]}")
+                           f"{_failure_excerpt(proc.stdout + proc.stderr)}")
     return proc
+
+
+def _failure_excerpt(log: str, head: int = 3000, tail: int = 3000) -> str:
+    """What an nbgrader log says went wrong: its first traceback and the log's end.
+
+    nbgrader logs a student's traceback where that student was graded and only names the student again at
+    the end, so for a class the end alone misses the cause.
+    """
+    first = log.find("Traceback")
+    if first < 0 or len(log) - first <= head + tail:
+        return log[-(head + tail):]
+    # From the start of the line ~400 characters before it: which student, which notebook.
+    start = max(log.rfind("\n", 0, max(first - 400, 0)) + 1, first - 800)
+    skipped = len(log) - tail - (start + head)
+    if skipped <= 0:
+        return log[start:]
+    return f"{log[start:start + head]}\n[... {skipped} characters of the log ...]\n{log[-tail:]}"
 
 
 def source_assignments(course_dir: Optional[Path] = None) -> list[str]:

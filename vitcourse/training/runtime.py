@@ -123,6 +123,10 @@ def hardware_info(device: Optional[torch.device] = None) -> dict:
         "device": str(device),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        # The vector instructions torch's CPU kernels use (e.g. AVX2, AVX512): two machines that differ here
+        # sum in another order, so the same seed can end a few test images apart.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -133,3 +137,15 @@ def hardware_info(device: Optional[torch.device] = None) -> dict:
         info.update(gpu=props.name, gpu_capability=f"{props.major}.{props.minor}",
                     gpu_memory_gib=round(props.total_memory / 2**30, 1))
     return info
+
+
+def _cpu_model() -> str:
+    """The CPU's model name as Linux reports it (platform.processor() only says 'x86_64'); '' elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
