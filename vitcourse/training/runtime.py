@@ -125,7 +125,7 @@ def hardware_info(device: Optional[torch.device] = None) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
         # The vector instructions torch's CPU kernels use (e.g. AVX2, AVX512): two machines that differ here
-        # sum in another order, so the same seed can end a few test images apart.
+        # can sum in another order, so the same seed can end a few test images apart.
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
