@@ -72,6 +72,7 @@ def test_parse_grid_and_expand():
     assert len(variants) == 8 and variants[0] == {"pos_embed": "learnable", "depth": 2, "classes": (1, 3)}
     assert ablate.variant_name(variants[0]) == "pos_embed=learnable,depth=2,classes=1+3"
     assert ablate.parse_grid(["drop_rate=0,0.1"]) == {"drop_rate": [0.0, 0.1]}  # the regulariser of the digits table
+    assert ablate.parse_grid(["drop_path_rate=0.1"]) == {"drop_path_rate": [0.1]}  # stochastic depth
     for bad, msg in [("colour=red", "unknown option"), ("depth=two", "int values"), ("act", "OPTION=VALUE")]:
         with pytest.raises(ablate.AblationError, match=msg):
             ablate.parse_grid([bad])

@@ -51,7 +51,7 @@ import torch
 from vitcourse.analysis import stats
 
 VIT_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_heads": int, "embed_dim": int,
-               "patch_size": int, "mlp_ratio": float, "drop_rate": float}
+               "patch_size": int, "mlp_ratio": float, "drop_rate": float, "drop_path_rate": float}
 CNN_OPTIONS = {"arch": str, "act": str, "batch_norm": bool, "drop_rate": float, "kernel_size": int}
 TRAIN_OPTIONS = {"lr": float, "weight_decay": float, "batch_size": int, "label_smoothing": float, "epochs": int,
                  "warmup_epochs": float, "optimizer": str}
