@@ -87,11 +87,10 @@ def _failure_excerpt(log: str, head: int = 3000, tail: int = 3000) -> str:
     first = log.find("Traceback")
     if first < 0 or len(log) - first <= head + tail:
         return log[-(head + tail):]
-    # From the start of the line ~400 characters before it: which student, which notebook.
+    # From the start of the line ~400 characters before it: which student, which notebook. The traceback
+    # lies more than head + tail from the end, so something is always skipped between the two parts.
     start = max(log.rfind("\n", 0, max(first - 400, 0)) + 1, first - 800)
     skipped = len(log) - tail - (start + head)
-    if skipped <= 0:
-        return log[start:]
     return f"{log[start:start + head]}\n[... {skipped} characters of the log ...]\n{log[-tail:]}"
 
 

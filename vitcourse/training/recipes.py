@@ -60,8 +60,8 @@ def _train(data: str, model: str) -> TrainConfig:
         # the 30-epoch recipe tested at its best-validation epoch reached 97% on 2 of 5; this one on 4 of 5
         # with 1 and with 2 threads, 26-35 s per `vitcourse train` on 2 cores (2026-12-03, AVX512), but seeds
         # 5-9 only 3 of 5 (7 of 10, mean 97.4%), and an earlier CPU gave 3 of 5 with 2 threads: it sits just
-        # above the line. Weight decay 0.02 / 0.1, 50 epochs, batch 32, width 96, MLP ratio 4 and mean
-        # pooling were no better.
+        # above the line. Weight decay 0.02 / 0.1, 50 epochs, batch 32, width 96, MLP ratio 4, drop-path
+        # 0.1 and mean pooling were no better.
         return TrainConfig(epochs=40, batch_size=64, lr=1e-3, warmup_epochs=2, weight_decay=0.05,
                            label_smoothing=0.1, grad_clip=1.0, augment=DIGITS_AUGMENT, select_epoch="last")
     if data == "digits":
