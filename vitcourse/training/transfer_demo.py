@@ -54,7 +54,8 @@ VIEWS = {f"{'mirror_' if m else ''}rot{90 * k}": (m, k) for m in (False, True) f
 UPSTREAM_VIEWS = tuple(VIEWS)
 # Small timm models for 8x8 grey digits (names of real timm architectures, sizes overridden).
 DEMO_ARCHS = {
-    # 2x2 patches, 16 tokens + class token, 64 wide and 4 deep (~0.1M parameters): the course's digits ViT.
+    # 2x2 patches, 16 tokens + class token, 64 wide and 4 deep (~0.1M parameters): the course's digits ViT,
+    # with the 4 heads its transfer numbers (docs/transfer.md) were measured with (the recipe now has 8).
     "vit": ("vit_tiny_patch16_224", dict(img_size=8, patch_size=2, embed_dim=64, depth=4, num_heads=4,
                                          mlp_ratio=2.0)),
     # Pixels as patches (8x8 grid), 4x4 windows, two stages of 2 blocks (32 then 64 wide, ~0.1M parameters).
