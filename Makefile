@@ -2,7 +2,11 @@
 #   make demo   set up .venv, then run the main job offline on the embedded digits data
 #   make test   set up .venv, then run the test-suite
 #   make test-floor  the same suite in .venv-floor, built with the oldest supported versions (constraints-floor.txt)
+#   make test-colab  the release notebooks run as students run them, in a replica of Colab (Python 3.13, Colab's versions)
+#   make gpu-check   the prepared GPU measurements (on a machine with a GPU): rows into docs/benchmarks.md
 PYTHON ?= python3
+# pyproject.toml's requires-python: the oldest Python the pinned set (constraints.txt) installs on.
+MIN_PYTHON := 3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -10,10 +14,26 @@ STAMP  := $(VENV)/.installed
 FLOOR  := .venv-floor
 FLOOR_STAMP := $(FLOOR)/.installed
 
-.PHONY: demo test test-floor stubs stubs-check release bench clean
+# Colab's runtime, replicated from Google's published package list (tests/colab/pip-freeze.gpu.txt).
+COLAB  := .venv-colab
+COLAB_STAMP := $(COLAB)/.installed
+COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
+# A student's environment on a JupyterHub with Python 3.12 and the pinned versions (tests/hub/requirements.txt).
+HUB    := .venv-hub
+HUB_STAMP := $(HUB)/.installed
+HUB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
+
+.PHONY: demo test test-floor test-colab gpu-check stubs stubs-check release bench clean
+
+# One line, before anything is installed, when the Python that would build the venv is too old.
+define check_python
+@$(1) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' 2>/dev/null || { \
+  echo "vitcourse needs Python >= $(MIN_PYTHON), and '$(1)' is $$($(1) -c 'import platform; print(platform.python_version())' 2>/dev/null || echo 'not found'): run e.g. PYTHON=python$(MIN_PYTHON) make $(MAKECMDGOALS)"; exit 1; }
+endef
 
 # The venv is rebuilt only when the dependency files change.
 $(STAMP): pyproject.toml constraints.txt
+	$(call check_python,$(PYTHON))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
@@ -27,6 +47,7 @@ test: $(STAMP)
 
 # The floor environment: every declared dependency at the oldest version pyproject.toml accepts.
 $(FLOOR_STAMP): pyproject.toml constraints-floor.txt
+	$(call check_python,$(PYTHON))
 	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
 	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR)/bin/python -m pip install --quiet -c constraints-floor.txt -e ".[dev]"
@@ -34,6 +55,30 @@ $(FLOOR_STAMP): pyproject.toml constraints-floor.txt
 
 test-floor: $(FLOOR_STAMP)
 	$(FLOOR)/bin/python -m pytest -q -n 2 --dist loadfile
+
+# The replica: Colab's Python and Colab's versions of what the notebooks import, nothing Colab lacks (no grad-cam,
+# no nbgrader, not the course). torch's CUDA libraries are left to pip: Colab's come from PyTorch's cu128 index,
+# the registry's from CUDA 13; on a CPU neither is loaded.
+$(COLAB_STAMP): tests/colab/pip-freeze.gpu.txt tests/colab/requirements.txt
+	@test -n "$(COLAB_PYTHON)" || { echo "make test-colab needs Colab's Python, 3.13: install it (pyenv install 3.13) or set COLAB_PYTHON=/path/to/python3.13"; exit 1; }
+	test -x $(COLAB)/bin/python || $(COLAB_PYTHON) -m venv $(COLAB)
+	grep -E '^[A-Za-z0-9_.-]+==' tests/colab/pip-freeze.gpu.txt | sed -E 's/\+[A-Za-z0-9.]+$$//' | grep -vE '^(nvidia|cuda)-' > $(COLAB)/constraints.txt
+	$(COLAB)/bin/python -m pip install --quiet -c $(COLAB)/constraints.txt -r tests/colab/requirements.txt
+	touch $(COLAB_STAMP)
+
+$(HUB_STAMP): constraints.txt tests/hub/requirements.txt
+	@test -n "$(HUB_PYTHON)" || { echo "make test-colab needs Python 3.12 for the JupyterHub environment: install it (pyenv install 3.12) or set HUB_PYTHON=/path/to/python3.12"; exit 1; }
+	test -x $(HUB)/bin/python || $(HUB_PYTHON) -m venv $(HUB)
+	$(HUB)/bin/python -m pip install --quiet -c constraints.txt -r tests/hub/requirements.txt
+	touch $(HUB_STAMP)
+
+# The students' runtimes: Colab's (the replica) and a JupyterHub's on Python 3.12 (Run All of every fresh release).
+test-colab: $(STAMP) $(COLAB_STAMP) $(HUB_STAMP)
+	VITCOURSE_COLAB_PYTHON=$(COLAB)/bin/python VITCOURSE_STUDENT_PYTHON=$(HUB)/bin/python \
+	  $(PY) -m pytest -q -n 2 --dist loadgroup tests/test_colab_replica.py tests/test_run_all.py
+
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 stubs: $(STAMP)
 	$(VENV)/bin/vitcourse stubs
@@ -48,4 +93,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(FLOOR) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(FLOOR) $(COLAB) $(HUB) build *.egg-info .pytest_cache

@@ -68,3 +68,16 @@ def closure(names) -> tuple[str, ...]:
         if m.name in wanted:
             wanted.update(m.imports)
     return tuple(m.name for m in STUDENT_MODULES if m.name in wanted)
+
+
+# What an assignment's notebook writes that the grader reads, handed in beside the notebook and the student
+# modules (the hand-in cell zips exactly these; `runs/` and other checkpoints stay behind).
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "a3_vit": ("vit_checkpoint.pt", "metrics.json"),  # the graded accuracy is measured from this checkpoint
+    "a4_resnet_tradeoffs": ("resnet_checkpoint.pt",),  # graded runs evaluate it instead of retraining
+}
+
+
+def outputs_for(assignment: str) -> tuple[str, ...]:
+    """The files `assignment`'s notebook writes and the grader reads (none for most assignments)."""
+    return OUTPUTS.get(assignment, ())

@@ -536,9 +536,30 @@ def _present(folder: Path) -> list[str]:
     return [p for p in (*CHECKS, *FINETUNE_CHECKS, *CNN_CHECKS) if p.split(".", 1)[0] in have]
 
 
-def check_all(folder: str | Path = ".", parts=None) -> list[Result]:
-    """Run the self-checks of `parts` (default: those of every student module in `folder`); never raises."""
+def _course_order(assignment: str) -> tuple:
+    """Sort key: a1 < a2 < ... < a10 (then by name)."""
+    m = re.match(r"a(\d+)", assignment)
+    return (int(m.group(1)) if m else math.inf, assignment)
+
+
+def parts_through(assignment: str) -> list[str]:
+    """The parts `assignment` grades and the parts of earlier assignments it builds on, in report order.
+
+    Assignment 3's ViT uses the patches of assignment 1 and the blocks of assignment 2, so its self-check
+    shows those; assignment 1's shows only its own (no "not done" for parts nobody asked for yet)."""
+    from autograder.points import ASSIGNMENT_PARTS, POINTS
+
+    wanted = {p for a, parts in ASSIGNMENT_PARTS.items() if _course_order(a) <= _course_order(assignment) for p in parts}
+    return [p for p in POINTS if p in wanted]
+
+
+def check_all(folder: str | Path = ".", parts=None, assignment: str | None = None) -> list[Result]:
+    """Run the self-checks of `parts` (default: those of `assignment` and the ones it builds on, else of
+    every student module in `folder`), for the modules present in `folder`; never raises."""
     folder = Path(folder)
+    if parts is None and assignment is not None:
+        present = set(_present(folder))
+        parts = [p for p in parts_through(assignment) if p in present]
     parts = list(parts) if parts is not None else _present(folder)
     vit_parts = [p for p in parts if p in CHECKS]
     results = _run_checks(folder, vit_parts, ("transformer", "ViT"), lambda m: (m["transformer"], m["ViT"]), CHECKS)
@@ -591,6 +612,8 @@ USES = {
 
 
 def format_results(results: list[Result]) -> str:
+    if not results:
+        return "no part of this folder's student files has a self-check"
     width = max(len(r.part) for r in results)
     lines = [f"{r.part:<{width}}  {r.status:<8}  {r.message}".rstrip() for r in results]
     done = sum(r.status == OK for r in results)

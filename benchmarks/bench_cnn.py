@@ -16,7 +16,7 @@ from _common import header, timed, write_json  # noqa: E402  (puts the repositor
 
 from vitcourse.training import recipes, runtime  # noqa: E402
 from vitcourse.analysis.profile import CATEGORIES, profile_training  # noqa: E402
-from vitcourse.commands.profile import random_loader  # noqa: E402
+from vitcourse.analysis.profile import random_loader  # noqa: E402
 from vitcourse.models import cnn  # noqa: E402
 
 

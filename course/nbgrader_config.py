@@ -13,7 +13,7 @@ from pathlib import Path
 COURSE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(COURSE_DIR.parent))  # so that `vitcourse` resolves when nbgrader runs from course/
 from autograder.nbgrader_plugin import configure  # noqa: E402
-from vitcourse.course.colab import COURSE_ID, NOT_IMPLEMENTED_MARK  # noqa: E402
+from vitcourse.course.colab import COURSE_ID  # noqa: E402
 
 from autograder.registry import STUDENT_FILES  # noqa: E402 - the student's code: never overwritten by autograde
 # Every assignment of source/, so exclude_overwriting covers a new one as soon as it exists.
@@ -30,9 +30,10 @@ c.CourseDirectory.root = os.environ.get("VITCOURSE_COURSE_ROOT", str(COURSE_DIR)
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store", "*.bak"]
 
 # ---- generate_assignment: what a student gets instead of a solution --------------------------------------
-c.ClearSolutions.code_stub = {
-    "python": f'# YOUR CODE HERE\nraise NotImplementedError("{NOT_IMPLEMENTED_MARK}: replace this line with your code")',
-}
+# A comment, not a `raise`: Colab, VS Code and Positron ignore the raises-exception tag, and a raising stub would
+# stop Run All at the first answer cell. Every answer cell gives its names a placeholder above the region
+# (`BLOCK_PARAMS = None`, enforced by vitcourse/course/nbbuild.py) and its check cell says "not implemented yet".
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.ClearSolutions.enforce_metadata = True
 

@@ -1,9 +1,8 @@
-"""Assignment 6 end to end: the source notebook with the reference, the release with the stubs (Run All to the
-end), and `nbgrader autograde` of a small class (a bug costs exactly its cell)."""
+"""Assignment 6 end to end: the source notebook with the reference (every check passes), and `nbgrader autograde`
+of a small class (a bug costs exactly its cell). Run All of the fresh release: tests/test_run_all.py."""
 import pytest
 
 from vitcourse.course import lifecycle, release
-from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
 
 A6 = "a6_transfer"
 
@@ -19,19 +18,7 @@ def test_a6_source_notebook_passes_with_the_reference(tmp_path):
         assert score == pytest.approx(points), f"{gid}: the hidden grader gave the reference {score}/{points}"
 
 
-@pytest.mark.slow
-def test_a6_release_with_stubs_runs_to_the_end(tmp_path):
-    course = lifecycle.make_course(tmp_path, [A6])
-    release.release(course, zip_=False, log=lambda _: None)
-    folder = course / "release" / A6
-    assert (folder / "finetune.py").is_file() and not (folder / "ViT.py").exists()
-    nb, errors = lifecycle.execute_notebook(folder / f"{A6}.ipynb")
-    assert errors, "with untouched stubs the checks must fail"
-    for e in errors:
-        assert e.kind in ("tests", "solution"), f"cell {e.index} crashed with the stubs: {e.ename}: {e.evalue[:300]}"
-        assert NOT_IMPLEMENTED_MARK in e.evalue, f"{e.grade_id}: {e.ename}: {e.evalue[:300]}"
-    unrun = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not c.get("execution_count")]
-    assert not unrun, f"cells {unrun} did not run: the notebook stopped early"
+# Run All of the fresh release (every notebook): tests/test_run_all.py.
 
 
 @pytest.mark.slow

@@ -218,14 +218,14 @@ def _nb(fn, arg) -> str:
 
 def test_notebook_checks_blame_the_right_part(tmp_path):
     softmax = impl.load(fv.make(tmp_path, "nb_softmax", [SOFTMAX]))
-    message = _nb(nbchecks.check_attention_module, softmax.transformer.Attention)
+    message = _nb(nbchecks.check_attention_module.strict, softmax.transformer.Attention)
     assert "your attention" in message and "split_heads/merge_heads" not in message, message
-    assert "over the queries" in _nb(nbchecks.check_attention, softmax.transformer.attention)
+    assert "over the queries" in _nb(nbchecks.check_attention.strict, softmax.transformer.attention)
     sin = impl.load(fv.make(tmp_path, "nb_sin", [SIN_FROM_1]))
-    assert _nb(nbchecks.check_sincos_2d, sin.ViT.sincos_2d_embedding) == "ok"  # not a row/column bug
-    assert "start at 1" in _nb(nbchecks.check_sincos_1d, sin.ViT.sincos_1d_embedding)
+    assert _nb(nbchecks.check_sincos_2d.strict, sin.ViT.sincos_2d_embedding) == "ok"  # not a row/column bug
+    assert "start at 1" in _nb(nbchecks.check_sincos_1d.strict, sin.ViT.sincos_1d_embedding)
     cls = impl.load(fv.make(tmp_path, "nb_cls", [CLS]))
-    message = _nb(nbchecks.check_forward_features, cls.ViT.ViT)
+    message = _nb(nbchecks.check_forward_features.strict, cls.ViT.ViT)
     assert "expand it to the batch" in message and "Traceback" not in message, message
 
 

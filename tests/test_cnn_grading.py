@@ -230,9 +230,9 @@ def test_visible_checks_pass_the_reference_and_the_independent_version(tmp_path)
     for i, text in enumerate((REFERENCE, INDEPENDENT)):
         (tmp_path / str(i)).mkdir()
         c = _load(tmp_path / str(i), text)
-        nbchecks_cnn.check_batch_norm(c.batch_norm)
-        nbchecks_cnn.check_fold_conv_bn(c.fold_conv_bn)
-        nbchecks_cnn.check_mish(c.mish)
+        nbchecks_cnn.check_batch_norm.strict(c.batch_norm)
+        nbchecks_cnn.check_fold_conv_bn.strict(c.fold_conv_bn)
+        nbchecks_cnn.check_mish.strict(c.mish)
 
 
 @pytest.mark.parametrize("name, check", [("biased_running_var", "check_batch_norm"),
@@ -245,4 +245,4 @@ def test_visible_checks_catch_the_mutants(name, check, tmp_path):
     c = _load(tmp_path, REFERENCE.replace(old, new))
     fn = {"check_batch_norm": c.batch_norm, "check_fold_conv_bn": c.fold_conv_bn, "check_mish": c.mish}[check]
     with pytest.raises(AssertionError):
-        getattr(nbchecks_cnn, check)(fn)
+        getattr(nbchecks_cnn, check).strict(fn)

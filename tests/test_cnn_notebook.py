@@ -18,11 +18,10 @@ def test_a7_source_notebook_passes_with_the_reference(tmp_path):
 
 
 @pytest.mark.slow
-def test_a7_release_with_stubs_runs_to_the_end_and_fails_only_on_todos(tmp_path):
+def test_a7_release_ships_its_stub_and_no_hidden_material(tmp_path):
     import nbformat
 
     from vitcourse.course import impl, release
-    from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
 
     course = lifecycle.make_course(tmp_path, ["a7_cnn"])
     release.release(course, zip_=False, log=lambda _: None)  # raises on a leak of hidden material
@@ -37,12 +36,7 @@ def test_a7_release_with_stubs_runs_to_the_end_and_fails_only_on_todos(tmp_path)
     assert any("softplus" in line for line in secrets.lines), "solution lines of solutions/cnn.py are secrets"
     assert any("FOLDED_PARAMS =" in line for line in secrets.lines), "the notebook's counting solution is a secret"
     assert release.find_leaks(course / "release", secrets) == []
-    nb, errors = lifecycle.execute_notebook(folder / "a7_cnn.ipynb")
-    assert errors, "with untouched stubs some checks must fail"
-    for e in errors:
-        assert e.kind in ("tests", "solution"), f"cell {e.index} crashed with the stubs: {e.ename}: {e.evalue[:300]}"
-        assert NOT_IMPLEMENTED_MARK in e.evalue, f"{e.grade_id}: {e.ename}: {e.evalue[:300]}"
-    assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), "the notebook stopped early"
+    # Run All of the fresh release, in a student's kernel: tests/test_run_all.py.
 
 
 @pytest.mark.slow

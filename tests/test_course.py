@@ -81,7 +81,8 @@ def test_markers_are_checked():
     with pytest.raises(nbbuild.NotebookSourceError, match="unknown cell option"):
         nbbuild.parse("# %% grade=x\nprint(1)\n")
     with pytest.raises(nbbuild.NotebookSourceError, match="used twice"):
-        nbbuild.parse("# %% solution=a\nx = 1\n# %% solution=a\nx = 2\n")
+        nbbuild.parse("# %% solution=a\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n"
+                      "# %% solution=a\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION\n")
     with pytest.raises(nbbuild.NotebookSourceError, match="unknown autograder part"):
         nbbuild.parse('# %% tests=t\ngrade_part("nope.part")\n')
     cells = nbbuild.parse('# %% tests=t\ngrade_part("transformer.attention")\n')
@@ -92,7 +93,7 @@ def test_setup_cell_compiles_and_names_one_course_url():
     source = colab.setup_cell_source("a2_transformer")
     python = "\n".join(l for l in source.splitlines() if not l.startswith("%"))  # IPython magics aside
     compile(python, "<setup cell>", "exec")
-    assert colab.COURSE_URL in source and "drive.mount" in source and "autoreload" in source
+    assert colab.COURSE_URL in source and "drive.mount" in source and "colab.setup(ASSIGNMENT, WORK_DIR)" in source
     assert colab.COURSE_URL.split("github.com/", 1)[1] in colab.badge_markdown("a2_transformer")
 
 

@@ -212,9 +212,9 @@ def test_visible_checks_pass_the_reference_and_the_independent_version(tmp_path)
     for i, text in enumerate((REFERENCE, INDEPENDENT)):
         (tmp_path / str(i)).mkdir()
         f = _load(tmp_path / str(i), text)
-        nbchecks_transfer.check_set_trainable(f.set_trainable)
-        nbchecks_transfer.check_attention_rollout(f.attention_rollout)
-        nbchecks_transfer.check_attention_statistics(f.attention_statistics)
+        nbchecks_transfer.check_set_trainable.strict(f.set_trainable)
+        nbchecks_transfer.check_attention_rollout.strict(f.attention_rollout)
+        nbchecks_transfer.check_attention_statistics.strict(f.attention_statistics)
 
 
 @pytest.mark.parametrize("name, check", [("first_blocks", "check_set_trainable"), ("nothing_held", "check_set_trainable"),
@@ -228,7 +228,7 @@ def test_visible_checks_catch_the_mutants(name, check, tmp_path):
     fn = {"check_set_trainable": f.set_trainable, "check_attention_rollout": f.attention_rollout,
           "check_attention_statistics": f.attention_statistics}[check]
     with pytest.raises(AssertionError):
-        getattr(nbchecks_transfer, check)(fn)
+        getattr(nbchecks_transfer, check).strict(fn)
 
 
 def test_every_catalogued_finetune_bug_has_a_mutant():

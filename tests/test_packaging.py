@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 from vitcourse.course.impl import REPO_ROOT
 
@@ -89,3 +90,30 @@ def test_cli_lists_its_commands_and_checks_the_stubs():
         assert command in out.stdout
     check = subprocess.run([sys.executable, "-m", "vitcourse", "stubs", "--check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_make_on_a_too_old_python_stops_at_once_with_one_line(tmp_path):
+    """Issue 25, item 6: before anything is installed, `make test` names the Python to use."""
+    import shutil
+
+    old = sorted(Path.home().glob(".pyenv/versions/3.10*/bin/python3"))
+    if not old:
+        fake = tmp_path / "python3.10"
+        fake.write_text("#!/bin/sh\ncase \"$*\" in *python_version*) echo 3.10.13;; *) exit 1;; esac\n")
+        fake.chmod(0o755)
+        old = [fake]
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy2(REPO_ROOT / name, tmp_path / name)
+    done = subprocess.run(["make", "test", f"PYTHON={old[0]}"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    lines = [l for l in done.stdout.splitlines() if "needs Python" in l]
+    assert lines == [f"vitcourse needs Python >= 3.11, and '{old[0]}' is 3.10.13: run e.g. PYTHON=python3.11 make test"] \
+        or (lines and "is 3.10" in lines[0] and "PYTHON=python3.11 make test" in lines[0]), done.stdout + done.stderr
+    assert not (tmp_path / ".venv").exists(), "nothing was installed"
+
+
+def test_requires_python_is_what_the_makefile_checks():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    floor = project["requires-python"].removeprefix(">=")
+    assert f"MIN_PYTHON := {floor}" in (REPO_ROOT / "Makefile").read_text()
+    assert sys.version_info >= tuple(map(int, floor.split(".")))

@@ -28,7 +28,7 @@ from vitcourse.course import augment_choice, nbchecks
 from vitcourse.course.colab import load_course_data, todo_guard
 from vitcourse.analysis.plots import plot_similarity_maps, show_images
 
-torch.manual_seed(0)
+torch.manual_seed(0);  # the same random numbers on every run (';' hides the generator it returns)
 
 # %% [markdown]
 # ## 1. The data
@@ -91,8 +91,7 @@ AUGMENT = AugmentConfig(crop_prob=1.0, crop_padding=4, flip_prob=0.5, cutout_pro
 ### END SOLUTION
 
 # %% tests=test_augment points=2
-assert AUGMENT is not None, "AUGMENT is not implemented yet: build an AugmentConfig in the cell above"
-assert isinstance(AUGMENT, AugmentConfig), f"AUGMENT should be an AugmentConfig, got {type(AUGMENT).__name__}"
+nbchecks.check_answer("AUGMENT", AUGMENT, AugmentConfig, todo="build an AugmentConfig in the cell above")
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("augment", AUGMENT, points=2, max_flip=0.5, max_cutout=16)
@@ -263,7 +262,7 @@ with todo_guard("sincos_2d_embedding", "ViT.py"):
 # %%
 from autograder.selfcheck import check_all, format_results
 
-print(format_results(check_all(".")))
+print(format_results(check_all(".", assignment=ASSIGNMENT)))
 
 # %% [markdown]
 # ## References

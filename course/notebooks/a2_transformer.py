@@ -28,7 +28,7 @@ import transformer
 from vitcourse.course import nbchecks
 from vitcourse.course.colab import todo_guard
 
-torch.manual_seed(0)
+torch.manual_seed(0);  # the same random numbers on every run (';' hides the generator it returns)
 
 # %% [markdown]
 # ## 1. Scaled dot-product attention
@@ -169,11 +169,9 @@ D_MODEL, HIDDEN = 64, 256
 BLOCK_PARAMS = 2 * (2 * D_MODEL) + (3 * D_MODEL * D_MODEL + 3 * D_MODEL) + (D_MODEL * D_MODEL + D_MODEL) \
     + (D_MODEL * HIDDEN + HIDDEN) + (HIDDEN * D_MODEL + D_MODEL)
 ### END SOLUTION
-print(f"BLOCK_PARAMS = {BLOCK_PARAMS:,}")
 
 # %% tests=test_block_params points=2
-assert BLOCK_PARAMS is not None, "BLOCK_PARAMS is not implemented yet: assign your count in the cell above"
-assert isinstance(BLOCK_PARAMS, int), f"BLOCK_PARAMS should be an int, got {type(BLOCK_PARAMS).__name__}"
+nbchecks.check_answer("BLOCK_PARAMS", BLOCK_PARAMS, int, todo="assign your count in the cell above")
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("block_params", BLOCK_PARAMS, points=2, embed_dim=64, num_heads=4, mlp_ratio=4.0)
@@ -205,7 +203,7 @@ grade_answer("block_params", BLOCK_PARAMS, points=2, embed_dim=64, num_heads=4, 
 # %%
 from autograder.selfcheck import check_all, format_results
 
-print(format_results(check_all(".")))
+print(format_results(check_all(".", assignment=ASSIGNMENT)))
 
 # %% [markdown]
 # ## References

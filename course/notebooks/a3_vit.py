@@ -242,11 +242,7 @@ with todo_guard("attention maps", "transformer.py and ViT.py"):
 # test evaluates it on held-out test images of the dataset it was trained on.
 
 # %% tests=test_accuracy points=4
-assert CHECKPOINT.exists(), f"{CHECKPOINT} is not implemented yet: run the training cell (section 4) to write it"
-_state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)
-_graded = ViT.ViT(**_state["config"])
-_graded.load_state_dict(_state["model"])
-print(f"{CHECKPOINT} holds a {_state['data']} model and loads into your ViT")
+nbchecks.check_checkpoint(CHECKPOINT, ViT.ViT, train_hint="run the training cell (section 4)")
 ### BEGIN HIDDEN TESTS
 # The scoring shared with the Gradescope bundle: linear credit between a floor and a target accuracy on
 # held-out test images of the checkpoint's dataset (autograder/accuracy.py grade_checkpoint). Under
@@ -274,7 +270,7 @@ grade_answer("accuracy", points=4, vit_class=ViT.ViT)
 # %%
 from autograder.selfcheck import check_all, format_results
 
-print(format_results(check_all(".")))
+print(format_results(check_all(".", assignment=ASSIGNMENT)))
 
 # %% [markdown]
 # ## References

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import ViT
-from vitcourse.course import augment_choice
+from vitcourse.course import augment_choice, nbchecks
 from vitcourse.analysis import complexity, quiz, sweep
 from vitcourse.course.colab import load_course_data, todo_guard
 from vitcourse.analysis.plots import plot_history
@@ -25,7 +25,7 @@ from vitcourse.training.recipes import build_model, default_recipe
 from vitcourse.training.runtime import fast_mode
 from vitcourse.training.train import evaluate, train
 
-torch.manual_seed(0)
+torch.manual_seed(0);  # the same random numbers on every run (';' hides the generator it returns)
 
 # %% [markdown]
 # ## 1. ResNet-18 with the same pipeline
@@ -148,8 +148,7 @@ P8_FLOPS = 2 * (_N * 8 * 8 * 3 * _D + _L * _block_macs + _D * _K)
 ### END SOLUTION
 
 # %% tests=test_p8_params points=2
-assert P8_PARAMS is not None, "P8_PARAMS is not implemented yet: assign it in the cell above"
-assert isinstance(P8_PARAMS, int), f"P8_PARAMS should be an int, got {type(P8_PARAMS).__name__}"
+nbchecks.check_answer("P8_PARAMS", P8_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", P8_PARAMS, points=2, name="P8_PARAMS", question="total_params", image_size=32, patch_size=8, embed_dim=256,
@@ -157,8 +156,7 @@ grade_answer("quiz", P8_PARAMS, points=2, name="P8_PARAMS", question="total_para
 ### END HIDDEN TESTS
 
 # %% tests=test_p8_flops points=2
-assert P8_FLOPS is not None, "P8_FLOPS is not implemented yet: assign it in the cell above"
-assert isinstance(P8_FLOPS, int), f"P8_FLOPS should be an int, got {type(P8_FLOPS).__name__}"
+nbchecks.check_answer("P8_FLOPS", P8_FLOPS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", P8_FLOPS, points=2, name="P8_FLOPS", question="total_flops", image_size=32, patch_size=8, embed_dim=256,
@@ -227,7 +225,7 @@ SEEDS_NEEDED = next(n for n in range(2, 1000) if _t.ppf(0.975, n - 1) * PILOT_ST
 ### END SOLUTION
 
 # %% tests=test_seeds_needed points=2
-assert SEEDS_NEEDED is not None, "SEEDS_NEEDED is not implemented yet: assign it in the cell above"
+nbchecks.check_answer("SEEDS_NEEDED", SEEDS_NEEDED, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("seeds_needed", SEEDS_NEEDED, points=2, std=1.5, half_width=1.0)

@@ -15,6 +15,7 @@
 import torch
 
 from vitcourse.analysis import quiz
+from vitcourse.course import nbchecks
 
 # %% [markdown]
 # ## 1. Inductive biases
@@ -75,8 +76,7 @@ MC_LOCALITY = "b"
 ### END SOLUTION
 
 # %% tests=test_mc_locality points=1
-assert MC_LOCALITY is not None, "MC_LOCALITY is not implemented yet: assign 'a', 'b' or 'c' in the cell above"
-assert MC_LOCALITY in ("a", "b", "c"), f"MC_LOCALITY must be one of 'a', 'b', 'c', got {MC_LOCALITY!r}"
+nbchecks.check_answer("MC_LOCALITY", MC_LOCALITY, choices=("a", "b", "c"), todo="assign 'a', 'b' or 'c' in the cell above")
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("choice", MC_LOCALITY, points=1, name="MC_LOCALITY", choices=["a", "b", "c"], correct="b",
@@ -164,8 +164,7 @@ ATTENTION_FLOPS = 2 * 2 * NUM_TOKENS ** 2 * 192
 ### END SOLUTION
 
 # %% tests=test_num_tokens points=1
-assert NUM_TOKENS is not None, "NUM_TOKENS is not implemented yet: assign it in the cell above"
-assert isinstance(NUM_TOKENS, int), f"NUM_TOKENS should be an int, got {type(NUM_TOKENS).__name__}"
+nbchecks.check_answer("NUM_TOKENS", NUM_TOKENS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", NUM_TOKENS, points=1, name="NUM_TOKENS", question="num_tokens", image_size=32, patch_size=4, embed_dim=192,
@@ -173,8 +172,7 @@ grade_answer("quiz", NUM_TOKENS, points=1, name="NUM_TOKENS", question="num_toke
 ### END HIDDEN TESTS
 
 # %% tests=test_attention_flops points=2
-assert ATTENTION_FLOPS is not None, "ATTENTION_FLOPS is not implemented yet: assign it in the cell above"
-assert isinstance(ATTENTION_FLOPS, int), f"ATTENTION_FLOPS should be an int, got {type(ATTENTION_FLOPS).__name__}"
+nbchecks.check_answer("ATTENTION_FLOPS", ATTENTION_FLOPS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", ATTENTION_FLOPS, points=2, name="ATTENTION_FLOPS", question="attention_flops", image_size=32, patch_size=4, embed_dim=192,

@@ -29,12 +29,12 @@ import finetune
 from vitcourse.analysis import interpret
 from vitcourse.analysis import transfer_report as R
 from vitcourse.analysis.plots import plot_attention_overlays, plot_cams
-from vitcourse.course import nbchecks_transfer
+from vitcourse.course import nbchecks, nbchecks_transfer
 from vitcourse.course.colab import todo_guard
 from vitcourse.training import transfer as T
 from vitcourse.training.transfer_setup import course_setup
 
-torch.manual_seed(0)
+torch.manual_seed(0);  # the same random numbers on every run (';' hides the generator it returns)
 
 # %% [markdown]
 # ## 1. Pretrained backbones
@@ -227,8 +227,7 @@ PARTIAL_PARAMS = 2 * BLOCK_PARAMS + 2 * D_ + HEAD_PARAMS
 ### END SOLUTION
 
 # %% tests=test_head_params points=1
-assert HEAD_PARAMS is not None, "HEAD_PARAMS is not implemented yet: assign it in the cell above"
-assert isinstance(HEAD_PARAMS, int), f"HEAD_PARAMS should be an int, got {type(HEAD_PARAMS).__name__}"
+nbchecks.check_answer("HEAD_PARAMS", HEAD_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", HEAD_PARAMS, points=1, name="HEAD_PARAMS", question="head_params", image_size=224, patch_size=16,
@@ -236,8 +235,7 @@ grade_answer("quiz", HEAD_PARAMS, points=1, name="HEAD_PARAMS", question="head_p
 ### END HIDDEN TESTS
 
 # %% tests=test_partial_params points=2
-assert PARTIAL_PARAMS is not None, "PARTIAL_PARAMS is not implemented yet: assign it in the cell above"
-assert isinstance(PARTIAL_PARAMS, int), f"PARTIAL_PARAMS should be an int, got {type(PARTIAL_PARAMS).__name__}"
+nbchecks.check_answer("PARTIAL_PARAMS", PARTIAL_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", PARTIAL_PARAMS, points=2, name="PARTIAL_PARAMS", question="partial2_params", image_size=224,

@@ -32,14 +32,13 @@ import torch.nn.functional as F
 import cnn
 from vitcourse.analysis import ablate, cnn_report, complexity, features, profile
 from vitcourse.analysis.plots import plot_history
-from vitcourse.commands.profile import random_loader
-from vitcourse.course import nbchecks_cnn
+from vitcourse.course import nbchecks, nbchecks_cnn
 from vitcourse.course.colab import load_course_data, todo_guard
 from vitcourse.training.recipes import build_model, default_recipe
 from vitcourse.training.runtime import fast_mode, pick_device
 from vitcourse.training.train import train
 
-torch.manual_seed(0)
+torch.manual_seed(0);  # the same random numbers on every run (';' hides the generator it returns)
 
 # %% [markdown]
 # ## 1. Batch normalisation by hand
@@ -303,7 +302,7 @@ rows = []
 steps = 1 if fast_mode() else 5
 with todo_guard("ConvNet.forward", "cnn.py"):
     for name in (("mish_cnn", "bn_cnn") if fast_mode() else ("mish_cnn", "bn_cnn", "deep_mish_cnn", "vgg16")):
-        batches = random_loader(batch * (steps + 2), batch, 32)
+        batches = profile.random_loader(batch * (steps + 2), batch, 32)
         rows.append(cnn_report.profile_row(name, cnn.build(name), batches, device=DEVICE, active=steps))
     print(f"profiled on {DEVICE}, {batch} images per step")
     print(cnn_report.profile_table(rows))
@@ -355,16 +354,14 @@ CONV_FLOPS = 2 * 64 * 128 * 9 * 16 * 16
 ### END SOLUTION
 
 # %% tests=test_folded_params points=1
-assert FOLDED_PARAMS is not None, "FOLDED_PARAMS is not implemented yet: assign it in the cell above"
-assert isinstance(FOLDED_PARAMS, int), f"FOLDED_PARAMS should be an int, got {type(FOLDED_PARAMS).__name__}"
+nbchecks.check_answer("FOLDED_PARAMS", FOLDED_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("cnn_count", FOLDED_PARAMS, points=1, name="FOLDED_PARAMS", quantity="folded_params", model="bn_cnn")
 ### END HIDDEN TESTS
 
 # %% tests=test_conv_flops points=1
-assert CONV_FLOPS is not None, "CONV_FLOPS is not implemented yet: assign it in the cell above"
-assert isinstance(CONV_FLOPS, int), f"CONV_FLOPS should be an int, got {type(CONV_FLOPS).__name__}"
+nbchecks.check_answer("CONV_FLOPS", CONV_FLOPS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("cnn_count", CONV_FLOPS, points=1, name="CONV_FLOPS", quantity="conv_flops", in_chans=64, out_chans=128,

@@ -47,6 +47,32 @@ CPU_TRACE_CATEGORIES = {"cpu_op", "user_annotation"}
 SUM_TOLERANCE = 1e-6  # relative: the categories partition the step, so only rounding separates the sums
 
 
+PROFILE_MODELS = ("mish_cnn", "bn_cnn", "deep_mish_cnn", "vgg16", "resnet18", "vit")  # what `build_profiled_model` builds
+
+
+def build_profiled_model(model: str, image_size: int, num_classes: int = 10) -> nn.Module:
+    """The profiled model: a CNN of the CNN assignment, ResNet-18 (CIFAR form) or the CIFAR recipe's ViT."""
+    from vitcourse.training import recipes
+    from vitcourse.models import cnn
+
+    if model in cnn.NETWORKS:
+        return cnn.build(model, image_size=image_size, num_classes=num_classes)
+    if model == "resnet18":
+        return recipes.build_model("resnet18", dict(num_classes=num_classes))
+    config = dict(recipes.default_recipe("cifar10", "vit")[0], image_size=image_size, num_classes=num_classes)
+    return recipes.build_model("vit", config)
+
+
+def random_loader(num_images: int, batch_size: int, image_size: int, num_workers: int = 0,
+                  num_classes: int = 10) -> torch.utils.data.DataLoader:
+    """A DataLoader over random CIFAR-sized images: the classic data path, with nothing to download."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(num_images, 3, image_size, image_size, generator=g),
+                                          torch.randint(0, num_classes, (num_images,), generator=g))
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+                                       drop_last=True)
+
+
 def default_batch_size(device: str | torch.device) -> int:
     """Images per profiled step: a GPU needs a real batch to be busy (16 would measure launch overhead only)."""
     return 128 if torch.device(device).type == "cuda" else 16

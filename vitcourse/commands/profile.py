@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-PROFILE_MODELS = ("mish_cnn", "bn_cnn", "deep_mish_cnn", "vgg16", "resnet18", "vit")
+from vitcourse.analysis.profile import PROFILE_MODELS
 
 
 def add_arguments(parser):
@@ -23,40 +23,16 @@ def add_arguments(parser):
                         help="write the Chrome / Perfetto trace here (default: next to --json, else not kept)")
 
 
-def build(model: str, image_size: int, num_classes: int = 10):
-    """The profiled model: a CNN of the CNN assignment, ResNet-18 (CIFAR form) or the CIFAR recipe's ViT."""
-    from vitcourse.training import recipes
-    from vitcourse.models import cnn
-
-    if model in cnn.NETWORKS:
-        return cnn.build(model, image_size=image_size, num_classes=num_classes)
-    if model == "resnet18":
-        return recipes.build_model("resnet18", dict(num_classes=num_classes))
-    config = dict(recipes.default_recipe("cifar10", "vit")[0], image_size=image_size, num_classes=num_classes)
-    return recipes.build_model("vit", config)
-
-
-def random_loader(num_images: int, batch_size: int, image_size: int, num_workers: int = 0, num_classes: int = 10):
-    """A DataLoader over random CIFAR-sized images: the classic data path, with nothing to download."""
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.randn(num_images, 3, image_size, image_size, generator=g),
-                                          torch.randint(0, num_classes, (num_images,), generator=g))
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                                       drop_last=True)
-
-
 def run(args) -> int:
     from vitcourse.training import runtime
-    from vitcourse.analysis.profile import default_batch_size, profile_training
+    from vitcourse.analysis.profile import build_profiled_model, default_batch_size, profile_training, random_loader
 
     try:
         device = runtime.pick_device(args.device)
         if args.steps < 1:
             raise ValueError(f"--steps {args.steps}: profile at least 1 step")
         batch = args.batch_size or default_batch_size(device)
-        model = build(args.model, args.image_size)
+        model = build_profiled_model(args.model, args.image_size)
     except (RuntimeError, ValueError) as err:
         print(f"vitcourse profile: {err}", file=sys.stderr)
         return 2

@@ -16,11 +16,11 @@ This is what an instructor and a TA do in a term, run end to end and offline:
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 import shutil
 import sqlite3
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Optional
 
 import nbformat
 
-from vitcourse.course import course_root, impl, release
+from vitcourse.course import course_root, handin, impl, release
 from autograder.registry import files_for
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -229,13 +229,11 @@ def make_submission(student: Student, assignment: str, course_dir: Path, work: P
     if student.out_of_order:
         _make_out_of_order(nb)
     nbformat.write(nb, nb_path)
-    archive = course_dir / "downloaded" / assignment / "archive" / f"{student.id}.zip"
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                zf.write(path, Path(assignment) / path.relative_to(folder))
-    return archive
+    # The zip the notebook's hand-in cell writes (vitcourse/course/handin.py), as the LMS hands it to the TA.
+    archive = course_dir / "downloaded" / assignment / "archive"
+    archive.mkdir(parents=True, exist_ok=True)
+    return handin.make_handin(student.id, assignment, folder, json.loads(nb_path.read_text(encoding="utf-8")),
+                              out_dir=archive).path
 
 
 # ---- grading --------------------------------------------------------------------------------------------
@@ -592,6 +590,14 @@ def execute_notebook(path: Path, timeout: int = 300, fast: bool = True) -> tuple
         else:
             os.environ[FAST_ENV] = saved
     nbformat.write(nb, path)
+    return nb, cell_errors(nb)
+
+
+def cell_errors(nb) -> list[CellError]:
+    """The cells that raised, and the checks that failed: a check prints its verdict instead of raising
+    (vitcourse.course.nbchecks), a line starting with FAILED_MARK on stderr."""
+    from vitcourse.course.colab import FAILED_MARK
+
     errors = []
     for index, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader", {})
@@ -599,7 +605,10 @@ def execute_notebook(path: Path, timeout: int = 300, fast: bool = True) -> tuple
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 errors.append(CellError(index, meta.get("grade_id"), kind, out.get("ename", ""), out.get("evalue", "")))
-    return nb, errors
+            elif out.get("output_type") == "stream" and out.get("name") == "stderr":
+                failed = [l for l in out.get("text", "").splitlines() if l.startswith(FAILED_MARK)]
+                errors += [CellError(index, meta.get("grade_id"), kind, "CheckFailed", l) for l in failed]
+    return errors
 
 
 def prepare_source_run(assignment: str, dest: Path, course_dir: Optional[Path] = None) -> Path:

@@ -138,11 +138,59 @@ def parse(text: str, filename: str = "<source>") -> list[CellSpec]:
             if unknown:
                 raise NotebookSourceError(f"{filename}:{cell.line_no}: unknown autograder part(s) {unknown}; see autograder/points.py")
             cell.points = float(sum(POINTS[p] for p in parts))
+    for index, cell in enumerate(cells):
+        if cell.kind == "solution" and cell.cell_type == "code":
+            _check_solution_region(cell, cells[index + 1:], filename)
     ids = [c.grade_id for c in cells if c.grade_id]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise NotebookSourceError(f"{filename}: cell ids used twice: {dupes}")
     return cells
+
+
+def _check_solution_region(cell: CellSpec, later: list[CellSpec], filename: str) -> None:
+    """A notebook solution region must leave a runnable cell behind when the release clears it.
+
+    The release replaces the region with a comment (nbgrader_config.py's code_stub: no `raise`, so Run All
+    goes on in Colab and VS Code too). So the region sits at the top level (a comment cannot be a function
+    body), and every name it defines that a later cell reads is also given a placeholder above it
+    (`BLOCK_PARAMS = None`): the check cell then says "not implemented yet" instead of a NameError.
+    """
+    import ast
+
+    lines = cell.lines
+    begin = next((i for i, l in enumerate(lines) if "### BEGIN SOLUTION" in l), None)
+    end = next((i for i, l in enumerate(lines) if "### END SOLUTION" in l), None)
+    if begin is None or end is None:
+        raise NotebookSourceError(f"{filename}:{cell.line_no}: 'solution={cell.grade_id}' needs a ### BEGIN SOLUTION / "
+                                  "### END SOLUTION region")
+    if lines[begin] != lines[begin].lstrip():
+        raise NotebookSourceError(f"{filename}:{cell.line_no}: the solution region of '{cell.grade_id}' is indented; the "
+                                  "release replaces it with a comment, so keep it at the top level of the cell")
+
+    def assigned(text: str) -> set[str]:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            return set()
+        return {t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+
+    def read(text: str) -> set[str]:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:  # a cell with IPython syntax: any mention counts
+            return set(re.findall(r"[A-Za-z_]\w*", text))
+        return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+    before = assigned("\n".join(lines[:begin]))
+    inside = assigned("\n".join(lines[begin + 1:end]))
+    read_later = set().union(*(read("\n".join(c.lines)) for c in later if c.cell_type == "code"))
+    for name in sorted(inside - before):
+        if name in read_later:
+            raise NotebookSourceError(f"{filename}:{cell.line_no}: '{cell.grade_id}' defines {name} only inside its "
+                                      f"solution region, and a later cell reads it: add `{name} = None` above "
+                                      "### BEGIN SOLUTION so that the release defines it")
 
 
 def _nbgrader_meta(spec: CellSpec, index: int) -> Optional[dict]:
@@ -186,6 +234,9 @@ def build_notebook(assignment: str, text: str, filename: str = "<source>") -> nb
                 # so a fresh release shows every check's message; nbgrader still grades the cell's error as 0.
                 cell.metadata["tags"] = ["raises-exception"]
         nb.cells.append(cell)
+    # Every notebook ends with the hand-in cell (generated, so it is written once): the zip a student uploads.
+    nb.cells.append(nbformat.v4.new_markdown_cell(colab.handin_markdown(assignment)))
+    nb.cells.append(nbformat.v4.new_code_cell(colab.handin_cell_source(assignment)))
     for index, cell in enumerate(nb.cells):
         # Stable ids: a rebuild of an unchanged source gives byte-identical JSON.
         key = cell.metadata.get("nbgrader", {}).get("grade_id") or f"{assignment}-{index}"

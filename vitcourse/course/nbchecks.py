@@ -16,14 +16,15 @@ import functools
 import math
 import re
 import sys
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from autograder import analysers
-from vitcourse.course.colab import NOT_IMPLEMENTED_MARK, banner_title
+from vitcourse.course.colab import FAILED_MARK, NOT_IMPLEMENTED_MARK, banner_title, student_frame
 
 ATOL = 1e-5  # float32 agreement between two orders of summation on these tiny sizes
 SINCOS_BASE = 10000.0  # Vaswani et al. (2017); the same constant as ViT.SINCOS_BASE
@@ -38,6 +39,89 @@ class CheckFailed(AssertionError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"{type(self).__name__}: {self}"]
+
+
+# ---- the notebook face of a check: a verdict, never an exception ------------------------------------------
+# Colab, VS Code and Positron ignore the `raises-exception` tag: a check cell that raised would stop Run All
+# there. So a check called from a notebook prints its verdict and returns; nbgrader scores every test cell
+# outside the kernel (autograder/nbgrader_plugin.py), so nothing depends on the cell raising. `check_x.strict`
+# is the raising form (the tests, and code that wants an exception).
+RESULTS: dict[str, tuple[bool, str]] = {}  # check -> (passed, message) in this kernel: the hand-in cell sums them up
+
+
+def report(name: str, passed: bool, message: str = "") -> None:
+    """Record a check's verdict and print a failure so that it stands out (stderr: a red box in Jupyter and Colab)."""
+    RESULTS[name] = (passed, message)
+    if not passed:
+        print(f"{FAILED_MARK} {message}", file=sys.stderr)
+
+
+def notebook_check(check: Optional[Callable] = None, *, key: Optional[Callable] = None):
+    """Wrap a raising check for a notebook cell: it prints OK or what is wrong (with a hint) and never raises.
+
+    `key(*args, **kwargs)` names the verdict in RESULTS (default: the check's name without `check_`)."""
+    if check is None:
+        return functools.partial(notebook_check, key=key)
+    default = check.__name__.removeprefix("check_")
+
+    @functools.wraps(check)
+    def run(*args, **kwargs) -> None:
+        name = key(*args, **kwargs) if key else default
+        try:
+            check(*args, **kwargs)
+        except AssertionError as err:  # CheckFailed too: the check's own words
+            report(name, False, str(err))
+        except Exception as err:  # noqa: BLE001 - the student's code raised something the check did not expect
+            first = (str(err).splitlines() or [""])[0]
+            report(name, False, f"{name}: your code raised {type(err).__name__}: {first}{student_frame(err)}")
+        else:
+            report(name, True)
+
+    run.strict = check
+    return run
+
+
+def summary() -> str:
+    """One paragraph on this session's checks (the hand-in cell prints it), or '' when none ran."""
+    if not RESULTS:
+        return ""
+    failed = [n for n, (ok, _) in RESULTS.items() if not ok]
+    line = f"checks run in this session: {len(RESULTS) - len(failed)} of {len(RESULTS)} pass"
+    return line + (f"; not yet: {', '.join(failed)}" if failed else "")
+
+
+@notebook_check(key=lambda name, *_, **__: name)
+def check_answer(name: str, value, kind: type | tuple = None, choices=None,
+                 todo: str = "assign your answer in the cell above") -> None:
+    """A notebook answer (`BLOCK_PARAMS = ...`): given, of the right kind; the grader checks its value."""
+    if value is None:
+        raise CheckFailed(f"{name} is {NOT_IMPLEMENTED_MARK}: {todo}")
+    if choices is not None and value not in choices:
+        raise CheckFailed(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        want = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise CheckFailed(f"{name} should be {'an' if want[0] in 'aeiouAEIOU' else 'a'} {want}; got "
+                          f"{type(value).__name__} {value!r}")
+    shown = f"{value:,}" if isinstance(value, int) else repr(value)
+    print(f"recorded: {name} = {shown}. The autograder checks its value.")
+
+
+@notebook_check(key=lambda path, *_, **__: Path(path).name)
+def check_checkpoint(path, model_cls: type, train_hint: str = "run the training cell above") -> None:
+    """A checkpoint to hand in: it exists and loads into the student's model class."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckFailed(f"{path} is {NOT_IMPLEMENTED_MARK}: {train_hint} to write it")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        config, weights = state["config"], state["model"]
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say so, not torch's traceback
+        raise CheckFailed(f"{path} is not a checkpoint the training cell wrote ({type(err).__name__}: "
+                          f"{(str(err).splitlines() or [''])[0][:200]}): {train_hint} to write it again") from None
+    with _part(f"{model_cls.__name__}", path.name):
+        model = model_cls(**config)
+        model.load_state_dict(weights)
+    print(f"{path} holds a {state.get('data', '?')} model and loads into your {model_cls.__name__}")
 
 
 @contextlib.contextmanager
@@ -109,6 +193,7 @@ def _ok(message: str) -> None:
 
 # ---- transformer.py ---------------------------------------------------------------------------------------
 
+@notebook_check
 def check_attention(attention: Callable) -> None:
     """`attention(q, k, v, mask)` against F.scaled_dot_product_attention, with and without a mask."""
     g = _gen()
@@ -143,6 +228,7 @@ def _check_weights(q, k, weights, mask) -> None:
         raise AssertionError(f"the attention weights are wrong. Hint: {found[0].message}")
 
 
+@notebook_check
 def check_split_heads(attention_cls: type) -> None:
     """Attention.split_heads: head i owns features [i·d, (i+1)·d)."""
     attn = attention_cls(D, num_heads=h)
@@ -156,6 +242,7 @@ def check_split_heads(attention_cls: type) -> None:
     _ok("split_heads puts features [i*d, (i+1)*d) into head i")
 
 
+@notebook_check
 def check_merge_heads(attention_cls: type) -> None:
     """Attention.merge_heads: the exact inverse of split_heads (checked without using split_heads)."""
     attn = attention_cls(D, num_heads=h)
@@ -168,6 +255,7 @@ def check_merge_heads(attention_cls: type) -> None:
     _ok("merge_heads concatenates the heads back into (B, N, D)")
 
 
+@notebook_check
 def check_attention_module(attention_cls: type) -> None:
     """The whole multi-head self-attention against torch.nn.MultiheadAttention with the same weights."""
     attn = attention_cls(D, num_heads=h, fused_attn=False).eval()
@@ -226,6 +314,7 @@ def _blame_attention(attn: nn.Module, x: torch.Tensor, want: torch.Tensor) -> st
             "q, k, v are the three thirds of qkv(x) in that order, and proj is applied to the merged heads.")
 
 
+@notebook_check
 def check_mlp(mlp_cls: type) -> None:
     """Mlp.forward against its layers applied by hand (dropout off)."""
     mlp = mlp_cls(D, 2 * D).eval()
@@ -264,6 +353,7 @@ class _TorchMlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+@notebook_check
 def check_block(block_cls: type) -> None:
     """Block.forward alone: its attention and MLP are swapped for torch's, so only the wiring is checked."""
     block = block_cls(D, h, mlp_ratio=2.0).eval()
@@ -296,6 +386,7 @@ def _patches_by_unfold(images: torch.Tensor, p: int) -> torch.Tensor:
     return cols.reshape(b, c, p, p, n).permute(0, 4, 2, 3, 1).reshape(b, n, p * p * c)  # (B, N, P·P·C)
 
 
+@notebook_check
 def check_patchify(patchify: Callable) -> None:
     """patchify against F.unfold on a non-square, multi-channel image (patches row by row)."""
     images = torch.randn(B, C, H, W, generator=_gen(6))
@@ -308,6 +399,7 @@ def check_patchify(patchify: Callable) -> None:
     _ok("patchify matches F.unfold, patches row by row, values (row, column, channel)")
 
 
+@notebook_check
 def check_unpatchify(unpatchify: Callable) -> None:
     """unpatchify must invert the (oracle) patchify exactly."""
     images = torch.randn(B, C, H, W, generator=_gen(7))
@@ -328,6 +420,7 @@ def _sincos_loop(num_positions: int, dim: int) -> torch.Tensor:
     return table
 
 
+@notebook_check
 def check_sincos_1d(sincos_1d_embedding: Callable) -> None:
     """The 1-D sinusoidal table against the formula evaluated entry by entry."""
     with _part("sincos_1d_embedding", "ViT.py"):
@@ -338,6 +431,7 @@ def check_sincos_1d(sincos_1d_embedding: Callable) -> None:
     _ok("sincos_1d_embedding matches the formula")
 
 
+@notebook_check
 def check_sincos_2d(sincos_2d_embedding: Callable) -> None:
     """The 2-D table: patch (r, c) gets concat(E1(r), E1(c)), patches row by row."""
     gh, gw, dim = 3, 4, 8
@@ -360,6 +454,7 @@ def check_sincos_2d(sincos_2d_embedding: Callable) -> None:
     _ok("sincos_2d_embedding = concat(E1(row), E1(column)), patches row by row")
 
 
+@notebook_check
 def check_patch_embed(patch_embed_cls: type) -> None:
     """PatchEmbed.forward against patchify (oracle) followed by the conv weights used as a linear layer."""
     embed = patch_embed_cls((H, W), P, C, D)
@@ -386,6 +481,7 @@ class _UnfoldPatchEmbed(nn.Module):
         return _patches_by_unfold(x, self.p) @ weight.T + self.embed.proj.bias
 
 
+@notebook_check
 def check_forward_features(vit_cls: type) -> None:
     """ViT.forward_features alone (torch's patch embedding and blocks): class token first, positions added."""
     model = vit_cls(image_size=(H, W), patch_size=P, in_chans=C, num_classes=K_CLASSES, embed_dim=D, depth=2, num_heads=h).eval()
@@ -414,6 +510,7 @@ def _oracle_block_forward(block: nn.Module, x: torch.Tensor, mask=None) -> torch
 K_CLASSES = 7  # a class count unlike any other size above
 
 
+@notebook_check
 def check_model(vit_cls: type) -> None:
     """The whole ViT: logits of shape (B, K) and a gradient for every parameter."""
     model = vit_cls(image_size=(H, W), patch_size=P, in_chans=C, num_classes=K_CLASSES, embed_dim=D, depth=2, num_heads=h)

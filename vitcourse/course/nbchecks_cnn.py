@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Callable
 
 from autograder.selfcheck import verify_batch_norm, verify_conv_block, verify_convnet, verify_fold_conv_bn, verify_mish
-from vitcourse.course.nbchecks import _ok, _part
+from vitcourse.course.nbchecks import _ok, _part, notebook_check
 
 WHERE = "cnn.py"
 
 
+@notebook_check
 def check_batch_norm(batch_norm: Callable) -> None:
     """batch_norm against F.batch_norm on (B, C), (B, C, L), (B, C, H, W), train and eval."""
     with _part("batch_norm", WHERE):
@@ -24,6 +25,7 @@ def check_batch_norm(batch_norm: Callable) -> None:
     _ok("batch_norm matches F.batch_norm: values, gradients and running statistics, train and eval, 2-4 axes")
 
 
+@notebook_check
 def check_fold_conv_bn(fold_conv_bn: Callable) -> None:
     """fold_conv_bn against fuse_conv_bn_eval and bn(conv(x)), with and without a conv bias."""
     with _part("fold_conv_bn", WHERE):
@@ -32,6 +34,7 @@ def check_fold_conv_bn(fold_conv_bn: Callable) -> None:
         "groups), and leaves its inputs alone")
 
 
+@notebook_check
 def check_mish(mish: Callable) -> None:
     """mish against F.mish, values and gradients, also for |x| = 100."""
     with _part("mish", WHERE):
@@ -39,6 +42,7 @@ def check_mish(mish: Callable) -> None:
     _ok("mish matches F.mish (values and gradients, also where exp(x) overflows)")
 
 
+@notebook_check
 def check_conv_block(cnn_module) -> None:
     """ConvBlock.forward (batch norm, ReLU, eval mode) against relu(F.batch_norm(conv(x)))."""
     with _part("ConvBlock.forward", WHERE):
@@ -46,6 +50,7 @@ def check_conv_block(cnn_module) -> None:
     _ok("ConvBlock.forward runs conv -> batch norm -> activation")
 
 
+@notebook_check
 def check_convnet(cnn_module) -> None:
     """ConvNet.forward against head(forward_features(x)): logits of shape (B, K)."""
     with _part("ConvNet.forward", WHERE):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from autograder.selfcheck import rollout_by_hand, statistics_by_hand
-from vitcourse.course.nbchecks import CheckFailed, _assert_close, _gen, _ok, _part
+from vitcourse.course.nbchecks import CheckFailed, _assert_close, _gen, _ok, _part, notebook_check
 
 WHERE = "finetune.py"
 
@@ -68,6 +68,7 @@ def _expect(model, mode, trains, what: str, fn) -> None:
                               "mode, so return it (or a module above it)")
 
 
+@notebook_check
 def check_set_trainable(set_trainable: Callable) -> None:
     """Every mode on a small timm ViT and on a torchvision ResNet-18 (BatchNorm), by the definition of the modes;
     then a training step of a frozen ResNet held in eval mode leaves its frozen weights and BN statistics alone."""
@@ -104,6 +105,7 @@ def _random_attention(B: int, h: int, N: int, seed: int) -> torch.Tensor:
     return torch.softmax(2 * torch.randn(B, h, N, N, generator=_gen(seed), dtype=torch.float64), dim=-1)
 
 
+@notebook_check
 def check_attention_rollout(attention_rollout: Callable) -> None:
     """Rollout against its definition computed by hand, for one and three layers and two residual weights."""
     maps = [_random_attention(2, 3, 5, seed) for seed in (10, 11, 12)]
@@ -121,6 +123,7 @@ def check_attention_rollout(attention_rollout: Callable) -> None:
 
 
 # ---- attention_statistics ---------------------------------------------------------------------------------
+@notebook_check
 def check_attention_statistics(attention_statistics: Callable) -> None:
     """The four statistics against `statistics.fmean/pstdev` and a loop over the sorted weights, on random rows
     that do not sum to 1, and on uniform attention (the mass is reached exactly at half the patches)."""

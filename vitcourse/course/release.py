@@ -12,6 +12,7 @@ A release with a leak is refused.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
@@ -169,6 +170,67 @@ def make_zip(release_dir: Path) -> Path:
     return archive
 
 
+# ---- what a release imports ------------------------------------------------------------------------------
+
+# Provided by the runtime the notebook runs in, never shipped: the setup cell imports it on Colab only.
+RUNTIME_MODULES = ("google",)
+
+
+def _imports(tree: ast.AST, top_level_only: bool) -> Iterable[tuple[str, tuple[str, ...], int]]:
+    """(module, names, level) of the imports in `tree`; with `top_level_only`, not those inside a def or class."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)) and top_level_only:
+            continue
+        if isinstance(node, ast.Import):
+            yield from ((a.name, (), 0) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield node.module or "", tuple(a.name for a in node.names), node.level
+        yield from _imports(node, top_level_only)
+
+
+def _module_file(folder: Path, dotted: str) -> Optional[Path]:
+    base = folder.joinpath(*dotted.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def release_imports(folder: Path, notebook: Optional[Path] = None) -> tuple[set[str], list[str]]:
+    """(third-party top-level modules, problems) of what a release folder's notebook imports when it runs.
+
+    Follows the notebook's imports (every one: cells run at the top level) into the modules the folder ships,
+    and from there their module-level imports (a function's own import is deliberately lazy). A problem is an
+    import of a shipped package's module that the folder lacks (an instructor-only module, a typo)."""
+    folder = Path(folder)
+    notebook = Path(notebook or folder / f"{folder.name}.ipynb")
+    nb = nbformat.read(notebook, as_version=4)
+    code = ["\n".join(l for l in c.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+            for c in nb.cells if c.cell_type == "code"]
+    todo = [(ast.parse(src), False, "", notebook.name) for src in code]
+    seen: set[Path] = set()
+    third, problems = set(), []
+    while todo:
+        tree, top_only, package, where = todo.pop()
+        for module, names, level in _imports(tree, top_only):
+            if level:
+                parts = package.split(".") if package else []
+                module = ".".join(parts[:len(parts) - level + 1] + ([module] if module else []))
+            top = module.split(".")[0]
+            if not ((folder / top).is_dir() or (folder / f"{top}.py").is_file()):
+                if top not in sys.stdlib_module_names and top != "__future__" and top not in RUNTIME_MODULES:
+                    third.add(top)
+                continue
+            if _module_file(folder, module) is None:
+                problems.append(f"{where} imports {module}, which {folder.name}/ does not ship")
+                continue
+            for dotted in (module, *(f"{module}.{n}" for n in names)):
+                path = _module_file(folder, dotted)
+                if path is not None and path not in seen:
+                    seen.add(path)
+                    pkg = dotted if path.name == "__init__.py" else dotted.rpartition(".")[0]
+                    todo.append((ast.parse(path.read_text(encoding="utf-8")), True, pkg,
+                                 path.relative_to(folder).as_posix()))
+    return third, sorted(set(problems))
+
+
 # ---- leak check -----------------------------------------------------------------------------------------
 
 def _region_lines(lines: Iterable[str], begin: str, end: str) -> list[str]:
@@ -288,6 +350,10 @@ def release(course_dir: Optional[Path] = None, assignments: Optional[list[str]] 
             make_zip(folder)
         folders.append(folder)
         log(f"released {name}: {folder}" + (f" and {folder.with_suffix('.zip').name}" if zip_ else ""))
+    problems = [p for folder in folders for p in release_imports(folder)[1]]
+    if problems:
+        raise ReleaseError("the release would not run for a student: " + "; ".join(problems) + ". Move that code into "
+                           "the student-facing library (not vitcourse/commands/ or another instructor-only module)")
     leaks = find_leaks(course_dir / "release", collect_secrets(course_dir))
     if leaks:
         raise ReleaseError("the release would leak hidden material; nothing may be published:\n" + "\n".join(leaks[:50]))
