@@ -63,6 +63,7 @@ def test_data_dir_cell_reads_a_local_copy(name, cell, tmp_path, monkeypatch, cap
 
 def _offline_lines(cell, data_dir, monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("data_utils.cifar.default_root", lambda: tmp_path / "no-such-data")
+    monkeypatch.setattr(colab, "_TOLD", set())  # a fresh kernel: the message has not been printed yet
     splits = _run_data_cell(cell, data_dir, monkeypatch)
     assert splits.name == colab.OFFLINE_DATA
     out = capsys.readouterr().out
@@ -85,3 +86,13 @@ def test_offline_message_is_one_sentence_and_what_to_do(where, tmp_path, monkeyp
     assert todo and todo[0] == "To use cifar10:" and all(line.startswith("  - ") for line in todo[1:]), lines
     for needed in ("DATA_DIR", colab.DATA_ROOT_ENV, cifar_mod.CIFAR_SPECS["cifar10"].url, "cifar-10-batches-py/"):
         assert needed in text, f"{needed!r} missing from the what-to-do lines:\n{text}"
+
+
+def test_the_offline_message_is_printed_once_per_kernel(tmp_path, monkeypatch, capsys):
+    """a4 loads the data once per seed of its ablation: the message comes the first time only."""
+    monkeypatch.setattr("data_utils.cifar.default_root", lambda: tmp_path / "no-such-data")
+    monkeypatch.setattr(colab, "_TOLD", set())
+    monkeypatch.setenv("VITCOURSE_FAST", "1")
+    for seed in range(3):
+        colab.load_course_data("cifar10", seed=seed)
+    assert capsys.readouterr().out.count("could not be loaded") == 1
