@@ -23,7 +23,7 @@ HUB    := .venv-hub
 HUB_STAMP := $(HUB)/.installed
 HUB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 
-.PHONY: demo test test-floor test-colab gpu-check stubs stubs-check release bench clean
+.PHONY: demo test test-floor test-colab test-shared-server gpu-check stubs stubs-check release bench clean
 
 # One line, before anything is installed, when the Python that would build the venv is too old.
 define check_python
@@ -76,6 +76,23 @@ $(HUB_STAMP): constraints.txt tests/hub/requirements.txt
 test-colab: $(STAMP) $(COLAB_STAMP) $(HUB_STAMP)
 	VITCOURSE_COLAB_PYTHON=$(COLAB)/bin/python VITCOURSE_STUDENT_PYTHON=$(HUB)/bin/python \
 	  $(PY) -m pytest -q -n 2 --dist loadgroup tests/test_colab_replica.py tests/test_run_all.py
+
+# A course on a shared server with real Unix users (root only): the students' environment outside any private
+# home, from the system's Python, as README's "shared server" section sets it up; then the end-to-end test.
+SHARED_ENV ?= /opt/vitcourse-test-env
+SHARED_PYTHON ?= /usr/bin/python3
+$(SHARED_ENV)/.installed: pyproject.toml constraints.txt
+	@test "$$(id -u)" = 0 || { echo "make test-shared-server makes Unix users: run it as root"; exit 1; }
+	$(call check_python,$(SHARED_PYTHON))
+	test -x $(SHARED_ENV)/bin/python || $(SHARED_PYTHON) -m venv $(SHARED_ENV)
+	$(SHARED_ENV)/bin/python -m pip install --quiet -c constraints.txt ".[course,transfer]"
+	touch $@
+
+test-shared-server: $(STAMP)
+	@if [ "$$(id -u)" != 0 ]; then echo "make test-shared-server: skipped, it makes Unix users and needs root"; else \
+	  $(MAKE) --no-print-directory $(SHARED_ENV)/.installed && \
+	  $(SHARED_ENV)/bin/python -m pip install --quiet --no-deps --force-reinstall . && \
+	  VITCOURSE_SHARED_ENV=$(SHARED_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_shared_server_users.py; fi
 
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py

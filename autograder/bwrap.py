@@ -28,10 +28,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-# The loader's and libc's files in /etc a Python process needs; the rest of /etc (hosts, the grader's
-# configuration, credentials) stays out.
+# The loader's and libc's files in /etc a Python process needs, and fontconfig's (matplotlib draws text with
+# it; without /etc/fonts every figure printed "Fontconfig error: Cannot load default config file"); the rest
+# of /etc (hosts, the grader's configuration, credentials) stays out.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group",
-             "alternatives")
+             "alternatives", "fonts")
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 TMP_BYTES = 256 << 20  # the private /tmp: enough for torch's scratch files, not for filling the host's RAM
 

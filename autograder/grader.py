@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -220,6 +221,19 @@ def _fold_problem(key: str, expected: torch.Tensor, actual, case: dict) -> Optio
     return compare_tensor(key, expected, actual)
 
 
+def _fold_inputs(case: dict, values: dict) -> dict:
+    """fold_conv_bn's `after:*` tensors (the conv and batch norm as the call left them) folded into one
+    `inputs_unchanged` flag, computed here against the inputs the grader sent: never in the student's process,
+    where a file could have patched torch.equal at import."""
+    state = {k[2:]: v for k, v in case["tensors"].items() if k.startswith("w.")}
+    after = {k[len("after:"):]: v for k, v in values.items() if k.startswith("after:")}
+    unchanged = set(after) == set(state) and all(
+        type(v) is torch.Tensor and v.shape == state[k].shape and v.dtype == state[k].dtype and torch.equal(v, state[k])
+        for k, v in after.items())
+    return {**{k: v for k, v in values.items() if not k.startswith("after:")},
+            "inputs_unchanged": torch.tensor(float(unchanged))}
+
+
 def _close(a, b) -> bool:
     """Same shape, both plain CPU tensors, values within the tolerance of b's dtype."""
     if type(a) is not torch.Tensor or type(b) is not torch.Tensor or a.shape != b.shape:
@@ -329,6 +343,8 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
                   for n in names]
         return checks, [bug] if bug else [], hint
     outputs = result["outputs"]
+    if case["op"] == "fold_conv_bn":
+        expected, outputs = _fold_inputs(case, expected), _fold_inputs(case, outputs)
     value_keys = [k for k in expected if not k.startswith(("grad:", "trace:")) and k not in ("out@2", "out@perm")]
     compare = _set_trainable_problem if case["op"] == "set_trainable" else \
         _fold_problem if case["op"] == "fold_conv_bn" else (lambda key, want, got, _case: compare_tensor(key, want, got))
@@ -442,27 +458,57 @@ def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: 
 
 
 # ---------------------------------------------------------------------------------------- grading
+def _walk(root: Path) -> tuple[list[Path], list[str]]:
+    """Regular files under `root` (MAX_SEARCH_DEPTH folders down, hidden and cache folders skipped), and the
+    links found on the way: a link is never followed, whatever it points to (another folder of the same
+    upload, the reference, /etc)."""
+    files, links = [], []
+
+    def visit(folder: Path, depth: int) -> None:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                mode = entry.lstat().st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode):
+                links.append(entry.relative_to(root).as_posix())
+            elif stat.S_ISDIR(mode) and depth < MAX_SEARCH_DEPTH and not entry.name.startswith((".", "__")):
+                visit(entry, depth + 1)
+            elif stat.S_ISREG(mode):
+                files.append(entry)
+
+    visit(root, 0)
+    return files, links
+
+
 def find_student_files(submission_dir: str | os.PathLike) -> tuple[dict[str, Optional[Path]], list[str]]:
-    """Locate transformer.py and ViT.py in an upload (possibly inside one sub-folder)."""
+    """Locate the student modules in an upload (possibly a few folders down); never through a link."""
     root = Path(submission_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"submission folder {root} does not exist")
+    if not root.is_dir() or root.is_symlink():
+        raise FileNotFoundError(f"submission folder {root} does not exist (or is a link)")
+    files, links = _walk(root)
     found, notes = {}, []
+    if links:
+        notes.append(f"{', '.join(links[:5])}{' ...' if len(links) > 5 else ''} "
+                     f"{'is a link' if len(links) == 1 else 'are links'}: links are never followed, so nothing "
+                     "through them was graded. Hand in the files themselves.")
     for name in sandbox.STUDENT_FILES:
-        candidates = []
-        for depth in range(MAX_SEARCH_DEPTH + 1):
-            pattern = "/".join(["*"] * depth + [name])
-            candidates += [p for p in sorted(root.glob(pattern)) if p.is_file() and not p.is_symlink()
-                           and not any(part.startswith((".", "__")) for part in p.relative_to(root).parts[:-1])]
-            if candidates:
-                break
-        too_big = [p for p in candidates if p.stat().st_size > MAX_FILE_BYTES]
-        candidates = [p for p in candidates if p not in too_big]
+        candidates = sorted((p for p in files if p.name == name), key=lambda p: (len(p.relative_to(root).parts), p))
+        shallowest = [p for p in candidates if len(p.parts) == len(candidates[0].parts)] if candidates else []
+        too_big = [p for p in shallowest if p.stat().st_size > MAX_FILE_BYTES]
+        candidates = [p for p in shallowest if p not in too_big]
         if too_big and not candidates:
             notes.append(f"{too_big[0].relative_to(root)} is larger than {MAX_FILE_BYTES >> 20} MiB and was not graded")
         found[name] = candidates[0] if candidates else None
         if len(candidates) > 1:
             notes.append(f"several {name} found; graded {candidates[0].relative_to(root)}")
+        linked = [l for l in links if l.rsplit("/", 1)[-1] == name]
+        if found[name] is None and linked:
+            notes.append(f"{linked[0]} is a link, not your file: it was not graded")
     return found, notes
 
 

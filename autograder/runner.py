@@ -676,15 +676,17 @@ def _run_cnn_case(mods, case: dict) -> dict:
         bn.load_state_dict({**{k[3:]: v for k, v in state.items() if k.startswith("bn.")},
                             "num_batches_tracked": torch.tensor(1)}, strict=False)
         bn.eval()
-        before = [v.clone() for v in (*conv.state_dict().values(), *bn.state_dict().values())]
         fused = fn(conv, bn)
         if not isinstance(fused, nn.Conv2d):
             raise StudentError(f"fold_conv_bn returned a {type(fused).__name__}; it must return a new nn.Conv2d")
-        after = [*conv.state_dict().values(), *bn.state_dict().values()]
-        unchanged = len(before) == len(after) and all(torch.equal(a, b) for a, b in zip(before, after))
+        # The conv and the batch norm as the call left them: the grader compares them with the inputs it sent
+        # (a check made here could be fooled by a student file that patched torch.equal at import). Read with
+        # the functions captured before the student's import.
+        state_dict, clone = _trusted()["state_dict"], _trusted()["clone"]
+        after = {f"after:{prefix}.{k}": clone(v) for prefix, module in (("conv", conv), ("bn", bn))
+                 for k, v in state_dict(module).items() if f"{prefix}.{k}" in state}
         # Plain tensors (a Parameter is not one): only those leave the sandbox.
-        result = {"weight": _tensor(fused.weight.detach(), "fold_conv_bn(...).weight"),
-                  "inputs_unchanged": torch.tensor(float(unchanged))}
+        result = {"weight": _tensor(fused.weight.detach(), "fold_conv_bn(...).weight"), **after}
         if fused.bias is not None:
             result["bias"] = _tensor(fused.bias.detach(), "fold_conv_bn(...).bias")
         with torch.no_grad():
@@ -731,13 +733,30 @@ def describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}"[:MESSAGE_CHARS]
 
 
+# torch's functions the runner itself uses after the student's modules are imported, captured before: a student
+# file may replace torch.save, Tensor.clone or Module.state_dict at import; the runner's results do not change.
+TRUSTED: dict = {}
+
+
+def capture_trusted(torch) -> None:
+    TRUSTED.update(save=torch.save, clone=torch.Tensor.clone, detach=torch.Tensor.detach,
+                   contiguous=torch.Tensor.contiguous, cpu=torch.Tensor.cpu, state_dict=torch.nn.Module.state_dict)
+
+
+def _trusted() -> dict:
+    if not TRUSTED:  # the grader's own process (expected outputs): captured on first use, nothing to distrust
+        capture_trusted(_torch())
+    return TRUSTED
+
+
 def clean_outputs(outputs: dict) -> dict:
     """Detached, contiguous, plain tensors: the only thing that leaves the sandbox."""
     torch = _torch()
+    T = _trusted()
     clean = {}
     for name, value in outputs.items():
         if type(value) is torch.Tensor:
-            clean[name] = value.detach().cpu().contiguous().clone() if value.device.type != "meta" else value
+            clean[name] = T["clone"](T["contiguous"](T["cpu"](T["detach"](value)))) if value.device.type != "meta" else value
     return clean
 
 
@@ -773,6 +792,7 @@ def main(jobdir: str) -> int:
 
     torch = _torch()
     torch.set_num_threads(1)
+    capture_trusted(torch)
     cases = torch.load(os.path.join(jobdir, "cases.pt"), weights_only=True)
     say(event="ready")
 
@@ -810,7 +830,7 @@ def main(jobdir: str) -> int:
                 results.append({"ok": True, "outputs": clean_outputs(run_case(mods, case))})
             except BaseException as err:  # noqa: BLE001 - the student's error is this case's result
                 results.append({"ok": False, "error": describe_error(err)})
-        torch.save(results, os.path.join(out_dir, f"{part}.pt"))
+        TRUSTED["save"](results, os.path.join(out_dir, f"{part}.pt"))
         say(event="done", part=part)
     status.close()
     return 0

@@ -39,12 +39,9 @@ from pathlib import Path
 
 import torch
 
-try:
-    import resource
-except ImportError:  # Windows: no rlimits (grade untrusted code on Linux)
-    resource = None
-
-from autograder import bwrap, runner
+from autograder import bwrap, runner, scratch
+from autograder import limits as limits_mod
+from autograder.limits import PidsCgroup as _PidsCgroup, ResourceLimits, user_tasks as _user_tasks
 
 from autograder.points import module_of
 from autograder.registry import MODULE_NAMES, STUDENT_FILES, closure  # the only files copied out of a submission
@@ -69,10 +66,11 @@ class Limits:
     import_timeout: float = 20.0  # s wall to import one of the student's two files
     part_timeout: float = 20.0  # s wall for one part's cases (they take well under a second when correct)
     total_timeout: float = 240.0  # s wall for a whole submission, restarts included
-    memory_bytes: int = 6 << 30  # address space; a CUDA build of torch maps about 3 GiB at import
-    cpu_seconds: int = 300  # CPU time of the process (a backstop behind the wall-clock limits)
-    processes: int = 64  # processes and threads the student process may own
-    file_bytes: int = 64 << 20  # largest file it may write
+    # The resource limits: one definition with the nbgrader kernels' (autograder/limits.py).
+    memory_bytes: int = field(default_factory=lambda: ResourceLimits.from_env().memory_bytes)
+    cpu_seconds: int = field(default_factory=lambda: ResourceLimits.from_env().cpu_seconds)
+    processes: int = field(default_factory=lambda: ResourceLimits.from_env().processes)
+    file_bytes: int = field(default_factory=lambda: ResourceLimits.from_env().file_bytes)
     output_bytes: int = 8 << 10  # printed output kept for the report; the rest is read and dropped
 
 
@@ -113,54 +111,6 @@ def _fresh_uid() -> int | None:
     if not (hasattr(os, "geteuid") and os.geteuid() == 0 and _world_executable(Path(sys.executable))):
         return None
     return random.randrange(*UID_RANGE)
-
-
-class _PidsCgroup:
-    """A cgroup (v1 `pids` hierarchy or v2) capping the processes of one student process tree.
-
-    Used when the student process keeps the root uid (RLIMIT_NPROC does not apply to root).
-    """
-
-    ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
-
-    def __init__(self, max_pids: int):
-        self.path = None
-        for root in self.ROOTS:
-            v1 = root.name == "pids" and (root / "cgroup.procs").exists()
-            controllers = root / "cgroup.controllers"
-            v2 = controllers.is_file() and "pids" in controllers.read_text().split()
-            if v1 or v2:
-                try:
-                    path = Path(tempfile.mkdtemp(prefix="vitcourse-", dir=root))
-                    (path / "pids.max").write_text(str(max_pids))
-                    self.path = path
-                    break
-                except OSError:
-                    continue
-
-    @classmethod
-    def usable(cls) -> bool:
-        probe = cls(1)
-        probe.remove()
-        return probe.path is not None
-
-    def enter(self) -> None:
-        """Called in the child before exec: move this process into the cgroup."""
-        if self.path is not None:
-            fd = os.open(str(self.path / "cgroup.procs"), os.O_WRONLY)
-            try:
-                os.write(fd, str(os.getpid()).encode())
-            finally:
-                os.close(fd)
-
-    def remove(self) -> None:
-        if self.path is not None:
-            for _ in range(50):
-                try:
-                    self.path.rmdir()
-                    return
-                except OSError:
-                    time.sleep(0.05)
 
 
 def _probe_unshare(uid: int | None) -> bool:
@@ -210,33 +160,16 @@ def _drop_privileges(uid: int | None) -> None:
         os.setuid(uid)
 
 
-def _user_tasks(uid: int) -> int:
-    """Processes and threads owned by uid (RLIMIT_NPROC counts both)."""
-    count = 0
-    for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
-        try:
-            count += task.stat().st_uid == uid
-        except OSError:
-            continue
-    return count
-
-
 def _limits_preexec(limits: Limits, uid: int | None, nproc: int | None, cgroup: "_PidsCgroup | None" = None):
+    settings = ResourceLimits(memory_bytes=limits.memory_bytes, processes=limits.processes,
+                              file_bytes=limits.file_bytes, cpu_seconds=limits.cpu_seconds).settings(nproc)
+
     def apply() -> None:  # runs in the child between fork and exec: no imports, no locks
         os.setsid()
+        os.umask(0o077)  # what the student's code writes is the grader's to read, nobody else's
         if cgroup is not None:
             cgroup.enter()
-        if resource is None:
-            return
-        settings = [(resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, limits.memory_bytes),
-                    (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_CORE, 0)]
-        if nproc is not None:
-            settings.append((resource.RLIMIT_NPROC, nproc))
-        for which, value in settings:
-            try:
-                resource.setrlimit(which, (value, value))
-            except (ValueError, OSError):
-                pass  # not supported on this OS (e.g. RLIMIT_AS on macOS): the wall clock still holds
+        limits_mod.apply(settings)
         _drop_privileges(uid)
     return apply
 
@@ -437,18 +370,19 @@ def run_parts(files: dict[str, Path | None], parts: list[str], cases: dict[str, 
 
 def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left, modules=MODULE_NAMES):
     """One sandboxed process. Returns (events, (fate, {part: Outcome}), printed text)."""
-    root = Path(tempfile.gettempdir()) / "vitcourse-grading"
-    root.mkdir(mode=0o711, exist_ok=True)
-    job = Path(tempfile.mkdtemp(dir=root))
+    uid = _fresh_uid()
+    # A fresh 0700 folder in the grader's private root (autograder/scratch.py), given to the student's fresh uid:
+    # no other user can read the submission, the cases or the results, or plant anything in them.
+    job = scratch.private_dir()
+    root = job.parent
     cgroup = None
     try:
         sub, out = job / "sub", job / "out"
-        sub.mkdir()
-        out.mkdir()
+        sub.mkdir(mode=0o700)
+        out.mkdir(mode=0o700)
         for name, path in files.items():
             if path is not None:
                 shutil.copyfile(path, sub / name)
-                os.chmod(sub / name, 0o644)
         shutil.copyfile(runner.__file__, job / "runner.py")
         torch.save({p: cases[p] for p in parts}, job / "cases.pt")
         keep = [job, Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix),
@@ -459,13 +393,15 @@ def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left, 
         job_spec = {"student_dir": str(sub), "sys_path": _python_paths(), "parts": list(parts),
                     "skip": dict(skip), "hide": hide_list, "modules": list(modules)}
         (job / "job.json").write_text(json.dumps(job_spec))
-        for path in (job, sub):
-            os.chmod(path, 0o755)
-        for path in (job / "job.json", job / "cases.pt", job / "runner.py"):
-            os.chmod(path, 0o644)
-        os.chmod(out, 0o777)
+        for folder, _, names in os.walk(job):
+            os.chmod(folder, 0o700)
+            for name in names:
+                os.chmod(os.path.join(folder, name), 0o600)
+                if uid is not None:
+                    os.chown(os.path.join(folder, name), uid, uid)
+            if uid is not None:
+                os.chown(folder, uid, uid)
 
-        uid = _fresh_uid()
         root_user = hasattr(os, "geteuid") and os.geteuid() == 0
         cgroup = _PidsCgroup(limits.processes) if root_user and uid is None else None
         nproc = limits.processes if uid is not None else (

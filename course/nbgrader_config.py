@@ -26,8 +26,11 @@ c = get_config()  # noqa: F821 (nbgrader provides get_config)
 
 c.CourseDirectory.course_id = COURSE_ID
 c.CourseDirectory.root = os.environ.get("VITCOURSE_COURSE_ROOT", str(COURSE_DIR))
-# Build artefacts and caches never go into a release or a submission.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store", "*.bak"]
+# Build artefacts and caches never go into a release or a submission; nor do the student's copies of the course
+# library (a folder handed in through the exchange holds them: in the grading kernel they would shadow the
+# grader's, and the hidden cells' `autograder.nb` is not in the student edition) or training checkpoints.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store", "*.bak",
+                            "vitcourse", "data_utils", "autograder", "runs"]
 
 # ---- generate_assignment: what a student gets instead of a solution --------------------------------------
 # A comment, not a `raise`: Colab, VS Code and Positron ignore the raises-exception tag, and a raising stub would
@@ -35,6 +38,10 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # (`BLOCK_PARAMS = None`, enforced by vitcourse/course/nbbuild.py) and its check cell says "not implemented yet".
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# Every Generate (`vitcourse release`, the formgrader's button, plain `nbgrader generate_assignment`) leaves a
+# complete release/<assignment>/: the notebook, the stubs, the course library, checked for imports and leaks.
+c.GenerateAssignment.post_convert_hook = __import__("vitcourse.course.release").course.release.generate_hook(
+    Path(c.CourseDirectory.root))
 c.ClearSolutions.enforce_metadata = True
 
 # ---- autograde ------------------------------------------------------------------------------------------
@@ -78,6 +85,9 @@ c.FileNameCollectorPlugin.named_regexp = (
     r"(?P<student_id>[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>" + SUBMISSION_FILE_RE + r")$"
 )
 c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt", ".json"]
+
+# ---- the exchange (a shared server): a collected submission is closed to other users as it lands --------
+c.ExchangeFactory.collect = "vitcourse.course.permissions.PrivateCollect"
 
 # ---- export ---------------------------------------------------------------------------------------------
 # nbgrader's CSV, written to a temporary name and renamed when complete (vitcourse/course/export.py): a killed or

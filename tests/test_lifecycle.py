@@ -81,6 +81,9 @@ def test_feedback_has_no_hidden_tests(term):
             assert HIDDEN_BEGIN not in text
             leaked = [line for line in hidden if line in text]
             assert not leaked, f"{page} shows hidden test code: {leaked[:3]}"
+            # Issue 26, item 5: the sandboxed kernels find matplotlib's fonts; no warning reaches a student.
+            graded = term.course_dir / "autograded" / s.id / a / f"{a}.ipynb"
+            assert "Fontconfig" not in text and "Fontconfig" not in graded.read_text(encoding="utf-8"), page
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ HELP = "Write grades.csv (nbgrader export, atomic); refuses while a submission i
 
 from pathlib import Path
 
-from vitcourse.course import lifecycle, release
+from vitcourse.course import lifecycle, permissions, release
 from vitcourse.commands.grade import course_folder
 
 
@@ -12,10 +12,16 @@ def add_arguments(parser):
                         help="the nbgrader course folder (default: this folder if it has nbgrader_config.py, else course/)")
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="export anyway; students whose autograde did not finish appear with 0 points")
+    permissions.add_argument(parser)
 
 
 def run(args) -> int:
     course = course_folder(args.course)
+    try:
+        permissions.guard(course, "export", args.allow_open_files)
+    except permissions.OpenToOthers as err:
+        print(err)
+        return 1
     try:
         out = lifecycle.export_grades(course, allow_incomplete=args.allow_incomplete)
     except (lifecycle.LifecycleError, release.ReleaseError) as err:

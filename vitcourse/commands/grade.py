@@ -3,7 +3,7 @@ HELP = "Collect, back up, autograde and give feedback for an assignment; a re-ru
 
 from pathlib import Path
 
-from vitcourse.course import lifecycle, release
+from vitcourse.course import lifecycle, permissions, release
 
 
 def course_folder(path) -> Path:
@@ -28,16 +28,21 @@ def add_arguments(parser):
                         help="only (re)generate feedback, e.g. after manual grading (with --force: for everyone)")
     parser.add_argument("--no-collect", action="store_true",
                         help="do not run nbgrader zip_collect on downloaded/<assignment>/archive/ first")
+    permissions.add_argument(parser)
 
 
 def run(args) -> int:
     course = course_folder(args.course)
     try:
+        permissions.guard(course, f"grade {args.assignment}", args.allow_open_files)
         if args.feedback_only:
             lifecycle.generate_feedback(course, args.assignment, args.student, force=args.force)
         else:
             lifecycle.autograde(course, args.assignment, args.student, jobs=args.jobs, force=args.force,
                                 collect=not args.no_collect)
+    except permissions.OpenToOthers as err:
+        print(err)
+        return 1
     except (lifecycle.LifecycleError, release.ReleaseError) as err:
         print(f"vitcourse grade {args.assignment}: {err}")
         return 1

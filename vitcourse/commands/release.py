@@ -1,7 +1,7 @@
 """vitcourse release: build the notebooks, generate the student release with nbgrader, check for leaks."""
 HELP = "Build course/source notebooks, run nbgrader generate_assignment, add stubs + library + zip, refuse leaks."
 
-from vitcourse.course import course_root, nbbuild, release
+from vitcourse.course import course_root, nbbuild, permissions, release
 
 
 def add_arguments(parser):
@@ -12,6 +12,7 @@ def add_arguments(parser):
     parser.add_argument("--check", action="store_true",
                         help="fail if a committed source notebook differs from a fresh build (CI); releases nothing")
     parser.add_argument("--no-zip", action="store_true", help="skip the per-assignment zip for Colab/Drive")
+    permissions.add_argument(parser)
 
 
 def run(args) -> int:
@@ -28,6 +29,11 @@ def run(args) -> int:
     print(f"built {len(nbbuild.assignments())} source notebooks from {course.notebooks}")
     if args.build_only:
         return 0
+    try:
+        permissions.guard(course.course, "release", args.allow_open_files, names=("source", "../solutions"))
+    except permissions.OpenToOthers as err:
+        print(err)
+        return 1
     try:
         folders = release.release(course.course, args.assignments or None, zip_=not args.no_zip)
     except release.ReleaseError as err:

@@ -28,7 +28,7 @@ from typing import Optional
 
 import nbformat
 
-from vitcourse.course import course_root, handin, impl, release
+from vitcourse.course import course_root, handin, impl, permissions, release
 from autograder.registry import files_for
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -345,6 +345,10 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     archive = course_dir / "downloaded" / assignment / "archive"
     if collect and archive.is_dir() and any(archive.iterdir()):
         release.nbgrader(course_dir, "zip_collect", assignment, "--force")
+    if (course_dir / "submitted").is_dir():  # however they were collected: no link is followed (nbgrader's copy
+        for folder in (course_dir / "submitted").glob(f"*/{assignment}"):  # would), no student reads another's
+            permissions.drop_links(folder)
+        permissions.close(course_dir / "submitted")
     backup = backup_gradebook(course_dir)
     log(f"  gradebook backed up to {backup}")
     everyone = progress.submitted_students(course_dir, assignment)

@@ -39,7 +39,8 @@ MIN_LEAK_CHARS = 12
 LIBRARY_PACKAGES = ("data_utils", "vitcourse", "autograder")
 INSTRUCTOR_ONLY = ("vitcourse/commands", "vitcourse/cli.py", "vitcourse/__main__.py", "vitcourse/course/release.py",
                    "vitcourse/course/lifecycle.py", "vitcourse/course/nbbuild.py", "vitcourse/course/stubs.py",
-                   "vitcourse/course/feedback.py", "vitcourse/course/overwrite.py", "vitcourse/course/export.py")
+                   "vitcourse/course/feedback.py", "vitcourse/course/overwrite.py", "vitcourse/course/export.py",
+                   "vitcourse/course/permissions.py")
 # Of the autograder, students get only the self-check (public oracles); the grader stays with the TAs.
 # Its package docstring documents the hidden cells, so the release writes a student edition instead.
 STUDENT_AUTOGRADER = ("__main__.py", "analysers.py", "points.py", "registry.py", "selfcheck.py")
@@ -329,6 +330,37 @@ def find_leaks(release_root: Path, secrets: Secrets) -> list[str]:
 
 # ---- the release ----------------------------------------------------------------------------------------
 
+def complete(folder: Path) -> bool:
+    """True when a release folder holds what `assemble` adds (stubs, library, README), not nbgrader's notebook alone."""
+    return all((folder / name).is_file() for name in (*files_for(folder.name), "README.md", "vitcourse/course/colab.py"))
+
+
+def generate_hook(course_dir: Path):
+    """nbgrader's `GenerateAssignment.post_convert_hook` (course/nbgrader_config.py) for this course.
+
+    nbgrader's own Generate (the formgrader's button, plain `nbgrader generate_assignment --force`) rebuilds
+    `release/<a>/` with the notebook alone; this hook completes it as `vitcourse release` does (stubs, library,
+    README), then runs the import and leak checks on it. If anything fails the folder is removed, so that
+    `nbgrader release_assignment` has nothing half-made to ship, and the reason is raised into nbgrader's log.
+    """
+    course_dir = Path(course_dir)
+
+    def hook(assignment: str, student=None, notebooks=(), **_) -> None:
+        folder = course_dir / "release" / assignment
+        if not os.environ.get(course_root.ROOT_ENV) and (course_dir.parent / "student_src").is_dir():
+            course_root.activate(course_root.CourseRoot(course_dir.parent))  # the formgrader: this clone's stubs
+        try:
+            assemble(folder)
+            problems = release_imports(folder)[1] + find_leaks(folder, collect_secrets(course_dir))
+            if problems:
+                raise ReleaseError("; ".join(problems[:10]))
+        except Exception as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ReleaseError(f"the release of {assignment} could not be completed ({err}), so release/{assignment}/ "
+                               f"was removed: run `vitcourse release {assignment}` in {course_dir} to see why") from err
+    return hook
+
+
 def release(course_dir: Optional[Path] = None, assignments: Optional[list[str]] = None, zip_: bool = True,
             log=print) -> list[Path]:
     """Generate and assemble the student release of `assignments` (default: all); return the folders.
@@ -343,9 +375,12 @@ def release(course_dir: Optional[Path] = None, assignments: Optional[list[str]] 
                            f"known: {source_assignments(course_dir)}")
     folders = []
     for name in names:
-        nbgrader(course_dir, "generate_assignment", name, "--force")
+        proc = nbgrader(course_dir, "generate_assignment", name, "--force")
         folder = course_dir / "release" / name
-        assemble(folder)
+        if not complete(folder):  # the config's generate_hook assembles the folder inside nbgrader
+            raise ReleaseError(f"`nbgrader generate_assignment {name}` left {folder} without the stubs and library "
+                               f"(is course/nbgrader_config.py's GenerateAssignment.post_convert_hook set?):\n"
+                               f"{_failure_excerpt(proc.stdout + proc.stderr)}")
         if zip_:
             make_zip(folder)
         folders.append(folder)
