@@ -2,6 +2,7 @@
 #   make demo   set up .venv, then run the main job offline on the embedded digits data
 #   make test   set up .venv, then run the test-suite
 #   make test-floor  the same suite in .venv-floor, built with the oldest supported versions (constraints-floor.txt)
+#   make test-attacks  whole classes of hostile submissions through real nbgrader (CI runs it)
 #   make test-colab  the release notebooks run as students run them, in a replica of Colab (Python 3.13, Colab's versions)
 #   make gpu-check   the prepared GPU measurements (on a machine with a GPU): rows into docs/benchmarks.md
 PYTHON ?= python3
@@ -23,7 +24,7 @@ HUB    := .venv-hub
 HUB_STAMP := $(HUB)/.installed
 HUB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 
-.PHONY: demo test test-floor test-colab test-shared-server gpu-check stubs stubs-check release bench clean
+.PHONY: demo test test-attacks test-floor test-colab test-shared-server gpu-check stubs stubs-check release bench clean
 
 # One line, before anything is installed, when the Python that would build the venv is too old.
 define check_python
@@ -43,7 +44,11 @@ demo: $(STAMP)
 	$(VENV)/bin/vitcourse demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not attack"
+
+# Whole classes of hostile submissions through real nbgrader (loops, exits, kills, bombs, patched graders): minutes.
+test-attacks: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m attack
 
 # The floor environment: every declared dependency at the oldest version pyproject.toml accepts.
 $(FLOOR_STAMP): pyproject.toml constraints-floor.txt
@@ -54,7 +59,7 @@ $(FLOOR_STAMP): pyproject.toml constraints-floor.txt
 	touch $(FLOOR_STAMP)
 
 test-floor: $(FLOOR_STAMP)
-	$(FLOOR)/bin/python -m pytest -q -n 2 --dist loadfile
+	$(FLOOR)/bin/python -m pytest -q -n 2 --dist loadfile -m "not attack"
 
 # The replica: Colab's Python and Colab's versions of what the notebooks import, nothing Colab lacks (no grad-cam,
 # no nbgrader, not the course). torch's CUDA libraries are left to pip: Colab's come from PyTorch's cu128 index,
@@ -86,12 +91,13 @@ $(SHARED_ENV)/.installed: pyproject.toml constraints.txt
 	$(call check_python,$(SHARED_PYTHON))
 	test -x $(SHARED_ENV)/bin/python || $(SHARED_PYTHON) -m venv $(SHARED_ENV)
 	$(SHARED_ENV)/bin/python -m pip install --quiet -c constraints.txt ".[course,transfer]"
+	rm -rf build
 	touch $@
 
 test-shared-server: $(STAMP)
 	@if [ "$$(id -u)" != 0 ]; then echo "make test-shared-server: skipped, it makes Unix users and needs root"; else \
 	  $(MAKE) --no-print-directory $(SHARED_ENV)/.installed && \
-	  $(SHARED_ENV)/bin/python -m pip install --quiet --no-deps --force-reinstall . && \
+	  $(SHARED_ENV)/bin/python -m pip install --quiet --no-deps --force-reinstall . && rm -rf build && \
 	  VITCOURSE_SHARED_ENV=$(SHARED_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_shared_server_users.py; fi
 
 gpu-check: $(STAMP)

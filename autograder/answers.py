@@ -8,7 +8,7 @@ check's parameters as literal keywords::
     grade_answer("quiz", NUM_TOKENS, question="num_tokens", image_size=32, patch_size=4)
 
 Why a registry: under `nbgrader autograde` the student's own cells run in the same kernel and can replace
-anything there (`vitcourse.analysis.quiz.grade`, IPython's AST transformers that drop asserts, torch). So the kernel
+anything there (`autograder.quiz.grade`, IPython's AST transformers that drop asserts, torch). So the kernel
 only *records* the values (`autograder.nb.grade_answer` writes them, as JSON, into an output of the cell),
 and `autograder.nbgrader_plugin.RegradeHiddenCells` scores them again in the grader's process with the
 check below. The check's name and parameters come from the cell's source, which nbgrader restored from the
@@ -92,6 +92,7 @@ class Check:
     name: str
     run: Callable[..., tuple[float, str]]
     values: int  # how many answer values the call passes (positional arguments after the name)
+    key: Callable[[dict], Any] | None = None  # params -> the correct value, for a numeric answer (the leak check)
 
 
 def _is_int(value) -> bool:
@@ -99,8 +100,8 @@ def _is_int(value) -> bool:
 
 
 def _quiz(values, params, points, folder, context):
-    """A numeric answer graded by `vitcourse.analysis.quiz` (its question id and ViT config in the keywords)."""
-    from vitcourse.analysis import quiz
+    """A numeric answer graded by `autograder.quiz` (its question id and ViT config in the keywords)."""
+    from autograder import quiz
 
     (answer,), params = values, dict(params)
     name = params.pop("name", "the answer")
@@ -126,16 +127,21 @@ def _choice(values, params, points, folder, context):
     return 0.0, params.get("hint", f"{name}: not this one")
 
 
-def _block_params(values, params, points, folder, context):
-    """Parameters of one encoder Block(embed_dim, num_heads, mlp_ratio), counted in closed form."""
+def _block_params_key(params: dict) -> int:
     from types import SimpleNamespace
 
     from vitcourse.analysis.complexity import count_block_parameters
 
-    (answer,) = values
     D = int(params["embed_dim"])
     cfg = SimpleNamespace(embed_dim=D, mlp_hidden_dim=int(D * params["mlp_ratio"]), qkv_bias=params.get("qkv_bias", True))
-    expected = sum(count_block_parameters(cfg).values())
+    return sum(count_block_parameters(cfg).values())
+
+
+def _block_params(values, params, points, folder, context):
+    """Parameters of one encoder Block(embed_dim, num_heads, mlp_ratio), counted in closed form."""
+    (answer,) = values
+    D = int(params["embed_dim"])
+    expected = _block_params_key(params)
     if not _is_int(answer):
         return 0.0, f"BLOCK_PARAMS should be an int, got {type_name(answer)} {shown(answer)}"
     if answer == expected:
@@ -168,8 +174,8 @@ def _augment(values, params, points, folder, context):
 
 
 def _seeds_needed(values, params, points, folder, context):
-    """SEEDS_NEEDED for a ±half_width interval given a pilot spread std (vitcourse.analysis.stats)."""
-    from vitcourse.analysis import stats
+    """SEEDS_NEEDED for a ±half_width interval given a pilot spread std (autograder/quiz.py)."""
+    from autograder import quiz
 
     (answer,) = values
     if answer is None:
@@ -178,7 +184,7 @@ def _seeds_needed(values, params, points, folder, context):
         answer = shown(answer)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        score = stats.grade_seeds_needed(answer, params["std"], params["half_width"], points=points)
+        score = quiz.grade_seeds_needed(answer, params["std"], params["half_width"], points=points)
     return float(score), out.getvalue().strip()
 
 
@@ -199,6 +205,31 @@ def _accuracy(values, params, points, folder, context):
     return result.score, result.message
 
 
+def _cnn_count_key(params: dict) -> int:
+    from autograder import quiz
+    from vitcourse.analysis import complexity
+
+    if params["quantity"] == "folded_params":
+        return quiz.folded_cnn_parameters(complexity.cnn_config(params["model"]))
+    if params["quantity"] == "conv_flops":
+        c_in, c_out, k, H, W = (int(params[key]) for key in ("in_chans", "out_chans", "kernel_size", "height", "width"))
+        return complexity.FLOPS_PER_MAC * c_in * c_out * k * k * H * W
+    raise ValueError(f"cnn_count: unknown quantity {params['quantity']!r}")
+
+
+def _quiz_key(params: dict) -> int:
+    from autograder import quiz
+
+    config = {k: v for k, v in params.items() if k not in ("name", "question")}
+    return quiz.expected(params["question"], **config)
+
+
+def _seeds_key(params: dict) -> int:
+    from autograder import quiz
+
+    return quiz.seeds_needed(params["std"], params["half_width"])
+
+
 def _cnn_count(values, params, points, folder, context):
     """A count about the CNN assignment's networks, in closed form (vitcourse.analysis.complexity).
 
@@ -206,6 +237,7 @@ def _cnn_count(values, params, points, folder, context):
     FLOPs of one k×k 'same' convolution C_in -> C_out at H×W, one image, bias not counted, as FlopCounterMode).
     A recognised slip (the unfolded count, MACs for FLOPs, ...) is named; the correct value never is.
     """
+    from autograder import quiz
     from vitcourse.analysis import complexity
 
     (answer,), params = values, dict(params)
@@ -215,9 +247,9 @@ def _cnn_count(values, params, points, folder, context):
     if not _is_int(answer):
         return 0.0, f"{name} should be an int, got {type_name(answer)} {shown(answer)}"
     quantity = params.pop("quantity")
+    expected = _cnn_count_key({**params, "quantity": quantity})
     if quantity == "folded_params":
         cfg = complexity.cnn_config(params["model"])
-        expected = complexity.folded_cnn_parameters(cfg)
         unfolded = complexity.count_cnn_parameters(cfg)["total"]
         bn = sum(layer.params for layer in complexity.cnn_layers(cfg) if layer.kind == "bn")
         slips = {unfolded: "this is the count before folding: each batch norm's 2·C_out parameters (weight and "
@@ -228,7 +260,6 @@ def _cnn_count(values, params, points, folder, context):
     elif quantity == "conv_flops":
         c_in, c_out, k, H, W = (int(params[key]) for key in ("in_chans", "out_chans", "kernel_size", "height", "width"))
         macs = c_in * c_out * k * k * H * W
-        expected = complexity.FLOPS_PER_MAC * macs
         slips = {macs: "this is the count of multiply-adds (MACs): the question asks for FLOPs, 2 per multiply-add",
                  complexity.FLOPS_PER_MAC * c_in * c_out * k * k: "the count for one output position: a 'same' "
                  "convolution computes every one of the H·W positions",
@@ -244,13 +275,13 @@ def _cnn_count(values, params, points, folder, context):
 
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
-    Check("quiz", _quiz, 1),
+    Check("quiz", _quiz, 1, _quiz_key),
     Check("choice", _choice, 1),
-    Check("block_params", _block_params, 1),
+    Check("block_params", _block_params, 1, _block_params_key),
     Check("augment", _augment, 1),
-    Check("seeds_needed", _seeds_needed, 1),
+    Check("seeds_needed", _seeds_needed, 1, _seeds_key),
     Check("accuracy", _accuracy, 0),
-    Check("cnn_count", _cnn_count, 1),
+    Check("cnn_count", _cnn_count, 1, _cnn_count_key),
 )}
 
 
@@ -302,3 +333,9 @@ def score(call: Call, values: list, points: float, folder: Path, context: dict |
         return 0.0, f"{call.params.get('name', call.check)}: could not be graded ({type(err).__name__}: {str(err)[:200]})"
     earned = float(earned) if isinstance(earned, (int, float)) and math.isfinite(earned) else 0.0
     return min(max(earned, 0.0), float(points)), feedback
+
+
+def answer_key(call: Call):
+    """The correct value of a numeric answer call (None for checks without one): what no release may hold."""
+    key = CHECKS[call.check].key
+    return key(dict(call.params)) if key is not None else None

@@ -59,26 +59,36 @@ def _mount_system(args: list[str]) -> None:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
 
 
-def runtime_paths(extra: list[str | os.PathLike] = ()) -> list[str]:
-    """Folders of the running Python the sandboxed process needs, read-only: interpreter, stdlib, packages.
+def runtime_paths(extra: list[str | os.PathLike] = ()) -> list[tuple[str, str]]:
+    """(source, destination) of the folders of the running Python the sandboxed process needs, read-only:
+    interpreter, standard library, packages.
 
-    `extra` adds more (e.g. the site-packages of ipykernel for a kernel). Paths under /usr are already
-    mounted with the system and are dropped here.
+    Each is mounted at its real path and, where Python reaches it through a link (a `.venv` that is a link to
+    another disk, a site-packages reached through one), at the path Python uses as well, so the same
+    interpreter finds the same files inside. `extra` adds more (e.g. the site-packages of ipykernel for a
+    kernel). Paths under /usr are already mounted with the system and are dropped here.
     """
     import torch  # its site-packages folder is the one the runner imports from
 
-    exe = Path(os.path.realpath(sys.executable))
-    wanted = [exe.parent, Path(sys.base_prefix) / "lib", Path(torch.__file__).resolve().parents[1], *map(Path, extra)]
+    exe = Path(sys.executable)
+    site_packages = Path(torch.__file__).parents[1]
+    wanted = [exe.parent, Path(os.path.realpath(exe)).parent, Path(sys.prefix), Path(sys.base_prefix) / "lib",
+              site_packages, *map(Path, extra)]
     wanted += [Path(p) for p in sys.path if p and os.path.isdir(p)
                and "site-packages" not in p and "dist-packages" not in p and not p.endswith(".zip")
                and Path(p).resolve().is_relative_to(Path(sys.base_prefix).resolve())]
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for path in wanted:
-        real = str(Path(os.path.realpath(path)))
-        if os.path.exists(real) and not real.startswith("/usr/") and real not in out:
-            out.append(real)
-    # Drop a folder already inside another one on the list (one mount is enough).
-    return [p for p in out if not any(p != q and p.startswith(q + os.sep) for q in out)]
+        if not os.path.exists(path):
+            continue
+        real = os.path.realpath(path)
+        for dest in dict.fromkeys([real, os.path.abspath(path)]):
+            if not dest.startswith("/usr/") and (real, dest) not in out:
+                out.append((real, dest))
+    # Drop a mount already inside another one of the same source tree (one mount is enough).
+    return [(s, d) for s, d in out
+            if not any((s2, d2) != (s, d) and d.startswith(d2 + os.sep) and s.startswith(s2 + os.sep)
+                       for s2, d2 in out)]
 
 
 def command(job: str | os.PathLike, writable: list[str | os.PathLike], argv: list[str], *,
@@ -99,15 +109,8 @@ def command(job: str | os.PathLike, writable: list[str | os.PathLike], argv: lis
             "--disable-userns", "--clearenv"]
     _mount_system(args)
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
-    for path in runtime_paths(readonly):
-        args += ["--ro-bind", path, path]
-    # The venv's interpreter link and pyvenv.cfg, so `sys.executable` resolves as it does outside.
-    venv_python = Path(sys.executable)
-    if venv_python.exists() and not str(venv_python).startswith("/usr/"):
-        args += ["--ro-bind", str(venv_python), str(venv_python)]
-        cfg = Path(sys.prefix) / "pyvenv.cfg"
-        if cfg.is_file():
-            args += ["--ro-bind", str(cfg), str(cfg)]
+    for source, dest in runtime_paths(readonly):  # the venv itself among them: its interpreter link, pyvenv.cfg
+        args += ["--ro-bind", source, dest]
     job = os.path.realpath(job)
     args += ["--ro-bind", job, job]
     for path in writable:

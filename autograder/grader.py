@@ -221,6 +221,11 @@ def _fold_problem(key: str, expected: torch.Tensor, actual, case: dict) -> Optio
     return compare_tensor(key, expected, actual)
 
 
+# fold_conv_bn's checks per case and the outputs each looks at: a right kernel with a wrong bias keeps the kernel's
+# credit; a fold that changes its inputs (the folded conv right) loses only "inputs unchanged".
+FOLD_CHECKS = {"kernel": ("weight",), "bias": ("bias",), "output": ("out",), "inputs unchanged": ("inputs_unchanged",)}
+
+
 def _fold_inputs(case: dict, values: dict) -> dict:
     """fold_conv_bn's `after:*` tensors (the conv and batch norm as the call left them) folded into one
     `inputs_unchanged` flag, computed here against the inputs the grader sent: never in the student's process,
@@ -335,6 +340,8 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
     has_grads = any(k.startswith("grad:") for k in expected)
     names = ["values"] + (["gradients"] if has_grads else []) + (["properties"] if "weights" in expected else []) \
         + (["permutation"] if "out@perm" in expected else [])  # the same checks whether or not it raised
+    if case["op"] == "fold_conv_bn":  # the fold's pieces are checked apart: credit follows the piece that is wrong
+        names = list(FOLD_CHECKS)
     if not result.get("ok"):
         message = result.get("error", "failed")
         bug = bugs.match_error(part, message)
@@ -354,6 +361,14 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
         problems.append("two calls in eval mode gave different outputs")
     if result.get("error"):
         problems.append(result["error"])
+    if case["op"] == "fold_conv_bn":
+        checks = []
+        for name, keys in FOLD_CHECKS.items():
+            found_here = [m for k in keys if k in expected and (m := compare(k, expected[k], outputs.get(k), case))]
+            checks.append(Check(f"{label} [{name}]", not found_here, "; ".join(found_here[:2])))
+        if result.get("error"):
+            checks[0] = Check(checks[0].name, False, result["error"])
+        return checks, found, ""
     checks = [Check(f"{label} [values]", not problems, "; ".join(problems[:2]))]
     if has_grads:
         grad_keys = [k for k in expected if k.startswith("grad:")]

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
+from autograder.accuracy import CHECKPOINT_ASSIGNMENTS
 from autograder.points import POINTS, ROUND_DIGITS, parts_for
 
 ROOT_ENV = "AUTOGRADER_ROOT"
@@ -26,6 +28,16 @@ DEFAULT_ROOT = "/autograder"
 CONFIG = "gradescope.json"  # in <root>/source: {"assignment", "visibility", "data"}
 GRADER_FAILED = ("The autograder itself failed while grading your submission; this is not your fault. "
                  "The course staff have been given the details and will regrade it.")
+# Gradescope stops run_autograder at its timeout (10 minutes by default) without a results file: ours stops
+# first and writes one. `time_limit_s` in gradescope.json tunes it.
+TIME_LIMIT_S = 540
+TOO_SLOW = ("Grading your submission took longer than the grader's time limit ({limit} s), so it was stopped. If your "
+            "code runs in seconds in the notebook, tell the course staff; otherwise look for an endless loop or a "
+            "model far larger than the course's.")
+
+
+class _OutOfTime(BaseException):
+    """Raised by the alarm: not an Exception, so no `except Exception` in the grading path swallows it."""
 
 
 def root() -> Path:
@@ -54,8 +66,8 @@ def grade_upload(base: Path, config: dict) -> dict:
     checkpoint = assignment in CHECKPOINT_ASSIGNMENTS
     with tempfile.TemporaryDirectory(prefix="vitcourse-upload-") as tmp:
         up = upload.normalise(base / "submission", assignment, Path(tmp) / "submission")
-        if up.problem:
-            return _zero_results(assignment, up.problem, visibility, checkpoint)
+        if up.problem:  # with what the upload's notes say (a damaged member, a link, a file too large)
+            return _zero_results(assignment, "\n".join([up.problem, *up.notes]), visibility, checkpoint)
         report = grader.grade(up.folder, assignment=assignment, hide=(base,))
         results = report.to_gradescope(visibility)
         if checkpoint:
@@ -84,9 +96,21 @@ def main() -> int:
     start = time.monotonic()
     out = base / "results" / "results.json"
     config = {}
+    limit = TIME_LIMIT_S
+
+    def out_of_time(signum, frame):
+        raise _OutOfTime()
     try:
         config = json.loads((base / "source" / CONFIG).read_text())
+        limit = int(config.get("time_limit_s", TIME_LIMIT_S))
+        signal.signal(signal.SIGALRM, out_of_time)
+        signal.alarm(limit)
         results = grade_upload(base, config)
+        signal.alarm(0)
+    except _OutOfTime:
+        print(f"STAFF: grading stopped after {limit} s")
+        results = _zero_results(config.get("assignment"), TOO_SLOW.format(limit=limit),
+                                config.get("visibility", "visible"), config.get("assignment") in CHECKPOINT_ASSIGNMENTS)
     except Exception:  # noqa: BLE001 - whatever broke, the student gets a results file and staff the traceback
         traceback.print_exc(file=sys.stdout)  # stdout goes to the staff's view only
         try:

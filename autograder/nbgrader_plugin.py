@@ -5,7 +5,7 @@ Shape legend (the same in every file of the course):
     D embedding (embed_dim), h heads (num_heads), d head dim (D / h), K classes.
 
 During `nbgrader autograde` the notebook runs in one kernel with the student's own cells, which can
-monkeypatch anything (torch, autograder.nb, vitcourse.analysis.quiz, IPython's AST and input transformers). So no
+monkeypatch anything (torch, autograder.nb, autograder.quiz, IPython's AST and input transformers). So no
 point is scored in the kernel:
 
 * `SnapshotSubmission` (before `Execute`) copies the student's folder to a place only the grader reaches;
@@ -26,16 +26,20 @@ which is the same as writing::
     c.Autograde.exclude_overwriting = {"vit": ["transformer.py", "ViT.py"]}
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = 120
-    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, RestoreHandedInFiles,
+    c.Autograde.autograde_preprocessors = [SnapshotSubmission, ResilientExecute, RegradeHiddenCells, RestoreHandedInFiles,
         IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
 
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async, run_sync
 from nbconvert.preprocessors import Preprocessor
+from nbgrader.preprocessors import Execute
 from nbformat.v4 import new_output
 from traitlets import Bool
 
@@ -143,6 +147,72 @@ class RestoreHandedInFiles(Preprocessor):
         return nb, resources
 
 
+class ResilientExecute(Execute):
+    """nbgrader's Execute, where no cell of a student's notebook can stop the class.
+
+    * a cell that kills its kernel (`os._exit`, a signal, the CPU-time limit) gets an error saying so;
+    * a cell that runs past the timeout is interrupted (the sandboxed kernel by an `interrupt_request`
+      message: a signal to the process group does not reach a kernel in its own session); a kernel that then
+      does not answer within RESPONSIVE_S (SIGINT ignored, a C loop) is stopped;
+    * either way a fresh kernel replays the cells that ran before (their outputs kept as they were, the
+      cells that broke a kernel left out) and the notebook goes on, as if that cell had raised: the cells after
+      it are graded (the grading cells score outside the kernel, from the handed-in files and the values the
+      kernel records).
+    """
+
+    RESPONSIVE_S = 10  # an interrupted kernel answers within a second; 10 s is for a loaded machine
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._ran, self._broken = [], set()
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._recover(cell, index, "KernelDied", "the kernel stopped while this cell ran (it exited, was killed, "
+                                                      "or used up its CPU time)")
+            return cell, self.resources
+        except CellTimeoutError:
+            self._recover(cell, index, "KernelRestarted", "the cell did not stop when interrupted")
+            return cell, self.resources
+        timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError"
+                        for o in cell.get("outputs", []))
+        if timed_out and not self._responsive():
+            self._recover(cell, index, "KernelRestarted", "the cell did not stop when interrupted")
+        elif cell.cell_type == "code":
+            self._ran.append(index)
+        return cell, resources
+
+    def _responsive(self) -> bool:
+        try:
+            return bool(run_sync(self.kc.kernel_info)(reply=True, timeout=self.RESPONSIVE_S))
+        except Exception:  # noqa: BLE001 - a timeout or a dead kernel: not responsive
+            return False
+
+    def _recover(self, cell, index: int, ename: str, why: str) -> None:
+        _append_error(cell, ename, f"{why}; a fresh kernel ran the cells before it again and the notebook went on")
+        self._broken.add(index)
+        run_sync(self._async_restart)()
+        for i in self._ran:  # the notebook's state back, without the cell that broke it; outputs kept
+            try:
+                super().preprocess_cell(copy.deepcopy(self.nb.cells[i]), self.resources, i)
+            except (DeadKernelError, CellTimeoutError):
+                self._broken.add(i)
+                run_sync(self._async_restart)()
+        self._ran = [i for i in self._ran if i not in self._broken]
+
+    async def _async_restart(self) -> None:
+        if self.kc is not None:
+            await ensure_async(self.kc.stop_channels())
+        await ensure_async(self.km.restart_kernel(now=True))
+        await self.async_start_new_kernel_client()
+
+
+def _append_error(cell, ename: str, evalue: str) -> None:
+    cell.setdefault("outputs", []).append(new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
+
+
 class RegradeHiddenCells(Preprocessor):
     """Score every grade cell outside the kernel and overwrite its outputs with that score.
 
@@ -225,7 +295,11 @@ class RegradeHiddenCells(Preprocessor):
                     text.append(f"{call.params.get('name', call.check)}: the cell stopped before its check ran"
                                 f"{_error_of(cell)}; fix the answer above and run the whole notebook again.")
                     continue
-                share, feedback = answers.score(call, values or [], points / len(calls), folder)
+                try:
+                    share, feedback = answers.score(call, values or [], points / len(calls), folder)
+                except (RecursionError, MemoryError, ValueError, TypeError) as err:  # values no check can read
+                    share, feedback = 0.0, (f"{call.params.get('name', call.check)}: the value recorded could not be "
+                                            f"read ({type(err).__name__}); assign a plain number, string or list")
                 earned += share
                 text.append(feedback)
             _set_score(cell, round(earned, 2), "\n".join(text))
@@ -246,7 +320,7 @@ def _recorded(cell, mime: str) -> list[dict]:
 
             try:
                 payload = json.loads(payload)
-            except ValueError:
+            except (ValueError, RecursionError):  # unparseable, or nested beyond reason: not an answer
                 continue
         if isinstance(payload, dict):
             out.append(payload)
@@ -271,8 +345,8 @@ def _set_score(cell, score: float, text: str) -> None:
 def configure(c, assignments: list[str], cell_timeout: int = CELL_TIMEOUT_S) -> None:
     """Set everything the course's nbgrader_config.py needs for autograding with this package."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
-    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,
-                                        LimitOutput, SaveAutoGrades)
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput,
+                                        SaveAutoGrades)
 
     c.RegradeHiddenCells.enabled = True
     # Each student's kernel runs in the allow-list sandbox (autograder/kernel_sandbox.py), over ipc sockets.
@@ -282,6 +356,6 @@ def configure(c, assignments: list[str], cell_timeout: int = CELL_TIMEOUT_S) -> 
     c.Autograde.exclude_overwriting = {a: list(STUDENT_FILES) for a in assignments}
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = cell_timeout
-    c.Autograde.autograde_preprocessors = [SnapshotSubmission, Execute, RegradeHiddenCells, RestoreHandedInFiles,
+    c.Autograde.autograde_preprocessors = [SnapshotSubmission, ResilientExecute, RegradeHiddenCells, RestoreHandedInFiles,
                                            IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
                                            AssignLatePenalties, CheckCellMetadata]

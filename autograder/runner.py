@@ -738,6 +738,52 @@ def describe_error(err: BaseException) -> str:
 TRUSTED: dict = {}
 
 
+class Guard:
+    """What a student file may patch at import or during a call — torch's functions, Tensor's and Module's
+    methods, the builtins, this runner's own helpers — put back as they were before every case.
+
+    So a file that replaces torch.equal, torch.allclose, Tensor.__eq__ or torch.testing.assert_close gets what its
+    honest twin gets: its own code and the runner both run with the originals.
+    """
+
+    def __init__(self, objects):
+        self.saved = [(obj, dict(vars(obj))) for obj in objects]
+        self.trusted = dict(TRUSTED)
+
+    def restore(self) -> None:
+        for obj, saved in self.saved:
+            current = vars(obj)
+            is_class = isinstance(obj, type)
+            if is_class:  # a method added to a class (Tensor.__eq__ over TensorBase's) is taken away again;
+                for key in [k for k in current if k not in saved]:  # a module keeps what imports added to it
+                    try:
+                        delattr(obj, key)
+                    except (AttributeError, TypeError):
+                        pass
+            for key, value in saved.items():
+                if current.get(key, _MISSING) is not value:
+                    try:
+                        setattr(obj, key, value) if is_class else current.__setitem__(key, value)
+                    except (AttributeError, TypeError):
+                        pass
+        TRUSTED.clear()
+        TRUSTED.update(self.trusted)
+
+
+_MISSING = object()
+
+
+def guard(torch) -> Guard:
+    import builtins
+
+    import torch.nn.functional as F
+    import torch.testing
+
+    runner_globals = sys.modules[__name__] if __name__ in sys.modules else None
+    objects = [torch, torch.Tensor, torch.nn.Module, torch.nn.Parameter, F, torch.testing, builtins]
+    return Guard(objects + ([runner_globals] if runner_globals is not None else []))
+
+
 def capture_trusted(torch) -> None:
     TRUSTED.update(save=torch.save, clone=torch.Tensor.clone, detach=torch.Tensor.detach,
                    contiguous=torch.Tensor.contiguous, cpu=torch.Tensor.cpu, state_dict=torch.nn.Module.state_dict)
@@ -794,6 +840,7 @@ def main(jobdir: str) -> int:
     torch.set_num_threads(1)
     capture_trusted(torch)
     cases = torch.load(os.path.join(jobdir, "cases.pt"), weights_only=True)
+    originals = guard(torch)
     say(event="ready")
 
     loaded = {}
@@ -804,11 +851,15 @@ def main(jobdir: str) -> int:
             say(event="import", module=name)
             try:
                 loaded[name] = __import__(name)
+                originals.restore()  # whatever the import patched
                 say(event="imported", module=name)
                 continue
             except BaseException as err:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
                 reason = describe_error(err)
-                if isinstance(err, SyntaxError):
+                if isinstance(err, SyntaxError) and "codec can't decode" in str(err.msg):
+                    reason = (f"{name}.py is not UTF-8 text ({err.msg.split(': ', 1)[-1][:120]}): save it as UTF-8 "
+                              "(your editor's 'Save with encoding'), or retype the characters it cannot read")
+                elif isinstance(err, SyntaxError):
                     reason = f"SyntaxError: {err.msg} ({name}.py, line {err.lineno})"
                 say(event="import_failed", module=name, reason=reason)
                 sys.modules.pop(name, None)
@@ -823,6 +874,7 @@ def main(jobdir: str) -> int:
         results = []
         for case in cases[part]:
             # Global state a student file may have changed at import time: every case starts the same.
+            originals.restore()
             torch.manual_seed(0)
             torch.set_default_dtype(torch.float32)
             torch.set_grad_enabled(True)
@@ -830,6 +882,7 @@ def main(jobdir: str) -> int:
                 results.append({"ok": True, "outputs": clean_outputs(run_case(mods, case))})
             except BaseException as err:  # noqa: BLE001 - the student's error is this case's result
                 results.append({"ok": False, "error": describe_error(err)})
+        originals.restore()
         TRUSTED["save"](results, os.path.join(out_dir, f"{part}.pt"))
         say(event="done", part=part)
     status.close()

@@ -417,7 +417,11 @@ def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left, 
                                 env=env, cwd=str(sub), preexec_fn=_limits_preexec(limits, uid, nproc, cgroup))
         reader = _Reader(proc.stdout, limits.output_bytes)
         reader.start()
-        killed_for = _watch(proc, out / "status.jsonl", limits, time_left)
+        try:
+            killed_for = _watch(proc, out / "status.jsonl", limits, time_left)
+        except BaseException:  # the grader was stopped (its own time limit, Ctrl-C): the student's process goes too
+            _kill(proc)
+            raise
         reader.join(timeout=5)
         proc.stdout.close()
         events = _events(out / "status.jsonl")

@@ -16,6 +16,7 @@ import io
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional
@@ -27,7 +28,11 @@ from autograder.registry import files_for
 MAX_DEPTH = 6  # folders searched below the upload (and inside a zip)
 MAX_ZIP_NESTING = 2  # a zip inside the upload, and a zip inside that one
 MAX_MEMBERS = 5000  # entries looked at per zip
-MAX_ZIP_BYTES = 512 << 20  # a zip larger than this is not opened
+MAX_ZIP_BYTES = 512 << 20  # a zip file larger than this is not opened
+# A zip inside the upload's zip is read into memory to be opened: each at most this large unpacked, all of them
+# together at most NESTED_BUDGET (Gradescope's default container has 2 GB, torch takes 1.5 of it).
+MAX_NESTED_ZIP_BYTES = 64 << 20
+NESTED_BUDGET = 128 << 20
 MAX_SOURCE_BYTES = 1 << 20  # a student .py file larger than this is not a hand-written module
 SKIPPED_FOLDERS = ("__MACOSX", "__pycache__", ".ipynb_checkpoints")
 # "ViT (1).py", "ViT(2).py", "ViT - Copy.py", "ViT copy.py", "ViT-1.py": what browsers and file managers add.
@@ -78,7 +83,9 @@ def _skipped(parts) -> bool:
     return any(p.startswith(".") or p in SKIPPED_FOLDERS for p in parts)
 
 
-def _zip_candidates(data_or_path, where: str, nesting: int, out: list[_Candidate], notes: list[str]) -> None:
+def _zip_candidates(data_or_path, where: str, nesting: int, out: list[_Candidate], notes: list[str],
+                    budget: list[int] | None = None) -> None:
+    budget = budget if budget is not None else [NESTED_BUDGET]  # bytes of nested zips still allowed in memory
     try:
         archive = zipfile.ZipFile(data_or_path)
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -88,24 +95,60 @@ def _zip_candidates(data_or_path, where: str, nesting: int, out: list[_Candidate
         for info in archive.infolist()[:MAX_MEMBERS]:
             path = PurePosixPath(info.filename.replace("\\", "/"))
             mode = info.external_attr >> 16
-            if info.is_dir() or stat.S_ISLNK(mode) or _skipped(path.parts[:-1]) or path.name.startswith("."):
+            if stat.S_ISLNK(mode) and not info.is_dir():
+                notes.append(f"{where}:{path} is a link: links are never followed, so it was not graded.")
+                continue
+            if info.is_dir() or _skipped(path.parts[:-1]) or path.name.startswith("."):
                 continue
             if len(path.parts) - 1 > MAX_DEPTH or ".." in path.parts:
                 continue
             label = f"{where}:{path}"
             if path.suffix.lower() == ".zip":
-                if nesting < MAX_ZIP_NESTING and info.file_size <= MAX_ZIP_BYTES:
-                    _zip_candidates(io.BytesIO(archive.read(info)), label, nesting + 1, out, notes)
+                if nesting >= MAX_ZIP_NESTING:
+                    continue
+                if info.file_size > min(MAX_NESTED_ZIP_BYTES, budget[0]):  # declared size, checked before inflating
+                    notes.append(f"{label} unpacks to {info.file_size >> 20} MiB, more than a zip inside your zip may "
+                                 f"({MAX_NESTED_ZIP_BYTES >> 20} MiB): it was not opened. Upload your files themselves.")
+                    continue
+                budget[0] -= info.file_size
+                data = _read_member(archive, info, label, notes)
+                if data is not None:
+                    _zip_candidates(io.BytesIO(data), label, nesting + 1, out, notes, budget)
                 continue
             out.append(_Candidate(label, path.name, len(path.parts) - 1 + nesting,
                                   info.file_size, lambda d=data_or_path, i=info.filename: _reread(d, i)))
 
 
+# What reading a damaged member raises: a bad checksum, a truncated or corrupt deflate stream, an unknown method.
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
+
+
+class DamagedFile(ValueError):
+    """A member of the student's zip that cannot be read back as it was written; the message says which."""
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, notes: list[str]) -> bytes | None:
+    """A member's bytes, or None with a note when the student's zip is damaged there (bad checksum, truncated)."""
+    try:
+        return archive.read(info)
+    except ZIP_READ_ERRORS as err:
+        notes.append(_damaged(label, err))
+        return None
+
+
+def _damaged(label: str, err: BaseException) -> str:
+    return (f"{label} is damaged in your zip ({type(err).__name__}: {str(err)[:120]}): make the zip again (or "
+            "upload the files themselves) and resubmit.")
+
+
 def _reread(data_or_path, member: str) -> bytes:
     if isinstance(data_or_path, io.BytesIO):
         data_or_path.seek(0)
-    with zipfile.ZipFile(data_or_path) as archive:
-        return archive.read(member)
+    try:
+        with zipfile.ZipFile(data_or_path) as archive:
+            return archive.read(member)
+    except ZIP_READ_ERRORS as err:
+        raise DamagedFile(f"{type(err).__name__}: {str(err)[:120]}") from None
 
 
 def _candidates(root: Path, notes: list[str]) -> list[_Candidate]:
@@ -122,8 +165,11 @@ def _candidates(root: Path, notes: list[str]) -> list[_Candidate]:
             except OSError:
                 continue
             rel = entry.relative_to(root).as_posix()
-            if stat.S_ISLNK(info.st_mode) or entry.name.startswith("."):
-                continue  # never follow a link out of the upload
+            if stat.S_ISLNK(info.st_mode):  # never follow a link out of the upload
+                notes.append(f"{rel} is a link: links are never followed, so it was not graded. Upload the file itself.")
+                continue
+            if entry.name.startswith("."):
+                continue
             if stat.S_ISDIR(info.st_mode):
                 if depth < MAX_DEPTH and entry.name not in SKIPPED_FOLDERS:
                     visit(entry, depth + 1)
@@ -176,7 +222,16 @@ def normalise(upload: str | Path, assignment: Optional[str], dest: str | Path) -
         if best.size > limit:
             result.notes.append(f"{best.where} is larger than {limit >> 20} MiB and was not graded.")
             continue
-        (dest / name).write_bytes(best.read())
+        try:
+            data = best.read()
+        except DamagedFile as err:
+            result.notes.append(f"{best.where} is damaged in your zip ({err}): make the zip again (or upload the files "
+                                "themselves) and resubmit.")
+            continue
+        if len(data) > limit:  # what a zip's header declared was not what it held
+            result.notes.append(f"{best.where} is larger than {limit >> 20} MiB and was not graded.")
+            continue
+        (dest / name).write_bytes(data)
         result.found[name] = best.where
         if renamed:
             result.notes.append(f"graded `{best.where}` as `{name}`: next time name it exactly `{name}` "

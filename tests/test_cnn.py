@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from autograder import quiz
 from vitcourse.analysis import complexity
 from vitcourse.models import cnn as cnn_models
 
@@ -184,7 +185,7 @@ def test_fold_batch_norms_keeps_the_outputs(cnn, name):
         torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-3)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert model.training is False and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # untouched
-    assert sum(p.numel() for p in folded.parameters()) == complexity.folded_cnn_parameters(model.config)
+    assert sum(p.numel() for p in folded.parameters()) == quiz.folded_cnn_parameters(model.config)
 
 
 def test_config_derived_sizes_and_errors(cnn):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from vitcourse.analysis import quiz
+from autograder import quiz
 from vitcourse.analysis.complexity import FLOPS_PER_MAC, flop_counter_flops
 
 # Small, distinct sizes; a non-square image and an odd head count.

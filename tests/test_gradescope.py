@@ -37,8 +37,9 @@ def a3_bundle(tmp_path_factory):
     return gradescope.build(tmp_path_factory.mktemp("a3"), "a3_vit", data_root=MINI)
 
 
-def run_autograder(bundle, tmp_path, fill) -> dict:
-    """Unzip `bundle` as Gradescope does, let `fill(submission_dir)` upload, run run_autograder, read results."""
+def run_autograder(bundle, tmp_path, fill, memory_bytes=None) -> dict:
+    """Unzip `bundle` as Gradescope does, let `fill(submission_dir)` upload, run run_autograder, read results.
+    `memory_bytes` runs it under that much memory (RLIMIT_DATA), as Gradescope's container limits it."""
     root = tmp_path / "autograder"
     (root / "source").mkdir(parents=True)
     (root / "submission").mkdir()
@@ -48,7 +49,8 @@ def run_autograder(bundle, tmp_path, fill) -> dict:
     script.chmod(0o755)  # zipfile does not restore permissions (Gradescope does: checked in test_contract)
     fill(root / "submission")
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "VITCOURSE_PYTHON": sys.executable}
-    done = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=600)
+    prefix = ["prlimit", f"--data={memory_bytes}", "--"] if memory_bytes else []
+    done = subprocess.run([*prefix, str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads((root / "results" / "results.json").read_text())
 
@@ -207,6 +209,51 @@ def test_a3_grades_the_checkpoint_like_the_notebook(a3_bundle, tmp_path, one_thr
     assert results["score"] == pytest.approx(sum(POINTS[p] for p in parts_for("a3_vit")) + test["score"])
 
 
+GRADESCOPE_MEMORY = 2 << 30  # Gradescope's default container: 2 GB
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux) to hold the run to 2 GB")
+def test_bombs_in_an_upload_get_results_within_gradescopes_memory(a2_bundle, tmp_path):
+    """Issue 27, items 3-4: zips that unpack to GiBs and a damaged member, under 2 GB: a results.json that names them."""
+    import io
+
+    def zipped(members, method=zipfile.ZIP_DEFLATED):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", method) as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+        return buffer.getvalue()
+
+    inner = zipped({"filler.bin": bytes(400 << 20)}, zipfile.ZIP_STORED)  # a 400 MiB zip
+    damaged = bytearray(zipped({"ViT.py": (impl.solutions_dir() / "ViT.py").read_bytes()}))
+    damaged[60] ^= 0xFF
+
+    def fill(sub):
+        (sub / "bombs.zip").write_bytes(zipped({f"part{i}.zip": inner for i in range(5)}))
+        (sub / "mine.zip").write_bytes(bytes(damaged))
+        shutil.copy(impl.solutions_dir() / "transformer.py", sub / "transformer.py")
+    results = run_autograder(a2_bundle, tmp_path, fill, memory_bytes=GRADESCOPE_MEMORY)
+    assert results["score"] == sum(POINTS[p] for p in parts_for("a2_transformer"))  # transformer.py graded in full
+    assert results["output"].count("was not opened") == 5 and "mine.zip:ViT.py is damaged in your zip" in results["output"]
+    assert "not your fault" not in results["output"]
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux) to hold the run to 2 GB")
+def test_a_checkpoint_bomb_gets_a_zero_and_the_files_name_within_gradescopes_memory(a3_bundle, tmp_path):
+    def fill(sub):
+        copy_reference(sub)
+        path = sub / accuracy.CHECKPOINT
+        torch.save({"model": {}, "config": {"embed_dim": 10**12 + 1}, "data": "digits"}, path)
+        with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:  # declares 3 GiB, weighs 3 MiB
+            with archive.open("vit_checkpoint/data/99", "w", force_zip64=True) as member:
+                for _ in range(3 << 10):
+                    member.write(bytes(1 << 20))
+    results = run_autograder(a3_bundle, tmp_path, fill, memory_bytes=GRADESCOPE_MEMORY)
+    test = results["tests"][-1]
+    assert test["name"] == accuracy.ACCURACY_PART and test["score"] == 0
+    assert test["output"].startswith(accuracy.CHECKPOINT) and "declares" in test["output"]
+
+
 # ----------------------------------------------------------------------------- pieces, in process
 def test_bundled_cifar_test_split_is_what_the_notebook_loads(a3_bundle, tmp_path):
     from data_utils import load_dataset
@@ -228,7 +275,7 @@ def test_checkpoint_problems_get_a_message(tmp_path):
     missing = accuracy.grade_checkpoint(tmp_path / "none.pt", vit)
     assert missing.score == 0 and "missing" in missing.message
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    assert "could not be read" in accuracy.grade_checkpoint(tmp_path / "junk.pt", vit).message
+    assert "not a checkpoint torch.save writes" in accuracy.grade_checkpoint(tmp_path / "junk.pt", vit).message
     config = dict(image_size=32, patch_size=8, in_chans=3, num_classes=10, embed_dim=16, depth=1, num_heads=2)
     state = vit(**config).state_dict()
     torch.save({"model": state, "config": {**config, "embed_dim": 32}, "data": "cifar10"}, tmp_path / "bad.pt")

@@ -26,7 +26,7 @@ from nbformat.v4 import new_code_cell
 from autograder import bwrap
 from vitcourse.course import feedback, impl, lifecycle, release
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not bwrap.usable(), reason="bubblewrap does not work here")]
+pytestmark = [pytest.mark.attack, pytest.mark.skipif(not bwrap.usable(), reason="bubblewrap does not work here")]
 A = "a5_analysis"
 TOKEN = uuid.uuid4().hex  # appended to the planted copies of the reference only
 
@@ -35,10 +35,10 @@ HONEST = {"patcher": "wrong", "ast_dropper": "stubs", "blanker": "stubs"}  # eac
 ATTACKS = {
     # Replace every scoring function the hidden cells could reach in the kernel.
     "patcher": """
-import vitcourse.analysis.quiz, vitcourse.analysis.stats, autograder.nb, autograder.answers, autograder.accuracy, torch
-vitcourse.analysis.quiz.grade = lambda *a, points=1.0, **k: float(points)
-vitcourse.analysis.quiz.check_answer = lambda *a, **k: (1.0, "Correct")
-vitcourse.analysis.stats.grade_seeds_needed = lambda *a, points=2.0, **k: float(points)
+import autograder.quiz, autograder.nb, autograder.answers, autograder.accuracy, torch
+autograder.quiz.grade = lambda *a, points=1.0, **k: float(points)
+autograder.quiz.check_answer = lambda *a, **k: (1.0, "Correct")
+autograder.quiz.grade_seeds_needed = lambda *a, points=2.0, **k: float(points)
 autograder.nb.grade_answer = lambda *a, points=1.0, **k: autograder.nb.Score(points)
 autograder.answers.score = lambda call, values, points, *a, **k: (float(points), "ok")
 autograder.accuracy.grade_checkpoint = lambda *a, points=4.0, **k: autograder.accuracy.AccuracyResult(points, points, 1.0, "ok")

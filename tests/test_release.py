@@ -63,7 +63,8 @@ def test_no_leak_in_the_release(released):
     assert release.find_leaks(released / "release", secrets) == []
 
 
-@pytest.mark.parametrize("leak", ["solution_line", "solutions_file", "hidden_test", "mark_scheme", "zip_member"])
+@pytest.mark.parametrize("leak", ["solution_line", "solutions_file", "hidden_test", "mark_scheme", "zip_member",
+                                  "answer_key_file", "answer_key_function", "answer_value"])
 def test_the_leak_check_catches_leaks(released, tmp_path, leak):
     secrets = release.collect_secrets(released)
     scanned = tmp_path / "release"
@@ -82,10 +83,26 @@ def test_the_leak_check_catches_leaks(released, tmp_path, leak):
         cell.id = f"leaked-{gid}"
         nb.cells.append(cell)
         nbformat.write(nb, target / "a2_transformer.ipynb")
+    elif leak == "answer_key_file":  # the grader's quiz (issue 27, item 6: answers are not shipped)
+        shutil.copy2(impl.REPO_ROOT / "autograder" / "quiz.py", target / "autograder" / "quiz.py")
+    elif leak == "answer_key_function":  # one answer function, renamed module, own words
+        (target / "vitcourse" / "helpers.py").write_text("def folded_cnn_parameters(cfg):\n    return 0\n")
+    elif leak == "answer_value":  # a number that is a graded answer, e.g. a table's cell printed into the text
+        (target / "notes.md").write_text("the block has 49,984 parameters\n")
     else:
         with zipfile.ZipFile(scanned / "extra.zip", "w") as zf:
             zf.writestr("a2_transformer/ViT.py", (impl.solutions_dir() / "ViT.py").read_text())
     assert release.find_leaks(scanned, secrets), f"the leak check missed a {leak}"
+
+
+def test_no_release_can_compute_a_graded_answer(released):
+    """The grader's answer keys (quiz, folded parameters, seeds) are not in any release folder."""
+    for folder in (released / "release").iterdir():
+        if folder.is_dir():
+            assert not (folder / "autograder" / "quiz.py").exists()
+            text = "\n".join(p.read_text() for p in folder.rglob("*.py"))
+            for name in ("folded_cnn_parameters", "seeds_needed", "grade_seeds_needed", "check_answer"):
+                assert f"def {name}(" not in text, (folder.name, name)
 
 
 def test_unknown_assignment_is_refused(released):

@@ -42,7 +42,12 @@ def test_the_student_kernel_cannot_import_the_installed_course(tmp_path, kernel)
     assert R.text(nb.cells[0]).strip() == "[True, True, False]"
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+# `make test` runs the cheapest notebook here, in this environment; `make test-colab` (CI) runs all seven in a
+# JupyterHub student's environment on Python 3.12 and again in the Colab replica.
+RUN_ALL = ASSIGNMENTS if os.environ.get("VITCOURSE_STUDENT_PYTHON") else ["a2_transformer"]
+
+
+@pytest.mark.parametrize("assignment", RUN_ALL)
 def test_fresh_release_run_all_reaches_the_last_cell(released, tmp_path, kernel, assignment):
     folder = tmp_path / assignment
     shutil.copytree(released.folder(assignment), folder)

@@ -186,7 +186,7 @@ ABUSE = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.attack
 @pytest.mark.skipif(not bwrap.usable(), reason="the kernels' sandbox needs bubblewrap (user namespaces)")
 def test_a_fork_bomb_a_20_gb_allocation_and_a_10_gb_file_cost_only_their_cell(tmp_path):
     a = "a5_analysis"

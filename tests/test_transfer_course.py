@@ -12,7 +12,8 @@ import torch
 
 import data_utils
 from autograder.selfcheck import statistics_by_hand
-from vitcourse.analysis import interpret, quiz
+from autograder import quiz
+from vitcourse.analysis import interpret
 from vitcourse.analysis import transfer_report as R
 from vitcourse.course import impl
 from vitcourse.models import pretrained as P

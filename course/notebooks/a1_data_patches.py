@@ -91,7 +91,7 @@ AUGMENT = AugmentConfig(crop_prob=1.0, crop_padding=4, flip_prob=0.5, cutout_pro
 ### END SOLUTION
 
 # %% tests=test_augment points=2
-nbchecks.check_answer("AUGMENT", AUGMENT, AugmentConfig, todo="build an AugmentConfig in the cell above")
+nbchecks.check_answered("AUGMENT", AUGMENT, AugmentConfig, todo="build an AugmentConfig in the cell above")
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("augment", AUGMENT, points=2, max_flip=0.5, max_cutout=16)

@@ -171,7 +171,7 @@ BLOCK_PARAMS = 2 * (2 * D_MODEL) + (3 * D_MODEL * D_MODEL + 3 * D_MODEL) + (D_MO
 ### END SOLUTION
 
 # %% tests=test_block_params points=2
-nbchecks.check_answer("BLOCK_PARAMS", BLOCK_PARAMS, int, todo="assign your count in the cell above")
+nbchecks.check_answered("BLOCK_PARAMS", BLOCK_PARAMS, int, todo="assign your count in the cell above")
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("block_params", BLOCK_PARAMS, points=2, embed_dim=64, num_heads=4, mlp_ratio=4.0)

@@ -18,7 +18,7 @@ import torch
 
 import ViT
 from vitcourse.course import augment_choice, nbchecks
-from vitcourse.analysis import complexity, quiz, sweep
+from vitcourse.analysis import complexity, sweep
 from vitcourse.course.colab import load_course_data, todo_guard
 from vitcourse.analysis.plots import plot_history
 from vitcourse.training.recipes import build_model, default_recipe
@@ -148,7 +148,7 @@ P8_FLOPS = 2 * (_N * 8 * 8 * 3 * _D + _L * _block_macs + _D * _K)
 ### END SOLUTION
 
 # %% tests=test_p8_params points=2
-nbchecks.check_answer("P8_PARAMS", P8_PARAMS, int)
+nbchecks.check_answered("P8_PARAMS", P8_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", P8_PARAMS, points=2, name="P8_PARAMS", question="total_params", image_size=32, patch_size=8, embed_dim=256,
@@ -156,7 +156,7 @@ grade_answer("quiz", P8_PARAMS, points=2, name="P8_PARAMS", question="total_para
 ### END HIDDEN TESTS
 
 # %% tests=test_p8_flops points=2
-nbchecks.check_answer("P8_FLOPS", P8_FLOPS, int)
+nbchecks.check_answered("P8_FLOPS", P8_FLOPS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", P8_FLOPS, points=2, name="P8_FLOPS", question="total_flops", image_size=32, patch_size=8, embed_dim=256,
@@ -225,7 +225,7 @@ SEEDS_NEEDED = next(n for n in range(2, 1000) if _t.ppf(0.975, n - 1) * PILOT_ST
 ### END SOLUTION
 
 # %% tests=test_seeds_needed points=2
-nbchecks.check_answer("SEEDS_NEEDED", SEEDS_NEEDED, int)
+nbchecks.check_answered("SEEDS_NEEDED", SEEDS_NEEDED, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("seeds_needed", SEEDS_NEEDED, points=2, std=1.5, half_width=1.0)

@@ -14,7 +14,6 @@
 # %%
 import torch
 
-from vitcourse.analysis import quiz
 from vitcourse.course import nbchecks
 
 # %% [markdown]
@@ -76,7 +75,7 @@ MC_LOCALITY = "b"
 ### END SOLUTION
 
 # %% tests=test_mc_locality points=1
-nbchecks.check_answer("MC_LOCALITY", MC_LOCALITY, choices=("a", "b", "c"), todo="assign 'a', 'b' or 'c' in the cell above")
+nbchecks.check_answered("MC_LOCALITY", MC_LOCALITY, choices=("a", "b", "c"), todo="assign 'a', 'b' or 'c' in the cell above")
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("choice", MC_LOCALITY, points=1, name="MC_LOCALITY", choices=["a", "b", "c"], correct="b",
@@ -164,7 +163,7 @@ ATTENTION_FLOPS = 2 * 2 * NUM_TOKENS ** 2 * 192
 ### END SOLUTION
 
 # %% tests=test_num_tokens points=1
-nbchecks.check_answer("NUM_TOKENS", NUM_TOKENS, int)
+nbchecks.check_answered("NUM_TOKENS", NUM_TOKENS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", NUM_TOKENS, points=1, name="NUM_TOKENS", question="num_tokens", image_size=32, patch_size=4, embed_dim=192,
@@ -172,7 +171,7 @@ grade_answer("quiz", NUM_TOKENS, points=1, name="NUM_TOKENS", question="num_toke
 ### END HIDDEN TESTS
 
 # %% tests=test_attention_flops points=2
-nbchecks.check_answer("ATTENTION_FLOPS", ATTENTION_FLOPS, int)
+nbchecks.check_answered("ATTENTION_FLOPS", ATTENTION_FLOPS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", ATTENTION_FLOPS, points=2, name="ATTENTION_FLOPS", question="attention_flops", image_size=32, patch_size=4, embed_dim=192,

@@ -227,7 +227,7 @@ PARTIAL_PARAMS = 2 * BLOCK_PARAMS + 2 * D_ + HEAD_PARAMS
 ### END SOLUTION
 
 # %% tests=test_head_params points=1
-nbchecks.check_answer("HEAD_PARAMS", HEAD_PARAMS, int)
+nbchecks.check_answered("HEAD_PARAMS", HEAD_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", HEAD_PARAMS, points=1, name="HEAD_PARAMS", question="head_params", image_size=224, patch_size=16,
@@ -235,7 +235,7 @@ grade_answer("quiz", HEAD_PARAMS, points=1, name="HEAD_PARAMS", question="head_p
 ### END HIDDEN TESTS
 
 # %% tests=test_partial_params points=2
-nbchecks.check_answer("PARTIAL_PARAMS", PARTIAL_PARAMS, int)
+nbchecks.check_answered("PARTIAL_PARAMS", PARTIAL_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("quiz", PARTIAL_PARAMS, points=2, name="PARTIAL_PARAMS", question="partial2_params", image_size=224,

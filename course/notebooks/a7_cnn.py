@@ -354,14 +354,14 @@ CONV_FLOPS = 2 * 64 * 128 * 9 * 16 * 16
 ### END SOLUTION
 
 # %% tests=test_folded_params points=1
-nbchecks.check_answer("FOLDED_PARAMS", FOLDED_PARAMS, int)
+nbchecks.check_answered("FOLDED_PARAMS", FOLDED_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("cnn_count", FOLDED_PARAMS, points=1, name="FOLDED_PARAMS", quantity="folded_params", model="bn_cnn")
 ### END HIDDEN TESTS
 
 # %% tests=test_conv_flops points=1
-nbchecks.check_answer("CONV_FLOPS", CONV_FLOPS, int)
+nbchecks.check_answered("CONV_FLOPS", CONV_FLOPS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
 grade_answer("cnn_count", CONV_FLOPS, points=1, name="CONV_FLOPS", quantity="conv_flops", in_chans=64, out_chans=128,

@@ -29,7 +29,7 @@ Public API (all counts are Python ints):
     count_training_macs(cfg)                               forward + backward MACs per image
     component_table(cfg)                                   rows for a per-component breakdown table
     cnn_layers(cfg), count_cnn_parameters(cfg), count_cnn_macs(cfg)  the CNN assignment's ConvNets (CNN_MODELS)
-    count_cnn_training_macs(cfg), folded_cnn_parameters(cfg), cnn_complexity(model, **options)
+    count_cnn_training_macs(cfg), cnn_complexity(model, **options)
     resnet18_layers(form, num_classes, image_size, in_chans)  per-layer parameters and MACs of ResNet-18
     count_resnet18_parameters(...), count_resnet18_macs(...)  the same, per component + 'total'
     vit_config(**options), canonical_model(name)           a validated ViTConfig; 'resnet18' -> 'resnet18_cifar'
@@ -548,13 +548,6 @@ def count_cnn_training_macs(cfg) -> int:
     return 3 * sum(layer.macs for layer in layers) - layers[0].macs
 
 
-def folded_cnn_parameters(cfg) -> int:
-    """Parameters after `ConvNet.fold_batch_norms()`: each conv + BN pair becomes a conv with a bias, so
-    the BN's 2·C_out become the conv's C_out biases (the running statistics were buffers all along)."""
-    return sum(layer.params if layer.kind != "bn" else layer.params // BN_PARAMS_PER_CHANNEL
-               for layer in cnn_layers(cfg))
-
-
 def cnn_config(model: str, **options):
     """The ConvNetConfig of a CNN_MODELS network with fields overridden (from the reference cnn.py, else the
     stub, else the cnn.py in the working directory: the config is given code, not a TODO)."""
@@ -595,4 +588,4 @@ def cnn_complexity(model: str, **options) -> dict:
                   "torch.utils.flop_counter.FlopCounterMode counts them (BN, Mish, pooling are elementwise)")
     return dict(model=model, config=config, params=total["params"], macs=total["macs"], flops=total["flops"],
                 gflops=total["flops"] / 1e9, training_macs=count_cnn_training_macs(cfg), convention=convention,
-                components=rows, folded_params=folded_cnn_parameters(cfg))
+                components=rows)

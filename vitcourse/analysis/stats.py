@@ -71,19 +71,6 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     return summarize([x - y for x, y in zip(a, b)], confidence)
 
 
-def seeds_needed(std: float, half_width: float, confidence: float = CONFIDENCE, max_n: int = 10_000) -> int:
-    """The fewest seeds n whose t interval t(n-1)·std/√n is at most `half_width` wide on each side.
-
-    `std` is the spread of single runs measured in a pilot grid (same unit as `half_width`).
-    """
-    if std < 0 or half_width <= 0:
-        raise ValueError(f"need std >= 0 and half_width > 0, got std={std}, half_width={half_width}")
-    for n in range(2, max_n + 1):
-        if t_quantile(n, confidence) * std / math.sqrt(n) <= half_width:
-            return n
-    raise ValueError(f"more than {max_n} seeds would be needed for ±{half_width} with a spread of {std}")
-
-
 def _points(x: float) -> str:
     return f"{x * POINTS:+.1f}".replace("-", "\u2212")
 
@@ -99,35 +86,3 @@ def verdict(a_name: str, b_name: str, diff: Interval) -> str:
     if diff.high < 0:
         return f"{head}, {share}: {a_name} is worse at this budget"
     return f"{head}, {share}: not distinguishable at this budget"
-
-
-def seeds_needed_normal(std: float, half_width: float, confidence: float = CONFIDENCE) -> int:
-    """The common slip: the normal quantile (1.96) instead of Student's t, n = ceil((z·std / half_width)²)."""
-    z = float(_scipy_stats.norm.ppf(0.5 + confidence / 2))
-    return max(2, math.ceil((z * std / half_width) ** 2))
-
-
-def grade_seeds_needed(answer, std: float, half_width: float, points: float = 2.0,
-                       confidence: float = CONFIDENCE) -> float:
-    """Grade "how many seeds for a ±half_width interval given a spread of std": print feedback, return points.
-
-    Full points for the t-based answer; half for the normal-quantile slip (the interval is then too narrow
-    for a handful of seeds). The correct number is never printed.
-    """
-    correct = seeds_needed(std, half_width, confidence)
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or answer != int(answer):
-        print(f"SEEDS_NEEDED should be a whole number of seeds, got {answer!r}")
-        return 0.0
-    answer = int(answer)
-    if answer == correct:
-        print("SEEDS_NEEDED: correct")
-        return float(points)
-    if answer == seeds_needed_normal(std, half_width, confidence) and answer != correct:
-        print("SEEDS_NEEDED: this is the count with the normal quantile 1.96; with a few seeds the spread itself "
-              "is estimated, so the interval uses Student's t with n - 1 degrees of freedom, which is wider. "
-              "Find the smallest n with t(n-1)·s/√n <= the half-width.")
-        return points / 2
-    side = "few" if answer < correct else "many"
-    print(f"SEEDS_NEEDED: {answer} seeds are too {side}: find the smallest n with t(n-1)·s/√n <= the half-width "
-          f"(t from scipy.stats.t.ppf(0.975, n - 1))")
-    return 0.0

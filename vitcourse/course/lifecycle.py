@@ -359,6 +359,13 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     todo = list(students) if force else sorted(progress.unfinished(course_dir, assignment, students))
     run = GradingRun(backup, kept=[s for s in students if s not in todo])
     if todo:
+        from autograder import kernel_sandbox
+
+        try:  # once, before anyone: a kernel that cannot start would grade the whole class 0
+            kernel_sandbox.preflight()
+        except kernel_sandbox.SandboxUnavailable as err:
+            raise LifecycleError(f"nothing of {assignment} was graded: {err}") from None
+        os.environ[kernel_sandbox.CHECKED_ENV] = "1"  # the nbgrader processes below need not check again
         log(f"  autograding {len(todo)} of {len(students)} students in {min(jobs, len(todo))} nbgrader process(es)"
             + (f"; {len(run.kept)} already graded are kept" if run.kept else ""))
         # nbgrader sets NBGRADER_EXECUTION while it runs the notebooks: they train in fast mode.

@@ -91,7 +91,7 @@ def summary() -> str:
 
 
 @notebook_check(key=lambda name, *_, **__: name)
-def check_answer(name: str, value, kind: type | tuple = None, choices=None,
+def check_answered(name: str, value, kind: type | tuple = None, choices=None,
                  todo: str = "assign your answer in the cell above") -> None:
     """A notebook answer (`BLOCK_PARAMS = ...`): given, of the right kind; the grader checks its value."""
     if value is None:

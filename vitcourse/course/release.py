@@ -15,11 +15,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -258,12 +259,20 @@ def _distinctive(lines: Iterable[str]) -> set[str]:
     return out
 
 
+# The grader's answer keys (relative to the course root): no copy, no line and no function of them may ship.
+ANSWER_KEYS = ("autograder/quiz.py",)
+MIN_ANSWER = 1000  # numeric answers at least this large are distinctive enough to look for in a release's text
+NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:[,_ ]\d{3})+(?![\w.])|(?<![\w.])\d{4,}(?![\w.])")
+
+
 @dataclass
 class Secrets:
     """What must never appear in a release."""
 
     lines: set[str]  # distinctive lines of solution regions, hidden tests and mark schemes
-    file_hashes: dict[str, str]  # sha256 of every solutions/ file -> its name
+    file_hashes: dict[str, str]  # sha256 of every solutions/ file and answer key -> its name
+    answers: dict[int, str] = field(default_factory=dict)  # a graded numeric answer -> the name it answers
+    functions: set[str] = field(default_factory=set)  # functions of the answer keys: no release defines one
 
 
 def collect_secrets(course_dir: Optional[Path] = None, solutions_dir: Optional[Path] = None) -> Secrets:
@@ -292,7 +301,30 @@ def collect_secrets(course_dir: Optional[Path] = None, solutions_dir: Optional[P
         stub = impl.stubs_dir() / name
         if stub.exists():
             public |= _distinctive(stub.read_text(encoding="utf-8").splitlines())
-    return Secrets(secret - public, hashes)
+    answers, functions = _answer_keys(course_dir, hashes)
+    return Secrets(secret - public, hashes, answers, functions)
+
+
+def _answer_keys(course_dir: Path, hashes: dict) -> tuple[dict[int, str], set[str]]:
+    """The graded numeric answers of the source notebooks (computed by the grader's keys), and the functions of
+    the answer-key modules; their files' hashes go into `hashes`."""
+    from autograder import answers as answer_checks
+
+    values = {}
+    for path in sorted((course_dir / "source").glob("*/*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for call in answer_checks.calls(cell.source) if cell.cell_type == "code" else []:
+                value = answer_checks.answer_key(call)
+                if isinstance(value, int) and value >= MIN_ANSWER:
+                    values[value] = f"{path.stem}'s {call.params.get('name') or call.check}"
+    functions = set()
+    root = course_root.current().root
+    for rel in ANSWER_KEYS:
+        text = (root / rel).read_text(encoding="utf-8")
+        hashes[hashlib.sha256(text.encode()).hexdigest()] = rel
+        functions |= {node.name for node in ast.parse(text).body
+                      if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")}
+    return values, functions
 
 
 def _release_texts(root: Path) -> Iterable[tuple[str, str]]:
@@ -325,6 +357,12 @@ def find_leaks(release_root: Path, secrets: Secrets) -> list[str]:
         present |= {line[2:].strip() for line in present if line.startswith("# ")}
         for line in sorted(secrets.lines & present):
             problems.append(f"{name}: hidden line leaked: {line[:80]!r}")
+        for number in sorted({int(re.sub(r"[,_ ]", "", n)) for n in NUMBER.findall(text)} & set(secrets.answers)):
+            problems.append(f"{name}: holds {number:,}, {secrets.answers[number]} (a graded answer)")
+        if name.endswith(".py"):
+            defined = set(re.findall(r"^\s*def (\w+)\(", text, flags=re.M)) & secrets.functions
+            for function in sorted(defined):
+                problems.append(f"{name}: defines {function}, a function of the grader's answer keys")
     return problems
 
 

@@ -1,4 +1,10 @@
-"""Autogradable numeric questions on ViT complexity, with feedback that names the component that is off.
+"""The answer keys of the course's numeric questions: the grader's alone, never released.
+
+ViT complexity questions (below), the CNN assignment's folded parameter count, and the seeds a confidence
+interval needs. A release ships no function that computes a graded answer (vitcourse/course/release.py's leak
+check refuses one: no copy of this file's lines, no definition of its functions). What follows is the ViT part.
+
+Autogradable numeric questions on ViT complexity, with feedback that names the component that is off.
 
 Shape legend: B batch, C channels, H/W image height/width, P patch size, N tokens, D embedding,
 h heads, d head dim, K classes.
@@ -6,7 +12,7 @@ h heads, d head dim, K classes.
 The analysis notebook asks for closed-form counts ("parameters of one block", "FLOPs of attention at N
 tokens") and grades them in hidden cells::
 
-    from vitcourse.analysis import quiz
+    from autograder import quiz
     score, feedback = quiz.check_answer("block_params", answer, embed_dim=256, num_heads=4)
     quiz.grade("block_params", answer, points=2, embed_dim=256, num_heads=4)   # nbgrader cell
 
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from vitcourse.analysis import complexity
+from vitcourse.analysis.stats import CONFIDENCE, t_quantile
 
 FULL_CREDIT = 1.0
 SLIP_CREDIT = 0.5  # an answer right except for one named slip earns half; two slips a quarter
@@ -361,3 +368,61 @@ def grade(question_id: str, answer, points: float = 1.0, rtol: float = DEFAULT_R
     if score == 0.0:
         raise AssertionError(feedback)
     return points * score
+
+
+# ---- the CNN assignment ---------------------------------------------------------------------------------------
+
+def folded_cnn_parameters(cfg) -> int:
+    """Parameters after `ConvNet.fold_batch_norms()`: each conv + BN pair becomes a conv with a bias, so
+    the BN's 2·C_out become the conv's C_out biases (the running statistics were buffers all along)."""
+    return sum(layer.params if layer.kind != "bn" else layer.params // complexity.BN_PARAMS_PER_CHANNEL
+               for layer in complexity.cnn_layers(cfg))
+
+
+# ---- how many seeds -----------------------------------------------------------------------------------------
+
+def seeds_needed(std: float, half_width: float, confidence: float = CONFIDENCE, max_n: int = 10_000) -> int:
+    """The fewest seeds n whose t interval t(n-1)·std/√n is at most `half_width` wide on each side.
+
+    `std` is the spread of single runs measured in a pilot grid (same unit as `half_width`).
+    """
+    if std < 0 or half_width <= 0:
+        raise ValueError(f"need std >= 0 and half_width > 0, got std={std}, half_width={half_width}")
+    for n in range(2, max_n + 1):
+        if t_quantile(n, confidence) * std / math.sqrt(n) <= half_width:
+            return n
+    raise ValueError(f"more than {max_n} seeds would be needed for ±{half_width} with a spread of {std}")
+
+
+def seeds_needed_normal(std: float, half_width: float, confidence: float = CONFIDENCE) -> int:
+    """The common slip: the normal quantile (1.96) instead of Student's t, n = ceil((z·std / half_width)²)."""
+    from scipy import stats as scipy_stats
+
+    z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
+    return max(2, math.ceil((z * std / half_width) ** 2))
+
+
+def grade_seeds_needed(answer, std: float, half_width: float, points: float = 2.0,
+                       confidence: float = CONFIDENCE) -> float:
+    """Grade "how many seeds for a ±half_width interval given a spread of std": print feedback, return points.
+
+    Full points for the t-based answer; half for the normal-quantile slip (the interval is then too narrow
+    for a handful of seeds). The correct number is never printed.
+    """
+    correct = seeds_needed(std, half_width, confidence)
+    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or answer != int(answer):
+        print(f"SEEDS_NEEDED should be a whole number of seeds, got {answer!r}")
+        return 0.0
+    answer = int(answer)
+    if answer == correct:
+        print("SEEDS_NEEDED: correct")
+        return float(points)
+    if answer == seeds_needed_normal(std, half_width, confidence) and answer != correct:
+        print("SEEDS_NEEDED: this is the count with the normal quantile 1.96; with a few seeds the spread itself "
+              "is estimated, so the interval uses Student's t with n - 1 degrees of freedom, which is wider. "
+              "Find the smallest n with t(n-1)·s/√n <= the half-width.")
+        return points / 2
+    side = "few" if answer < correct else "many"
+    print(f"SEEDS_NEEDED: {answer} seeds are too {side}: find the smallest n with t(n-1)·s/√n <= the half-width "
+          f"(t from scipy.stats.t.ppf(0.975, n - 1))")
+    return 0.0
