@@ -7,14 +7,14 @@ Shape legend (the same in every file of the course):
 Command line (exit status 0 whenever grading completed, 2 when the grader itself could not run)::
 
     python -m autograder grade SUBMISSION_DIR [--json results.json] [--only PART ...]
-    python -m autograder check [FOLDER]          # the students' self-check, no reference involved
+    python -m vitcourse check [FOLDER]          # the students' self-check, no reference involved
 
 Python::
 
     from autograder.grader import grade
     report = grade("submissions/alice")          # Report: .score, .max_score, .parts, .table(), .write_json()
 
-Parts and points: `autograder/points.py` (`POINTS`, the one place to change them). Part ids are
+Parts and points: `coursecore/parts/__init__.py` (`POINTS`, the one place to change them). Part ids are
 `<module>.<TODO name>` (e.g. `transformer.attention`, `ViT.ViT.forward_features`) plus the composites
 `transformer.Attention.forward` and `ViT.model`.
 
@@ -28,18 +28,14 @@ nbgrader (the exact contract for `course/`):
 
   It prints feedback to stdout (never stderr), never raises, and its value (the last expression) is the
   points earned, which nbgrader reads as partial credit.
-* `course/nbgrader_config.py`::
-
-      from autograder.nbgrader_plugin import configure
-      configure(c, assignments=["<assignment id>"])
-
-  which sets `Autograde.exclude_overwriting` for transformer.py and ViT.py, `OverwriteCells.add_missing_cells
-  = True`, `Execute.timeout = 120` and inserts `autograder.nbgrader_plugin.RegradeHiddenCells` right after
-  `Execute` in `Autograde.autograde_preprocessors`, so the recorded score of every `grade_part` cell is
+* the steps of nbgrader's pipeline (`nbgrader_plugin`: SnapshotSubmission, ResilientExecute,
+  RegradeHiddenCells, RestoreHandedInFiles) and the sandboxed kernel (`kernel_sandbox`), which
+  `coursetools/pipeline.py` puts in place, so that the recorded score of every `grade_part` cell is
   recomputed outside the student's kernel. See docs/grading.md.
 
 Modules: `runner` (the only code that runs next to student code; stdlib + torch), `sandbox` (process,
 limits, namespaces), `cases` (hidden inputs), `bugs` (catalogue of common bugs and hints), `grader`
-(comparison, scores, reports), `nb`, `nbgrader_plugin`, `selfcheck` (ships to students: imports only
-torch and the student's files).
+(comparison, scores, reports), `nb`, `nbgrader_plugin`, `kernel_sandbox`. The self-check that ships to
+students is `vitcourse/course/selfcheck.py`. Layers: coursecore/__init__.py (autograder never imports
+vitcourse or coursetools).
 """

@@ -1,4 +1,5 @@
-"""Command line: `python -m autograder grade SUBMISSION_DIR [--assignment A]` (TAs) and `python -m autograder check` (students).
+"""Command line: `python -m autograder grade SUBMISSION_DIR [--assignment A]` (TAs). Students check their own work with
+`python -m vitcourse check` (vitcourse/__main__.py): the grader is not theirs.
 
 Exit status of `grade`: 0 whenever grading completed, whatever the score; 2 when the grader itself could
 not run (missing folder, no reference, sandbox failure), with the reason on stderr.
@@ -9,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from autograder.points import ASSIGNMENT_PARTS, POINTS, parts_for
+from coursecore.parts import ASSIGNMENT_PARTS, POINTS, parts_for
 
 EXIT_OK, EXIT_GRADER_FAILED = 0, 2
 
@@ -20,11 +21,9 @@ def _use_course_reference(course) -> None:
     `VITCOURSE_SOLUTIONS` (a grading machine) wins over both. A course found upward without `solutions/` (a
     scratch nbgrader course) keeps the reference already in use. Raises CourseNotFound for a wrong --course.
     """
-    import os
+    from coursecore import course_root, settings
 
-    from vitcourse.course import course_root
-
-    if os.environ.get("VITCOURSE_SOLUTIONS"):
+    if settings.SOLUTIONS.is_set():
         return
     if course is not None:
         course_root.activate(course_root.find(course))
@@ -39,7 +38,7 @@ def _use_course_reference(course) -> None:
 
 def _grade(args) -> int:
     from autograder import grader, sandbox
-    from vitcourse.course.course_root import CourseNotFound
+    from coursecore.course_root import CourseNotFound
 
     try:
         _use_course_reference(args.course)
@@ -74,15 +73,6 @@ def _grade(args) -> int:
     return EXIT_OK
 
 
-def _check(args) -> int:
-    from autograder import selfcheck
-
-    # Only this assignment's parts when it is named: later assignments' stubs are not "missing" yet.
-    results = selfcheck.check_all(args.folder, parts_for(args.assignment) if args.assignment else None)
-    print(selfcheck.format_results(results))
-    return EXIT_OK
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,11 +94,6 @@ def main(argv=None) -> int:
     grade.add_argument("--no-namespaces", action="store_true",
                        help="do not use Linux namespaces (weaker isolation; for debugging the grader)")
     grade.set_defaults(func=_grade)
-    check = sub.add_parser("check", help="student self-check: which parts look done (no hidden reference)")
-    check.add_argument("folder", nargs="?", default=".", help="folder holding your transformer.py and ViT.py")
-    check.add_argument("--assignment", choices=list(ASSIGNMENT_PARTS),
-                       help="check only this assignment's parts (default: every part)")
-    check.set_defaults(func=_check)
     args = parser.parse_args(argv)
     return args.func(args)
 

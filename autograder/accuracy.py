@@ -80,9 +80,10 @@ def held_out_test_set(data: str, classes=None, root: Optional[str | os.PathLike]
         d = load_digits(test_fraction=DIGITS_TEST_FRACTION, seed=DIGITS_TEST_SEED)
         images, labels, mean, std, K_all = d["test_images"], d["test_labels"], K.DIGITS_MEAN, K.DIGITS_STD, 10
     elif data in ("cifar10", "cifar100"):
-        from vitcourse.course.colab import DATA_ROOT_ENV
+        from coursecore import settings
 
-        root = root or os.environ.get(DATA_ROOT_ENV) or default_root()
+        DATA_ROOT_ENV = settings.DATA_ROOT.name
+        root = root or settings.DATA_ROOT.raw() or default_root()
         try:
             images, labels = load_cifar(data, root, train=False, download=False, verify=False)
         except DatasetUnavailableError as err:
@@ -119,6 +120,22 @@ def _alarm(seconds: int):
     return previous, outer, time.monotonic()
 
 
+def held_out_accuracy(model, images, labels, mean, std) -> float:
+    """Top-1 accuracy of `model` on uint8 images (B, C, H, W): fp32 on the CPU, normalised as the course trains,
+    in batches of EVAL_BATCH. The same computation as the notebooks' `vitcourse.training.train.evaluate`
+    (tests/test_grading_accuracy.py compares them), written here so that the grader stands on data_utils alone."""
+    import torch
+
+    from data_utils import DeviceLoader
+
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for x, y in DeviceLoader(images, labels, EVAL_BATCH, mean=mean, std=std, device="cpu"):
+            correct += int((model(x).float().argmax(1) == y).sum())  # (B, K) -> (B,)
+    return correct / len(labels)
+
+
 def grade_checkpoint(path: str | os.PathLike, vit_class, data_root: Optional[str | os.PathLike] = None,
                      points: float = ACCURACY_POINTS, timeout_s: int = TIMEOUT_S) -> AccuracyResult:
     """Load the checkpoint at `path` into `vit_class` and score its held-out accuracy; never raises.
@@ -131,8 +148,7 @@ def grade_checkpoint(path: str | os.PathLike, vit_class, data_root: Optional[str
     """
     import torch
 
-    from vitcourse.analysis.complexity import count_flops
-    from vitcourse.training.train import evaluate
+    from coursecore.counts import count_flops
 
     def zero(message: str, staff: bool = False, accuracy=None) -> AccuracyResult:
         return AccuracyResult(0.0, float(points), accuracy, message, staff)
@@ -170,8 +186,7 @@ def grade_checkpoint(path: str | os.PathLike, vit_class, data_root: Optional[str
     try:
         model = vit_class(**config)
         model.load_state_dict(weights, strict=True)
-        accuracy = evaluate(model, images, labels, mean=mean, std=std, device="cpu", batch_size=EVAL_BATCH,
-                            precision="fp32").accuracy
+        accuracy = held_out_accuracy(model, images, labels, mean, std)
     except _Timeout:
         return zero(f"evaluating {path.name} took longer than {timeout_s} s; hand in a model of the course's size.")
     except Exception as err:  # noqa: BLE001 - the student's model (or class) failed while evaluating

@@ -130,7 +130,7 @@ def _choice(values, params, points, folder, context):
 def _block_params_key(params: dict) -> int:
     from types import SimpleNamespace
 
-    from vitcourse.analysis.complexity import count_block_parameters
+    from coursecore.counts import count_block_parameters
 
     D = int(params["embed_dim"])
     cfg = SimpleNamespace(embed_dim=D, mlp_hidden_dim=int(D * params["mlp_ratio"]), qkv_bias=params.get("qkv_bias", True))
@@ -198,7 +198,7 @@ def _accuracy(values, params, points, folder, context):
 
     vit_class = context.get("vit_class")
     if vit_class is None:
-        from vitcourse.course import impl
+        from coursecore import impl
 
         vit_class = impl.reference().ViT.ViT
     result = grade_checkpoint(Path(folder) / CHECKPOINT, vit_class, points=points)
@@ -207,7 +207,7 @@ def _accuracy(values, params, points, folder, context):
 
 def _cnn_count_key(params: dict) -> int:
     from autograder import quiz
-    from vitcourse.analysis import complexity
+    from coursecore import counts as complexity
 
     if params["quantity"] == "folded_params":
         return quiz.folded_cnn_parameters(complexity.cnn_config(params["model"]))
@@ -238,7 +238,7 @@ def _cnn_count(values, params, points, folder, context):
     A recognised slip (the unfolded count, MACs for FLOPs, ...) is named; the correct value never is.
     """
     from autograder import quiz
-    from vitcourse.analysis import complexity
+    from coursecore import counts as complexity
 
     (answer,), params = values, dict(params)
     name = params.pop("name", "the answer")

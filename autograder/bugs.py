@@ -23,7 +23,10 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from autograder import runner, selfcheck
+from coursecore import parts
+from coursecore.parts.finetune import centre_edge_by_hand
+
+from autograder import runner
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,7 @@ def _statistics_variant(kind: str):
         if kind == "std_unbiased":
             return a.std(dim=1, unbiased=True)
         if kind == "ratio_inverted":
-            centre, edge = (torch.tensor(m) for m in selfcheck.centre_edge_by_hand(*p["grid"]))
+            centre, edge = (torch.tensor(m) for m in centre_edge_by_hand(*p["grid"]))
             return a[:, edge].mean(dim=1) / a[:, centre].mean(dim=1)
         probs = a if kind == "unnormalised" else a / a.sum(dim=1, keepdim=True)
         cum = probs.sort(dim=1, descending=kind != "ascending").values.cumsum(dim=1)
@@ -639,37 +642,14 @@ CATALOGUE: tuple[Bug, ...] = (
         "the activation runs before the batch norm: the order is conv -> bn -> act (the norm sees the conv's "
         "raw output, and the next layer a non-linear one).",
         variant=_conv_block_act_first),
+    Bug("cnn.convnet_head_on_unpooled", "cnn.ConvNet.forward",
+        "self.head is a linear layer on the pooled features: give it self.forward_features(x), which is "
+        "(B, C_last), not the image or an un-pooled (B, C, H, W) map.",
+        error=r"mat1 and mat2 shapes cannot be multiplied"),
 )
 
-# What to look at when no catalogued bug matches (one line per part).
-GENERIC_HINTS = {
-    "transformer.attention": "compare each step with softmax(q kᵀ / √d) v, on a tiny example by hand.",
-    "transformer.Attention.split_heads": "split_heads(x)[:, i] must equal x[:, :, i*d:(i+1)*d].",
-    "transformer.Attention.merge_heads": "merge_heads(split_heads(x)) must give x back exactly.",
-    "transformer.Attention.forward": "this uses your split_heads, attention and merge_heads together (manual "
-                                     "path): fix those parts first; fused and manual paths must agree.",
-    "transformer.Mlp.forward": "fc1 -> act -> drop1 -> fc2 -> drop2, using the layers built in __init__.",
-    "transformer.Block.forward": "two pre-norm residual branches: x + attn(norm1(x), mask), then x + mlp(norm2(x)).",
-    "ViT.patchify": "check one patch by hand: patchify(x)[0, n] for patch n at grid row n // (W/P).",
-    "ViT.unpatchify": "unpatchify(patchify(x), P, (H, W)) must give x back exactly.",
-    "ViT.sincos_1d_embedding": "row p: sin(p·ω_i) in column 2i, cos(p·ω_i) in column 2i+1, float32.",
-    "ViT.sincos_2d_embedding": "patch n: concat(E1(n // grid_w), E1(n % grid_w)) with D/2 features each.",
-    "ViT.PatchEmbed.forward": "self.proj(x) is (B, D, H/P, W/P): flatten the grid, then move D last.",
-    "ViT.ViT.forward_features": "patch_embed -> prepend cls -> + pos_embed -> pos_drop -> blocks -> norm.",
-    "ViT.model": "this runs your whole model (manual attention path included): fix the other parts first.",
-    "finetune.set_trainable": "head: only classifier_of(model) learns; partial: also the last k blocks and the final "
-                              "norm; return the largest subtrees without a learning module.",
-    "finetune.attention_rollout": "R = I; per layer a = w·I + (1 - w)·A.mean(1), rows renormalised, R = a @ R.",
-    "finetune.attention_statistics": "per image (dim=1): mean, std (unbiased=False), the patches needed for "
-                                     "`mass` of the normalised weights sorted descending, centre mean / edge mean.",
-    "cnn.batch_norm": "training: biased batch mean/variance over all axes but 1, running stats updated in place "
-                      "with the unbiased variance; eval: the running statistics; (x - mean) / sqrt(var + eps).",
-    "cnn.fold_conv_bn": "s = bn.weight / sqrt(running_var + eps); kernel · s per OUTPUT channel; bias "
-                        "s·(conv.bias or 0 - running_mean) + bn.bias; a new conv, inputs untouched.",
-    "cnn.mish": "x * tanh(F.softplus(x)), in the input's dtype and shape.",
-    "cnn.ConvBlock.forward": "self.act(self.bn(self.conv(x))).",
-    "cnn.ConvNet.forward": "self.head(self.head_drop(self.forward_features(x))): logits (B, K).",
-}
+# What to look at when no catalogued bug matches: each part's own `hint` (coursecore/parts/<module>.py).
+GENERIC_HINTS = parts.GENERIC_HINTS
 
 
 def for_part(part: str) -> list[Bug]:

@@ -19,7 +19,7 @@ import threading
 
 import torch
 
-from autograder.points import POINTS
+from coursecore.parts import POINTS
 
 BASE_SEED = 1234  # every case is drawn from BASE_SEED + its index: the same cases on every run
 WEIGHT_SCALE = 1.0  # weights ~ N(0, WEIGHT_SCALE² / fan_in): activations stay O(1) whatever the width
@@ -424,34 +424,39 @@ def _convnet_cases(ref):
     return cases
 
 
+# The hidden cases of every part, built with the reference implementation `ref` (for module weights).
+CASE_BUILDERS = {
+    "transformer.attention": lambda ref: _attention_cases(),
+    "transformer.Attention.split_heads": lambda ref: _heads_cases("split_heads"),
+    "transformer.Attention.merge_heads": lambda ref: _heads_cases("merge_heads"),
+    "transformer.Attention.forward": lambda ref: _attention_forward_cases(ref),
+    "transformer.Mlp.forward": lambda ref: _mlp_cases(ref),
+    "transformer.Block.forward": lambda ref: _block_cases(ref),
+    "ViT.patchify": lambda ref: _patchify_cases("patchify"),
+    "ViT.unpatchify": lambda ref: _patchify_cases("unpatchify"),
+    "ViT.sincos_1d_embedding": lambda ref: _sincos_cases("sincos_1d"),
+    "ViT.sincos_2d_embedding": lambda ref: _sincos_cases("sincos_2d"),
+    "ViT.PatchEmbed.forward": lambda ref: _patch_embed_cases(ref),
+    "ViT.ViT.forward_features": lambda ref: _vit_cases(ref, "forward_features"),
+    "ViT.model": lambda ref: _vit_cases(ref, "model"),
+    "finetune.set_trainable": lambda ref: _set_trainable_cases(),
+    "finetune.attention_rollout": lambda ref: _rollout_cases(),
+    "finetune.attention_statistics": lambda ref: _statistics_cases(),
+    "cnn.batch_norm": lambda ref: _batch_norm_cases(),
+    "cnn.fold_conv_bn": lambda ref: _fold_cases(),
+    "cnn.mish": lambda ref: _mish_cases(),
+    "cnn.ConvBlock.forward": lambda ref: _conv_block_cases(ref),
+    "cnn.ConvNet.forward": lambda ref: _convnet_cases(ref),
+}
+
+
 def build_cases(ref, part: str) -> list[dict]:
     """The cases of one part, built with the reference implementation `ref` (for module weights)."""
-    builders = {
-        "transformer.attention": _attention_cases,
-        "transformer.Attention.split_heads": lambda: _heads_cases("split_heads"),
-        "transformer.Attention.merge_heads": lambda: _heads_cases("merge_heads"),
-        "transformer.Attention.forward": lambda: _attention_forward_cases(ref),
-        "transformer.Mlp.forward": lambda: _mlp_cases(ref),
-        "transformer.Block.forward": lambda: _block_cases(ref),
-        "ViT.patchify": lambda: _patchify_cases("patchify"),
-        "ViT.unpatchify": lambda: _patchify_cases("unpatchify"),
-        "ViT.sincos_1d_embedding": lambda: _sincos_cases("sincos_1d"),
-        "ViT.sincos_2d_embedding": lambda: _sincos_cases("sincos_2d"),
-        "ViT.PatchEmbed.forward": lambda: _patch_embed_cases(ref),
-        "ViT.ViT.forward_features": lambda: _vit_cases(ref, "forward_features"),
-        "ViT.model": lambda: _vit_cases(ref, "model"),
-        "finetune.set_trainable": _set_trainable_cases,
-        "finetune.attention_rollout": _rollout_cases,
-        "finetune.attention_statistics": _statistics_cases,
-        "cnn.batch_norm": _batch_norm_cases,
-        "cnn.fold_conv_bn": _fold_cases,
-        "cnn.mish": _mish_cases,
-        "cnn.ConvBlock.forward": lambda: _conv_block_cases(ref),
-        "cnn.ConvNet.forward": lambda: _convnet_cases(ref),
-    }
-    if part not in builders:
-        raise KeyError(f"unknown part {part!r}; the parts are: {', '.join(POINTS)}")
-    return builders[part]()
+    if part not in CASE_BUILDERS:
+        known = "declared" if part in POINTS else "not declared in coursecore/parts/<module>.py either"
+        raise KeyError(f"part {part!r} has no hidden cases: add a builder to CASE_BUILDERS in autograder/cases.py "
+                       f"(it is {known}; tests/test_parts.py lists every gap)")
+    return CASE_BUILDERS[part](ref)
 
 
 _BUILD_LOCK = threading.Lock()  # impl.load and the global torch seed are not thread-safe
@@ -466,7 +471,7 @@ def graded_part(solutions_dir: str, part: str) -> list:
 @functools.lru_cache(maxsize=None)
 def _graded_part(solutions_dir: str, part: str) -> list:
     from autograder import runner
-    from vitcourse.course import impl
+    from coursecore import impl
 
     ref = impl.load(solutions_dir)
     pairs = []

@@ -45,9 +45,10 @@ def datasets_needed(folders: Iterable[Path]) -> dict[str, list[Path]]:
 def check_datasets(needed: dict[str, list[Path]]) -> None:
     """Raise DataCheckError naming the missing datasets and what to set; return quietly when all load."""
     from data_utils import DatasetUnavailableError, load_dataset
-    from vitcourse.course.colab import DATA_ROOT_ENV
+    from coursecore import settings
 
-    root = os.environ.get(DATA_ROOT_ENV)
+    DATA_ROOT_ENV = settings.DATA_ROOT.name
+    root = settings.DATA_ROOT.raw()
     missing = []
     for name, paths in sorted(needed.items()):
         try:

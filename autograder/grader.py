@@ -20,9 +20,12 @@ from typing import Optional
 
 import torch
 
-from autograder import analysers, bugs, cases, runner, sandbox
-from autograder.points import COMPOSITE_PARTS, POINTS, ROUND_DIGITS, module_of, parts_for
-from autograder.registry import DEFAULT_MODULES
+from coursecore.parts import analysers
+
+from autograder import bugs, cases, runner, sandbox
+from coursecore.parts import COMPOSITE_PARTS, DEPENDS, POINTS, ROUND_DIGITS, module_of, parts_for
+from coursecore import files
+from coursecore.registry import DEFAULT_MODULES
 
 # (rtol, atol) per dtype: a correct implementation that orders its operations differently stays far
 # inside these; every catalogued bug lands far outside.
@@ -31,14 +34,6 @@ MAX_MESSAGES = 3  # failing cases described per part; the rest are counted
 MAX_ANALYSER_HINTS = 2  # analyser sentences per part, the ones that explain the most failing cases
 # The student parts each composite runs: when one of them already failed on its own, the composite is graded
 # again with a correct stand-in for it (runner's oracles), so that one bug costs points only where it is.
-DEPENDS = {
-    "transformer.Attention.forward": ("transformer.attention", "transformer.Attention.split_heads",
-                                      "transformer.Attention.merge_heads"),
-    "ViT.model": ("transformer.attention", "transformer.Attention.split_heads", "transformer.Attention.merge_heads",
-                  "transformer.Attention.forward", "transformer.Mlp.forward", "transformer.Block.forward",
-                  "ViT.sincos_1d_embedding", "ViT.sincos_2d_embedding", "ViT.PatchEmbed.forward",
-                  "ViT.ViT.forward_features"),
-}
 MAX_SEARCH_DEPTH = 3  # how deep to look for the student files inside an uploaded folder
 HIDDEN_ANCESTORS = 3  # parents of a submission hidden from the student process (course/autograded/<student>)
 MIN_HIDDEN_DEPTH = 2  # never hide /x itself: '/', 'x' are two path parts
@@ -136,11 +131,7 @@ class Report:
         }
 
     def write_json(self, path: str | os.PathLike, visibility: str = "visible") -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_gradescope(visibility), indent=2))
-        os.replace(tmp, path)  # never leave a half-written results file
+        files.write_json(path, self.to_gradescope(visibility), indent=2)  # never a half-written results file
 
 
 # ---------------------------------------------------------------------------------------- comparing
@@ -539,7 +530,7 @@ def default_parts(files: dict[str, Optional[Path]]) -> list[str]:
 
 def default_hidden(submission_dir: Path, solutions: Path) -> list[Path]:
     """What the student process must not see: the reference, the repository, the other submissions."""
-    from vitcourse.course import course_root, impl
+    from coursecore import course_root, impl
 
     # The package's repository and the active course's (another clone when a command runs there).
     hide = [solutions, *dict.fromkeys([impl.REPO_ROOT, course_root.current().root])]
@@ -569,7 +560,7 @@ def grade(submission_dir: str | os.PathLike, only: Optional[list[str]] = None,
     Raises:
         SandboxError when the grader itself cannot run (then the message says why).
     """
-    from vitcourse.course import impl
+    from coursecore import impl
 
     files, notes = find_student_files(submission_dir)
     parts = list(only) if only else (list(parts_for(assignment)) if assignment else default_parts(files))
@@ -643,9 +634,9 @@ def grade_in_process(folder: str | os.PathLike, parts: Optional[list[str]] = Non
     Same cases, comparisons, analysers and substitutions as `grade`; never use it on student code.
     """
     from autograder import runner
-    from vitcourse.course import impl
+    from coursecore import impl
 
-    from autograder.registry import closure
+    from coursecore.registry import closure
 
     solutions = str(Path(solutions or impl.solutions_dir()).resolve())
     # Only the parts' modules (an assignment-7 folder holds cnn.py alone).

@@ -21,7 +21,8 @@ import traceback
 from pathlib import Path
 
 from autograder.accuracy import CHECKPOINT_ASSIGNMENTS
-from autograder.points import POINTS, ROUND_DIGITS, parts_for
+from coursecore import files
+from coursecore.parts import POINTS, ROUND_DIGITS, parts_for
 
 ROOT_ENV = "AUTOGRADER_ROOT"
 DEFAULT_ROOT = "/autograder"
@@ -71,7 +72,7 @@ def grade_upload(base: Path, config: dict) -> dict:
         report = grader.grade(up.folder, assignment=assignment, hide=(base,))
         results = report.to_gradescope(visibility)
         if checkpoint:
-            from vitcourse.course import impl
+            from coursecore import impl
 
             data = base / "source" / config["data"] if config.get("data") else None
             acc = grade_checkpoint(up.folder / CHECKPOINT, impl.reference().ViT.ViT, data_root=data)
@@ -85,10 +86,7 @@ def grade_upload(base: Path, config: dict) -> dict:
 
 
 def write_results(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, path)  # Gradescope never sees a half-written file
+    files.write_json(path, results, indent=2)  # Gradescope never sees a half-written file
 
 
 def main() -> int:

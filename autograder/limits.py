@@ -30,14 +30,15 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from coursecore.settings import LIMIT_CPU, LIMIT_FILE, LIMIT_MEMORY, LIMIT_PROCESSES
+
 try:
     import resource
 except ImportError:  # Windows: no rlimits (grade untrusted code on Linux)
     resource = None
 
 # Environment variables that override the defaults (a TA's tuning), in bytes / seconds / count.
-ENV = {"memory_bytes": "VITCOURSE_LIMIT_MEMORY", "processes": "VITCOURSE_LIMIT_PROCESSES",
-       "file_bytes": "VITCOURSE_LIMIT_FILE", "cpu_seconds": "VITCOURSE_LIMIT_CPU"}
+ENV = {"memory_bytes": LIMIT_MEMORY, "processes": LIMIT_PROCESSES, "file_bytes": LIMIT_FILE, "cpu_seconds": LIMIT_CPU}
 
 
 @dataclass
@@ -53,12 +54,9 @@ class ResourceLimits:
     def from_env(cls, **overrides) -> "ResourceLimits":
         values = {}
         for f in fields(cls):
-            raw = os.environ.get(ENV[f.name])
-            if raw:
-                try:
-                    values[f.name] = int(float(raw))
-                except ValueError:
-                    raise ValueError(f"{ENV[f.name]}={raw!r} is not a number") from None
+            value = ENV[f.name].get()
+            if value is not None:
+                values[f.name] = value
         return cls(**{**values, **overrides})
 
     def settings(self, nproc: int | None) -> list[tuple[int, int]]:

@@ -25,13 +25,14 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from autograder.points import POINTS, ROUND_DIGITS
+from coursecore import settings
+from coursecore.parts import POINTS, ROUND_DIGITS
 
 ERROR_SCORE = 0.0
-# Set by autograder.nbgrader_plugin.configure in the nbgrader process; its kernels inherit it. Under
+# Set in the kernels `nbgrader autograde` starts (SandboxedKernelManager.scores_outside, coursetools/pipeline.py). Under
 # `nbgrader autograde` RegradeHiddenCells then overwrites every grade_part cell, so grading in the kernel
 # too would only double the work.
-REGRADE_ENV = "VITCOURSE_REGRADE_OUTSIDE_KERNEL"
+REGRADE_ENV = settings.REGRADE_OUTSIDE_KERNEL.name
 
 
 class Score(float):
@@ -49,7 +50,7 @@ def cell_score(fraction: float, cell_points: Optional[float]) -> float:
 def grade_part(part: str, folder: str | os.PathLike = ".", cell_points: Optional[float] = None,
                **grade_kwargs) -> Score:
     """Grade one part of the student files in `folder`; print feedback; return the points as a number."""
-    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and os.environ.get(REGRADE_ENV) == "1":
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and settings.REGRADE_OUTSIDE_KERNEL.get():
         print(f"{part}: graded outside this notebook by the autograder; the score is in your feedback.")
         return Score(0.0)
     from autograder import grader
@@ -97,7 +98,7 @@ def grade_answer(check: str, *values, folder: str | os.PathLike = ".", **params)
                  "text/plain": f"({check}: answer recorded for the autograder)"}, raw=True)
     except ImportError:  # plain Python: nothing to record into
         pass
-    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and os.environ.get(REGRADE_ENV) == "1":
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and settings.REGRADE_OUTSIDE_KERNEL.get():
         print(f"{params.get('name', check)}: graded outside this notebook by the autograder; the score is in your feedback.")
         return Score(0.0)
     points = float(params.pop("points", 1.0))  # the grader takes the cell's own points instead

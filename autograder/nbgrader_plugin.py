@@ -16,18 +16,7 @@ point is scored in the kernel:
   (stdout) and the score (execute_result), which `SaveAutoGrades` then records;
 * `RestoreHandedInFiles` puts the folder back to the snapshot: nothing the kernel wrote reaches feedback/.
 
-In `course/nbgrader_config.py`::
-
-    from autograder.nbgrader_plugin import configure
-    configure(c, assignments=["vit"])
-
-which is the same as writing::
-
-    c.Autograde.exclude_overwriting = {"vit": ["transformer.py", "ViT.py"]}
-    c.OverwriteCells.add_missing_cells = True
-    c.Execute.timeout = 120
-    c.Autograde.autograde_preprocessors = [SnapshotSubmission, ResilientExecute, RegradeHiddenCells, RestoreHandedInFiles,
-        IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+These are the steps; coursetools/pipeline.py puts them in nbgrader's pipeline (the one place that does).
 """
 from __future__ import annotations
 
@@ -43,11 +32,8 @@ from nbgrader.preprocessors import Execute
 from nbformat.v4 import new_output
 from traitlets import Bool
 
-from autograder.nb import REGRADE_ENV
-from autograder.points import POINTS
+from coursecore.parts import POINTS
 
-from autograder.registry import STUDENT_FILES  # noqa: E402
-CELL_TIMEOUT_S = 120  # per cell, CPU grading: torch import + one part, with room for a slow machine
 GRADE_CALL = re.compile(r"""grade_part\(\s*["'](?P<part>[\w.]+)["']""")
 
 
@@ -105,7 +91,7 @@ class SnapshotSubmission(Preprocessor):
         for rel in _handed_in(folder, links):
             (snap / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / rel, snap / rel)
-        note = folder / "links-not-graded.txt"  # vitcourse.course.permissions.drop_links left it at collection
+        note = folder / "links-not-graded.txt"  # coursetools.permissions.drop_links left it at collection
         if note.is_file() and not note.is_symlink():
             links += note.read_text(errors="replace").split()[:20]
         resources[SNAPSHOT_KEY] = str(snap)
@@ -340,22 +326,3 @@ def _set_score(cell, score: float, text: str) -> None:
     cell.outputs = [new_output("stream", name="stdout", text=text.rstrip("\n") + "\n"),
                     new_output("execute_result", data={"text/plain": repr(float(score))},
                                execution_count=cell.get("execution_count"))]
-
-
-def configure(c, assignments: list[str], cell_timeout: int = CELL_TIMEOUT_S) -> None:
-    """Set everything the course's nbgrader_config.py needs for autograding with this package."""
-    from nbconvert.preprocessors import ClearMetadataPreprocessor
-    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput,
-                                        SaveAutoGrades)
-
-    c.RegradeHiddenCells.enabled = True
-    # Each student's kernel runs in the allow-list sandbox (autograder/kernel_sandbox.py), over ipc sockets.
-    c.Execute.kernel_manager_class = "autograder.kernel_sandbox.SandboxedKernelManager"
-    # The kernels nbgrader starts inherit this and leave the scoring of grade_part cells to the plugin.
-    os.environ[REGRADE_ENV] = "1"
-    c.Autograde.exclude_overwriting = {a: list(STUDENT_FILES) for a in assignments}
-    c.OverwriteCells.add_missing_cells = True
-    c.Execute.timeout = cell_timeout
-    c.Autograde.autograde_preprocessors = [SnapshotSubmission, ResilientExecute, RegradeHiddenCells, RestoreHandedInFiles,
-                                           IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-                                           AssignLatePenalties, CheckCellMetadata]

@@ -1,7 +1,7 @@
 """The answer keys of the course's numeric questions: the grader's alone, never released.
 
 ViT complexity questions (below), the CNN assignment's folded parameter count, and the seeds a confidence
-interval needs. A release ships no function that computes a graded answer (vitcourse/course/release.py's leak
+interval needs. A release ships no function that computes a graded answer (coursetools/release.py's leak
 check refuses one: no copy of this file's lines, no definition of its functions). What follows is the ViT part.
 
 Autogradable numeric questions on ViT complexity, with feedback that names the component that is off.
@@ -34,8 +34,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from vitcourse.analysis import complexity
-from vitcourse.analysis.stats import CONFIDENCE, t_quantile
+from scipy import stats as _scipy_stats
+
+from coursecore import counts as complexity
+
+CONFIDENCE = complexity.CONFIDENCE
+
+
 
 FULL_CREDIT = 1.0
 SLIP_CREDIT = 0.5  # an answer right except for one named slip earns half; two slips a quarter
@@ -389,7 +394,8 @@ def seeds_needed(std: float, half_width: float, confidence: float = CONFIDENCE, 
     if std < 0 or half_width <= 0:
         raise ValueError(f"need std >= 0 and half_width > 0, got std={std}, half_width={half_width}")
     for n in range(2, max_n + 1):
-        if t_quantile(n, confidence) * std / math.sqrt(n) <= half_width:
+        # The two-sided Student-t critical value for n values (scipy's, as vitcourse.analysis.stats).
+        if float(_scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * std / math.sqrt(n) <= half_width:
             return n
     raise ValueError(f"more than {max_n} seeds would be needed for ±{half_width} with a spread of {std}")
 

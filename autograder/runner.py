@@ -27,7 +27,7 @@ import sys
 import types
 from typing import Optional
 
-# The student modules, in import order, come in job.json from autograder/registry.py (this file is copied
+# The student modules, in import order, come in job.json from coursecore/registry.py (this file is copied
 # alone into the sandbox, so it does not import the registry).
 # What a Python error message relayed to the grader may keep (first line, this many characters).
 MESSAGE_CHARS = 400

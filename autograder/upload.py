@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Optional
 
 from autograder.accuracy import CHECKPOINT, CHECKPOINT_ASSIGNMENTS, MAX_CHECKPOINT_BYTES
-from autograder.points import module_of, parts_for
-from autograder.registry import files_for
+from coursecore.parts import module_of, parts_for
+from coursecore.registry import files_for
 
 MAX_DEPTH = 6  # folders searched below the upload (and inside a zip)
 MAX_ZIP_NESTING = 2  # a zip inside the upload, and a zip inside that one

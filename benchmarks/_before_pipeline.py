@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from autograder import nbgrader_plugin
-from autograder.registry import STUDENT_FILES
+from coursecore.registry import STUDENT_FILES
 
 
 class SnapshotCodeOnly(nbgrader_plugin.SnapshotSubmission):

@@ -4,7 +4,7 @@ The same collected class (copies of one scratch course) is autograded three ways
 
 1. serial: one nbgrader process for the whole class (`jobs=1`);
 2. per student: `jobs` processes at a time, one nbgrader process per student (the old lifecycle);
-3. batched: `jobs` nbgrader processes, each over a contiguous slice of the class (`lifecycle.autograde`).
+3. batched: `jobs` nbgrader processes, each over a contiguous slice of the class (`grading.autograde`).
 
     python benchmarks/bench_class_grading.py [--students 40] [--jobs 2] [--assignment a5_analysis]
 """
@@ -20,25 +20,25 @@ from _common import header  # noqa: F401 - also puts the repository on sys.path
 
 import torch
 
-from vitcourse.course import lifecycle, progress, release
+from coursetools import grading, term, progress, release
 
 KINDS = (
-    lifecycle.Student("ref", "solved everything"),
-    lifecycle.Student("stub", "untouched release", code="stubs", answers=False),
-    lifecycle.Student("ooo", "ran cells out of order", out_of_order=True),
-    lifecycle.Student("del", "deleted a test cell", delete_cells=("test_num_tokens",)),
+    term.Student("ref", "solved everything"),
+    term.Student("stub", "untouched release", code="stubs", answers=False),
+    term.Student("ooo", "ran cells out of order", out_of_order=True),
+    term.Student("del", "deleted a test cell", delete_cells=("test_num_tokens",)),
 )
 
 
 def collected(scratch: Path, assignment: str, n: int) -> tuple[Path, list[str]]:
-    course = lifecycle.make_course(scratch, [assignment])
+    course = term.make_course(scratch, [assignment])
     release.release(course, [assignment], zip_=False, log=lambda _: None)
     ids = []
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
-        student = lifecycle.Student(f"s{i:03d}-{kind.id}", kind.story, code=kind.code, answers=kind.answers,
+        student = term.Student(f"s{i:03d}-{kind.id}", kind.story, code=kind.code, answers=kind.answers,
                                     delete_cells=kind.delete_cells, out_of_order=kind.out_of_order)
-        lifecycle.make_submission(student, assignment, course, scratch / "students")
+        term.make_submission(student, assignment, course, scratch / "students")
         ids.append(student.id)
     release.nbgrader(course, "zip_collect", assignment, "--force")
     return course, ids
@@ -46,7 +46,7 @@ def collected(scratch: Path, assignment: str, n: int) -> tuple[Path, list[str]]:
 
 def timed(course: Path, assignment: str, ids: list[str], batches: list[list[str]], jobs: int) -> float:
     start = time.perf_counter()
-    lifecycle._run_batches(course, "autograde", assignment, batches, ids, jobs)
+    grading._run_batches(course, "autograde", assignment, batches, ids, jobs)
     seconds = time.perf_counter() - start
     left = progress.unfinished(course, assignment, ids)
     assert not left, left
@@ -65,7 +65,7 @@ def main() -> None:
         ways = {
             "serial (1 process)": ([ids], 1),
             f"one process per student, {args.jobs} at a time": ([[s] for s in ids], args.jobs),
-            f"batched ({args.jobs} processes over slices)": (lifecycle._batches(ids, args.jobs), args.jobs),
+            f"batched ({args.jobs} processes over slices)": (grading._batches(ids, args.jobs), args.jobs),
         }
         results = {}
         for name, (batches, jobs) in ways.items():

@@ -30,8 +30,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from autograder import analysers, bugs, grader  # noqa: E402
-from autograder.points import COMPOSITE_PARTS  # noqa: E402
+from coursecore.parts import analysers
+
+from autograder import bugs, grader  # noqa: E402
+from coursecore.parts import COMPOSITE_PARTS  # noqa: E402
 import feedback_variants as fv  # noqa: E402
 
 GOAL_SPECIFIC = 0.90

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autograder import cases, grader, sandbox  # noqa: E402
-from vitcourse.course import impl  # noqa: E402
+from coursecore import impl  # noqa: E402
 
 GOAL_ONE_S = 30.0  # issue 4: one complete submission on 2 CPU cores
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from _common import header  # noqa: F401 - also puts the repository on sys.path
 
-from vitcourse.course import lifecycle, release
+from coursetools import grading, term, release
 
 BEFORE_CONFIG = f'''
 # ---- bench_regrade.py: the pipeline before issue 10 items 3 and 4 ----
@@ -30,27 +30,27 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern, LimitOutput, SaveAutoGrades
 c.Autograde.autograde_preprocessors = [SnapshotCodeOnly, Execute, PartsOnly, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "vitcourse.course.feedback.HideHiddenTests",
+c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "coursetools.feedback.HideHiddenTests",
                                     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
 '''
 
 
 def grade_class(scratch: Path, assignment: str, students: int, before: bool) -> tuple[float, float, dict]:
-    course = lifecycle.make_course(scratch, [assignment])
+    course = term.make_course(scratch, [assignment])
     if before:
         with (course / "nbgrader_config.py").open("a") as f:
             f.write(BEFORE_CONFIG)
     release.release(course, zip_=False, log=lambda _: None)
     for i in range(students):
-        student = lifecycle.Student(f"s{i}", "reference answers")
-        lifecycle.make_submission(student, assignment, course, scratch / "work")
+        student = term.Student(f"s{i}", "reference answers")
+        term.make_submission(student, assignment, course, scratch / "work")
         shutil.copytree(scratch / "work" / student.id / assignment, course / "submitted" / student.id / assignment)
     start = time.perf_counter()
     release.nbgrader(course, "autograde", assignment, "--force")
     graded = time.perf_counter() - start
     start = time.perf_counter()
     release.nbgrader(course, "generate_feedback", assignment, "--force")
-    return graded / students, (time.perf_counter() - start) / students, lifecycle.read_scores(course, assignment)
+    return graded / students, (time.perf_counter() - start) / students, grading.read_scores(course, assignment)
 
 
 def main() -> None:

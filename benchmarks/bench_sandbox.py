@@ -23,13 +23,13 @@ from jupyter_client import AsyncKernelManager
 
 from autograder import bwrap, grader, sandbox
 from autograder.kernel_sandbox import SandboxedKernelManager
-from vitcourse.course import impl
+from coursecore import impl, settings
 
 CELL = "import torch\nx = torch.randn(256, 256)\nprint(float((x @ x).sum()) != 0)"
 
 
 def cli_seconds(backend: str) -> float:
-    os.environ["VITCOURSE_SANDBOX"] = backend
+    settings.SANDBOX.set(backend)
     sandbox._isolation_cache.clear()
     start = time.perf_counter()
     report = grader.grade(impl.solutions_dir())

@@ -71,6 +71,8 @@ from typing import Optional
 import torch
 from _common import REPO_ROOT, SHARED_CIFAR10_MINI, header
 
+from coursecore.course_root import COURSE_FOLDERS, PACKAGES
+
 SECTIONS = ("train", "transfer", "profile", "notebooks")
 # Planned share of the budget per section; a section gets its share of what is left when it starts, so time a
 # section did not use goes to the ones after it (the notebooks, last, get everything that is left).
@@ -97,7 +99,7 @@ PROFILE_SCHEDULE = dict(wait=1, warmup=2, active=5)
 PROFILE_SMOKE_SCHEDULE = dict(wait=0, warmup=1, active=1)
 PROFILE_IMAGE_SIZE = 32
 # notebooks: what the release needs copied from the course, and what never goes into the copy.
-COURSE_PARTS = ("course", "solutions", "student_src", "vitcourse", "data_utils", "autograder")
+COURSE_PARTS = (*COURSE_FOLDERS, *PACKAGES)
 GENERATED = ("release", "submitted", "autograded", "feedback", "downloaded", "backups", ".grading", "gradebook.db",
              "__pycache__", "*.pyc", ".ipynb_checkpoints")
 SMOKE_NOTEBOOKS = ("a2_transformer", "a5_analysis")  # the two quickest (~5 s each on 2 CPU cores)
@@ -364,9 +366,10 @@ def _hta(P, trace: Path) -> tuple[Optional[list], str]:
 def prepare_release(dest: Path, assignments=()) -> Path:
     """The student release built with the real CLI (`vitcourse release`) from a copy of the course, then given
     the solutions (the reference modules over the stubs, the source's answers in the notebooks): `dest/<a>/`."""
-    from autograder.registry import files_for
+    from coursecore.registry import files_for
     import nbformat
-    from vitcourse.course.lifecycle import fill_solutions
+
+    from coursetools.term import fill_solutions
 
     dest = Path(dest).resolve()
     if dest.exists() and any(dest.iterdir()) and not (dest / "prepared.json").is_file():
@@ -376,7 +379,7 @@ def prepare_release(dest: Path, assignments=()) -> Path:
         root = Path(tmp)
         for part in COURSE_PARTS:
             shutil.copytree(REPO_ROOT / part, root / part, ignore=shutil.ignore_patterns(*GENERATED))
-        done = subprocess.run([sys.executable, "-m", "vitcourse", "release", "--course", str(root), "--no-zip",
+        done = subprocess.run([sys.executable, "-m", "coursetools", "release", "--course", str(root), "--no-zip",
                                *assignments], cwd=root, capture_output=True, text=True)
         if done.returncode:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])

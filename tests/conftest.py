@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vitcourse.course import impl
+from coursecore import impl
 
 # nbgrader refuses to run student kernels without the sandbox; on a CI runner where bubblewrap cannot run,
 # the grading tests still run (unsandboxed) and tests/test_sandbox_allowlist.py is skipped.
@@ -28,6 +28,18 @@ def stubs():
 def _seed():
     # Every test starts from the same RNG state, so failures reproduce.
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _course_of_the_test():
+    """A command a test runs in-process activates its course (VITCOURSE_ROOT, VITCOURSE_KERNEL_CHECKED): the
+    next test starts with the package's own course again, as a fresh process would."""
+    from coursecore import settings
+
+    saved = {s: s.raw() for s in (settings.ROOT, settings.KERNEL_CHECKED)}
+    yield
+    for setting, value in saved.items():
+        setting.set(value)
 
 
 @pytest.fixture

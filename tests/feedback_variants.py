@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from vitcourse.course import impl
+from coursecore import impl
 
 T, V = "transformer.py", "ViT.py"
 FILES = (T, V)

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Optional
 
 import nbformat
+
+from coursecore.course_root import COURSE_FOLDERS, PACKAGES
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
@@ -34,7 +36,7 @@ from nbclient import NotebookClient
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "colab" / "stub"
 COLAB_PYTHON_ENV = "VITCOURSE_COLAB_PYTHON"
-COURSE_PARTS = ("course", "solutions", "student_src", "vitcourse", "data_utils", "autograder")
+COURSE_PARTS = (*COURSE_FOLDERS, *PACKAGES)
 GENERATED = ("release", "submitted", "autograded", "feedback", "downloaded", "backups", ".grading", "gradebook.db",
              "__pycache__", "*.pyc", ".ipynb_checkpoints")
 KERNEL_NAME = "vitcourse-student"
@@ -78,7 +80,7 @@ def release_with_public_repo(tmp: Path, assignments: tuple[str, ...] = ()) -> Re
     url = f"file://{bare.with_suffix('')}"
     root = copy_course(tmp / "instructor")
     env = {**os.environ, "VITCOURSE_COURSE_URL": url}
-    done = subprocess.run([sys.executable, "-m", "vitcourse", "release", "--course", str(root), *assignments],
+    done = subprocess.run([sys.executable, "-m", "coursetools", "release", "--course", str(root), *assignments],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     work = tmp / "github" / "work"
@@ -215,7 +217,7 @@ def check_cells(nb) -> list:
 
 def finished(release_nb_path: Path, source_nb_path: Path, student_id: str = "") :
     """The release notebook with the source's solutions filled in (a student who did everything)."""
-    from vitcourse.course.lifecycle import fill_solutions
+    from coursetools.term import fill_solutions
 
     nb = nbformat.read(release_nb_path, as_version=4)
     fill_solutions(nb, nbformat.read(source_nb_path, as_version=4))

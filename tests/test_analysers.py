@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 
 import feedback_variants as fv
-from autograder import analysers, bugs, grader, selfcheck
-from autograder.points import POINTS
-from vitcourse.course import impl, nbchecks
+from coursecore.parts import analysers
+from vitcourse.course import selfcheck
+from autograder import bugs, grader
+from coursecore.parts import POINTS
+from coursecore import impl
+from vitcourse.course import nbchecks
 
 NON_SPECIFIC = {grader.NOT_IMPLEMENTED_HINT, grader.GRADIENT_HINT, *bugs.GENERIC_HINTS.values()}
 CATALOGUE_HINTS = {b.hint for b in bugs.CATALOGUE}
@@ -252,10 +255,12 @@ def test_selfcheck_names_the_part_really_missing(tmp_path):
 
 
 def test_selfcheck_and_analysers_ship_without_reference_material():
-    from vitcourse.course import release
+    from coursetools import release
 
-    assert "analysers.py" in release.STUDENT_AUTOGRADER
-    text = (impl.REPO_ROOT / "autograder" / "analysers.py").read_text()
+    from coursecore.course_root import STUDENT_PACKAGES
+
+    assert "coursecore" in STUDENT_PACKAGES  # the analysers ship with the core
+    text = (impl.REPO_ROOT / "coursecore" / "parts" / "analysers.py").read_text()
     assert "import autograder" not in text and "from autograder" not in text and "vitcourse" not in text
     secret = set()
     for path in (impl.solutions_dir() / name for name in release.STUB_FILES):  # what the leak check reads
@@ -263,6 +268,6 @@ def test_selfcheck_and_analysers_ship_without_reference_material():
                                                              "### BEGIN SOLUTION", "### END SOLUTION"))
     for stub in impl.stubs_dir().glob("*.py"):  # lines the students are given anyway, as the leak check does
         secret -= release._distinctive(stub.read_text().splitlines())
-    for module in ("analysers.py", "selfcheck.py"):
-        lines = {line.strip() for line in (impl.REPO_ROOT / "autograder" / module).read_text().splitlines()}
+    for module in ("coursecore/parts/analysers.py", "vitcourse/course/selfcheck.py"):
+        lines = {line.strip() for line in (impl.REPO_ROOT / module).read_text().splitlines()}
         assert not (secret & lines), f"{module}: {secret & lines}"

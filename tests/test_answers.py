@@ -11,7 +11,8 @@ from nbgrader.utils import determine_grade
 
 from autograder import answers, nbgrader_plugin
 from autograder.accuracy import CHECKPOINT
-from vitcourse.course import feedback, impl, nbbuild
+from coursecore import impl
+from coursetools import feedback, nbbuild
 from autograder import quiz
 
 SOURCES = sorted((impl.REPO_ROOT / "course" / "source").glob("*/*.ipynb"))

@@ -9,9 +9,9 @@ from nbgrader.utils import determine_grade
 from traitlets.config import Config
 
 from autograder import nbgrader_plugin
-from autograder.registry import STUDENT_FILES
-from autograder.points import POINTS
-from vitcourse.course import impl
+from coursecore.registry import STUDENT_FILES
+from coursecore.parts import POINTS
+from coursecore import impl
 
 HIDDEN = 'from autograder.nb import grade_part\ngrade_part("{part}")'
 
@@ -52,16 +52,19 @@ def test_hidden_parts_are_parsed_from_the_cell_source():
     assert all(nbgrader_plugin.hidden_parts(HIDDEN.format(part=p)) == [p] for p in POINTS)
 
 
-def test_configure_sets_exclusions_missing_cells_timeout_and_the_preprocessor():
+def test_configure_sets_exclusions_missing_cells_timeout_and_the_preprocessor(tmp_path):
+    from coursetools import pipeline
+
+    (tmp_path / "source" / "vit").mkdir(parents=True)
     c = Config()
-    nbgrader_plugin.configure(c, assignments=["vit"])
+    pipeline.configure(c, tmp_path, argv=["nbgrader"])
     assert c.Autograde.exclude_overwriting == {"vit": list(STUDENT_FILES)}  # every student module, from the registry
     assert {"transformer.py", "ViT.py", "finetune.py"} <= set(STUDENT_FILES)
     assert c.OverwriteCells.add_missing_cells is True
-    assert c.Execute.timeout == nbgrader_plugin.CELL_TIMEOUT_S
+    assert c.Execute.timeout == pipeline.CELL_TIMEOUT_S
     names = [p.__name__ for p in c.Autograde.autograde_preprocessors]
     assert names.index("SnapshotSubmission") < names.index("ResilientExecute") < names.index("RegradeHiddenCells") \
-        < names.index("RestoreHandedInFiles") < names.index("SaveAutoGrades")
+        < names.index("RestoreHandedInFiles") < names.index("KeepManualGrades")
     assert c.RegradeHiddenCells.enabled is True and nbgrader_plugin.RegradeHiddenCells().enabled
 
 
@@ -96,7 +99,14 @@ def test_grade_part_leaves_autograde_scoring_to_the_regrade(tmp_path, monkeypatc
     monkeypatch.setenv(nb.REGRADE_ENV, "1")
     assert nb.grade_part("transformer.attention", tmp_path) == 0.0
     assert "graded outside this notebook" in capsys.readouterr().out
-    # configure() is what sets the variable for the kernels nbgrader starts.
+    # configure() tells the kernel manager to set it for the kernels nbgrader starts, not this process.
     monkeypatch.delenv(nb.REGRADE_ENV)
-    nbgrader_plugin.configure(Config(), assignments=["a"])
-    assert os.environ[nb.REGRADE_ENV] == "1"
+    from coursetools import pipeline
+
+    c = Config()
+    pipeline.configure(c, tmp_path, argv=["nbgrader"])
+    assert nb.REGRADE_ENV not in os.environ
+    from autograder.kernel_sandbox import SandboxedKernelManager
+
+    assert SandboxedKernelManager(config=c)._extra_env() == {nb.REGRADE_ENV: "1"}
+    assert SandboxedKernelManager()._extra_env() == {}

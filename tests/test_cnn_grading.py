@@ -16,9 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from autograder import bugs, cases, grader, selfcheck
-from autograder.points import POINTS, parts_for
-from vitcourse.course import impl, nbchecks_cnn
+from vitcourse.course import selfcheck
+
+from autograder import bugs, cases, grader
+from coursecore.parts import POINTS, parts_for
+from coursecore import impl
+from vitcourse.course import nbchecks_cnn
 
 A7 = "a7_cnn"
 REFERENCE = (impl.solutions_dir() / "cnn.py").read_text()
@@ -116,6 +119,9 @@ MUTANTS = {
                       "cnn.ConvBlock.forward", "cnn.block_act_before_bn"),
     "no_head": ("return self.head(self.head_drop(self.forward_features(x)))",
                 "return self.head_drop(self.forward_features(x))", "cnn.ConvNet.forward", None),
+    "head_on_unpooled": ("return self.head(self.head_drop(self.forward_features(x)))",
+                         "return self.head(self.head_drop(x.flatten(1)))", "cnn.ConvNet.forward",
+                         "cnn.convnet_head_on_unpooled"),
 }
 
 

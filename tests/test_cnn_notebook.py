@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from vitcourse.course import lifecycle
+from coursetools import nbrun, term
 
 
 @pytest.mark.slow
 def test_a7_source_notebook_passes_with_the_reference(tmp_path):
-    path = lifecycle.prepare_source_run("a7_cnn", tmp_path)
-    nb, errors = lifecycle.execute_notebook(path)
+    path = nbrun.prepare_source_run("a7_cnn", tmp_path)
+    nb, errors = nbrun.execute_notebook(path)
     assert not errors, "\n".join(f"cell {e.index} ({e.grade_id}): {e.ename}: {e.evalue[:300]}" for e in errors)
-    scores = lifecycle.hidden_scores(nb)
+    scores = nbrun.hidden_scores(nb)
     assert {"test_batch_norm", "test_fold_conv_bn", "test_mish", "test_folded_params", "test_conv_flops"} <= set(scores)
     for gid, (score, points) in scores.items():
         assert score == pytest.approx(points), f"{gid}: the hidden grader gave the reference {score}/{points}"
@@ -21,9 +21,11 @@ def test_a7_source_notebook_passes_with_the_reference(tmp_path):
 def test_a7_release_ships_its_stub_and_no_hidden_material(tmp_path):
     import nbformat
 
-    from vitcourse.course import impl, release
+    from coursecore import impl
 
-    course = lifecycle.make_course(tmp_path, ["a7_cnn"])
+    from coursetools import release
+
+    course = term.make_course(tmp_path, ["a7_cnn"])
     release.release(course, zip_=False, log=lambda _: None)  # raises on a leak of hidden material
     folder = course / "release" / "a7_cnn"
     assert (folder / "cnn.py").is_file() and not (folder / "ViT.py").exists() and not (folder / "finetune.py").exists()
@@ -44,10 +46,10 @@ def test_a7_lifecycle_each_student_loses_only_their_bugs_points(tmp_path):
     """The demo's students with a7 bugs, through nbgrader: cy's biased running variance costs test_batch_norm,
     dee's forgotten conv bias test_fold_conv_bn, nothing else. (The reference's full marks and the stubs' zero
     are the two tests above; `vitcourse demo` runs the whole class.)"""
-    by_id = {s.id: s for s in lifecycle.STUDENTS}
-    term = lifecycle.run_term(tmp_path, ["a7_cnn"], students=[by_id["cy"], by_id["dee"]], jobs=2, log=lambda _: None)
-    assert not term.mismatches(), "\n".join(term.mismatches()) + "\n" + term.table()
-    assert 0 < term.autograded("a7_cnn", "cy") < term.max_auto("a7_cnn")
-    assert 0 < term.autograded("a7_cnn", "dee") < term.max_auto("a7_cnn")
-    assert term.lost["a7_cnn"]["cy"] == {"test_batch_norm"}
-    assert term.lost["a7_cnn"]["dee"] == {"test_fold_conv_bn"}
+    by_id = {s.id: s for s in term.STUDENTS}
+    result = term.run_term(tmp_path, ["a7_cnn"], students=[by_id["cy"], by_id["dee"]], jobs=2, log=lambda _: None)
+    assert not result.mismatches(), "\n".join(result.mismatches()) + "\n" + result.table()
+    assert 0 < result.autograded("a7_cnn", "cy") < result.max_auto("a7_cnn")
+    assert 0 < result.autograded("a7_cnn", "dee") < result.max_auto("a7_cnn")
+    assert result.lost["a7_cnn"]["cy"] == {"test_batch_norm"}
+    assert result.lost["a7_cnn"]["dee"] == {"test_fold_conv_bn"}

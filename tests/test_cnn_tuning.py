@@ -173,7 +173,7 @@ def test_check_variants_refuses_a_grid_before_training(tmp_path, variants, archs
 
 
 def test_the_cli_tunes_a_cnn(tmp_path, capsys):
-    from vitcourse.cli import main
+    from coursetools.cli import main
 
     args = ["ablate", "--model", "mish_cnn", "--grid", "lr=1e-3,3e-3", "--max-train", "32", "--epochs", "1",
             "--seeds", "0", "--threads", "1", "--out", str(tmp_path)]

@@ -20,9 +20,10 @@ import pytest
 
 import notebook_runs as R
 from autograder import bwrap
-from autograder.registry import files_for, outputs_for
-from vitcourse.course import colab, nbbuild
-from vitcourse.course.impl import solutions_dir
+from coursecore.registry import files_for, outputs_for
+from coursetools import nbbuild
+from vitcourse.course import colab
+from coursecore.impl import solutions_dir
 
 PYTHON = R.colab_python()
 pytestmark = [

@@ -15,9 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.registry import files_for, outputs_for
+from coursecore.registry import files_for, outputs_for
 from vitcourse.course import colab, handin, reload
-from vitcourse.course.impl import REPO_ROOT, solutions_dir, stubs_dir
+from coursecore.impl import REPO_ROOT, solutions_dir, stubs_dir
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 A member of alice's zip cannot hand in for bob or create a student who never handed in (the pattern of
 course/nbgrader_config.py is anchored at the course's extracted/ folder), and a file that appears twice in
-one zip never aborts the collection of the class (vitcourse/course/collect.py keeps one copy by a fixed rule).
+one zip never aborts the collection of the class (coursetools/collect.py keeps one copy by a fixed rule).
 The control runs show that the same zips attack nbgrader's stock collector: with the old unanchored
 pattern a member invents or overwrites students, and with the anchored pattern alone the duplicate aborts
 the whole class.
@@ -15,7 +15,7 @@ import zipfile
 import nbformat
 import pytest
 
-from vitcourse.course import lifecycle, release
+from coursetools import term, release
 
 A = "a2_transformer"
 NB = f"{A}.ipynb"
@@ -61,7 +61,7 @@ def _collect(course, *options) -> tuple:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    course = lifecycle.make_course(tmp_path_factory.mktemp("collect"), [A])
+    course = term.make_course(tmp_path_factory.mktemp("collect"), [A])
     # zip_collect only needs the released notebook's name; the source notebook stands in for the release.
     (course / "release" / A).mkdir(parents=True)
     shutil.copy2(course / "source" / A / NB, course / "release" / A / NB)

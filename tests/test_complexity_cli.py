@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from vitcourse.cli import main
+from coursetools.cli import main
 from vitcourse.analysis.complexity import count_flops
 
 resnet = pytest.importorskip("vitcourse.models.resnet", reason="vitcourse/models/resnet.py (ResNet-18) is not there yet")

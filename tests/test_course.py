@@ -7,8 +7,9 @@ import re
 import nbformat
 import pytest
 
-from autograder.points import POINTS
-from vitcourse.course import colab, nbbuild, release
+from coursecore.parts import POINTS
+from coursetools import nbbuild, release
+from vitcourse.course import colab
 
 ASSIGNMENTS = nbbuild.assignments()
 # The course the issue asks for: data & patches, encoder, ViT, ResNet & trade-offs, analysis.
@@ -60,7 +61,7 @@ def test_nbgrader_cells(name):
         parts = re.findall(r"""grade_part\(\s*["']([\w.]+)["']""", cell.source)
         if parts:
             # Points come from the one place that tunes them.
-            assert meta["points"] == sum(POINTS[p] for p in parts), f"{meta['grade_id']}: points differ from autograder/points.py"
+            assert meta["points"] == sum(POINTS[p] for p in parts), f"{meta['grade_id']}: points differ from coursecore/parts/__init__.py"
             assert "### BEGIN HIDDEN TESTS" in cell.source, f"{meta['grade_id']}: grade_part must be hidden"
     for cell in answers:
         assert cell.cell_type == "markdown" and "### BEGIN SOLUTION" in cell.source and "Mark scheme" in cell.source, \
@@ -105,20 +106,20 @@ def test_nbgrader_config_loads():
     assert isinstance(cfg, Config)
     assert cfg.OverwriteCells.add_missing_cells is True
     for name in ASSIGNMENTS:
-        # Every registered student file (autograder/registry.py) is the student's, never overwritten.
-        from autograder.registry import STUDENT_FILES
+        # Every registered student file (coursecore/registry.py) is the student's, never overwritten.
+        from coursecore.registry import STUDENT_FILES
 
         assert set(cfg.Autograde.exclude_overwriting[name]) == set(STUDENT_FILES)
     assert cfg.CourseDirectory.course_id == colab.COURSE_ID
     # Hidden grader cells are re-scored outside the student's kernel; feedback hides the hidden tests.
     assert any(getattr(p, "__name__", str(p)).endswith("RegradeHiddenCells") for p in cfg.Autograde.autograde_preprocessors)
-    assert "vitcourse.course.feedback.HideHiddenTests" in cfg.GenerateFeedback.preprocessors
+    assert "coursetools.feedback.HideHiddenTests" in cfg.GenerateFeedback.preprocessors
 
 
 def test_feedback_strips_hidden_tests_and_tracebacks():
     from nbformat.v4 import new_code_cell, new_output
 
-    from vitcourse.course.feedback import HIDDEN_NOTE, HideHiddenTests
+    from coursetools.feedback import HIDDEN_NOTE, HideHiddenTests
 
     cell = new_code_cell('check(x)\n### BEGIN HIDDEN TESTS\nassert secret(x) == 42\n### END HIDDEN TESTS')
     cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t", "points": 1}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from vitcourse.course import course_root, impl
+from coursecore import course_root, impl
 
 FIRST = impl.REPO_ROOT
-TREE = ("course", "solutions", "student_src", "data_utils", "vitcourse", "autograder", "pyproject.toml")
+TREE = (*course_root.COURSE_FOLDERS, *course_root.PACKAGES, "pyproject.toml")
 GENERATED = shutil.ignore_patterns("release", "submitted", "autograded", "feedback", "downloaded", "gradebook.db",
                                    ".nbgrader.log", "__pycache__", "*.pyc", ".ipynb_checkpoints")
 MARKER = "# second clone's own stub (tests/test_course_root.py)"
@@ -86,16 +86,16 @@ def test_a_command_outside_any_course_fails_clearly(tmp_path):
 def _env() -> dict:
     import os
 
-    return {k: v for k, v in os.environ.items() if k not in ("VITCOURSE_SOLUTIONS", course_root.ROOT_ENV)}
+    return {k: v for k, v in os.environ.items() if k not in ("VITCOURSE_SOLUTIONS", "VITCOURSE_ROOT")}
 
 
 def test_grade_uses_the_reference_of_the_course_it_runs_in(tmp_path):
     """`python -m autograder grade` from a second clone compares with that clone's solutions/."""
-    from autograder.points import POINTS
-    from vitcourse.course import lifecycle
+    from coursecore.parts import POINTS
+    from coursetools import term
 
     second = _second_clone(tmp_path / "second")
-    lifecycle.BUGS["no_scale"].apply(second / "solutions")  # the second clone's reference differs in attention
+    term.BUGS["no_scale"].apply(second / "solutions")  # the second clone's reference differs in attention
     submission = tmp_path / "ada"
     shutil.copytree(FIRST / "solutions", submission)
     part = "transformer.attention"

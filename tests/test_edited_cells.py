@@ -4,14 +4,14 @@ through the real `nbgrader autograde` on a scratch a5 course.
 Every student below solved everything and then tampered with their notebook in one way; the oracle is the
 student who solved everything and tampered with nothing. Each must be graded (no nbgrader crash, no
 student left out) with the oracle's score on every test cell: the tampered cells are put back from the
-source notebook (vitcourse/course/overwrite.py, nbgrader's OverwriteCells).
+source notebook (coursetools/overwrite.py, nbgrader's OverwriteCells).
 """
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from vitcourse.course import lifecycle, progress, release
+from coursetools import grading, term, progress, release
 
 A = "a5_analysis"
 pytestmark = pytest.mark.slow
@@ -46,17 +46,17 @@ TAMPER = {"ren": rename_ids, "edit": edit_read_only, "type": change_types}
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("edited")
-    course = lifecycle.make_course(scratch, [A])
+    course = term.make_course(scratch, [A])
     release.release(course, [A], zip_=False, log=lambda _: None)
     for sid in ["ada", *TAMPER]:
-        lifecycle.make_submission(lifecycle.Student(sid, "solved everything"), A, course, scratch / "students")
+        term.make_submission(term.Student(sid, "solved everything"), A, course, scratch / "students")
     release.nbgrader(course, "zip_collect", A, "--force")
     for sid, tamper in TAMPER.items():
         path = course / "submitted" / sid / A / f"{A}.ipynb"
         nb = nbformat.read(path, as_version=4)
         tamper(nb)
         nbformat.write(nb, path)
-    run = lifecycle.autograde(course, A, collect=False, log=lambda _: None)
+    run = grading.autograde(course, A, collect=False, log=lambda _: None)
     return course, run
 
 
@@ -65,6 +65,6 @@ def test_a_tampered_notebook_is_graded_like_an_untouched_one(graded, student):
     course, run = graded
     assert student in run.graded and not run.failed
     assert not progress.unfinished(course, A, [student])
-    scores = lifecycle.read_scores(course, A)
+    scores = grading.read_scores(course, A)
     assert scores[student]["cells"] == scores["ada"]["cells"], (scores[student], scores["ada"])
     assert scores["ada"]["cells"] and sum(scores["ada"]["cells"].values()) > 0

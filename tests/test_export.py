@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from vitcourse.course import lifecycle, release
+from coursetools import term, release
 
 A = "a2_transformer"
 STUDENTS = ["ada", "ben", "cy"]
@@ -20,7 +20,7 @@ STUDENTS = ["ada", "ben", "cy"]
 KILLER = textwrap.dedent('''
     import os, signal
     from nbgrader.plugins.export import CsvExportPlugin
-    from vitcourse.course.export import AtomicCsvExportPlugin
+    from coursetools.export import AtomicCsvExportPlugin
 
     class _KillAfterOne:
         """The gradebook, except that the process is killed on the second student's lookup."""
@@ -46,7 +46,7 @@ KILLER = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    course = lifecycle.make_course(tmp_path_factory.mktemp("export"), [A])
+    course = term.make_course(tmp_path_factory.mktemp("export"), [A])
     roster = course / "students.csv"
     roster.write_text("id,first_name,last_name\n" + "".join(f"{s},{s.title()},Student\n" for s in STUDENTS))
     release.nbgrader(course, "db", "student", "import", str(roster))

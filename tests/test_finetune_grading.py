@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from autograder import grader, selfcheck
-from autograder.points import POINTS, parts_for
-from vitcourse.course import impl, nbchecks_transfer
+from vitcourse.course import selfcheck
+
+from autograder import grader
+from coursecore.parts import POINTS, parts_for
+from coursecore import impl
+from vitcourse.course import nbchecks_transfer
 
 A6 = "a6_transfer"
 REFERENCE = (impl.solutions_dir() / "finetune.py").read_text()

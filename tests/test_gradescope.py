@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from autograder import accuracy, upload
-from autograder.points import POINTS, parts_for
-from vitcourse.course import gradescope, impl
-from vitcourse.cli import main as cli
+from coursecore.parts import POINTS, parts_for
+from coursecore import impl
+from coursetools import gradescope
+from coursetools.cli import main as cli
 
 MINI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-mini"
 MINI = MINI if MINI.is_dir() else Path("/work/shared/datasets/cifar10-mini")
@@ -76,7 +77,7 @@ def test_contract_at_the_zip_root(a2_bundle):
         config = json.loads(archive.read("gradescope.json"))
         # What the grader needs: the packages, the reference, the pins.
         for needed in ("autograder/grader.py", "autograder/gradescope.py", "autograder/upload.py",
-                       "autograder/points.py", "vitcourse/course/impl.py", "data_utils/__init__.py",
+                       "coursecore/parts/__init__.py", "coursecore/impl.py", "data_utils/__init__.py",
                        "solutions/transformer.py", "solutions/ViT.py", "constraints.txt", "pyproject.toml"):
             assert needed in infos, needed
         assert not any("__pycache__" in n or n.startswith("student_src") for n in infos)
@@ -286,12 +287,12 @@ def test_checkpoint_problems_get_a_message(tmp_path):
 
 
 def test_accuracy_points_and_assignments_match_the_notebooks():
-    from vitcourse.course import lifecycle
+    from coursetools import term
 
     source = (impl.REPO_ROOT / "course" / "notebooks" / "a3_vit.py").read_text()
     assert f"# %% tests={accuracy.ACCURACY_PART} points={accuracy.ACCURACY_POINTS:g}\n" in source
     assert 'grade_answer("accuracy"' in source  # the notebook uses the shared scoring (answers.py -> grade_checkpoint)
-    assigned = lifecycle.grades_checkpoint(sorted(p.name for p in (impl.REPO_ROOT / "course" / "source").iterdir()))
+    assigned = term.grades_checkpoint(sorted(p.name for p in (impl.REPO_ROOT / "course" / "source").iterdir()))
     assert tuple(assigned) == accuracy.CHECKPOINT_ASSIGNMENTS
 
 

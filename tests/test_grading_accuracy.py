@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from autograder import accuracy
-from vitcourse.course import impl
+from coursecore import impl
 from vitcourse.course.colab import load_course_data
 
 

@@ -1,8 +1,8 @@
 """Faults lose nothing: SIGKILL mid-autograde, mid-feedback and mid-export, a failing student under jobs=2,
 and a re-grade with --force after manual grading, all through the real nbgrader on a scratch a5 course.
 
-The oracle is a control course graded once without interruption (`lifecycle.autograde`): after each fault,
-the documented recovery (README: `vitcourse grade <a>`, i.e. `lifecycle.autograde` without --force,
+The oracle is a control course graded once without interruption (`grading.autograde`): after each fault,
+the documented recovery (README: `vitcourse grade <a>`, i.e. `grading.autograde` without --force,
 then `vitcourse export`) must give every student exactly the control's scores and feedback, redoing only the
 students the fault left unfinished.
 """
@@ -21,14 +21,14 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from vitcourse.course import lifecycle, progress, release
+from coursetools import grading, term, progress, release
 
 A = "a5_analysis"
 CLASS = (
-    lifecycle.Student("ada", "solved everything"),
-    lifecycle.Student("ben", "untouched release", code="stubs", answers=False),
-    lifecycle.Student("cy", "ran cells out of order", out_of_order=True),
-    lifecycle.Student("dee", "deleted a test cell", delete_cells=("test_num_tokens",)),
+    term.Student("ada", "solved everything"),
+    term.Student("ben", "untouched release", code="stubs", answers=False),
+    term.Student("cy", "ran cells out of order", out_of_order=True),
+    term.Student("dee", "deleted a test cell", delete_cells=("test_num_tokens",)),
 )
 IDS = [s.id for s in CLASS]
 QUIET = dict(log=lambda _: None)
@@ -37,10 +37,10 @@ pytestmark = pytest.mark.slow
 
 def _collected(scratch: Path) -> Path:
     """A released a5 course with the class handed in and collected, nothing graded."""
-    course = lifecycle.make_course(scratch, [A])
+    course = term.make_course(scratch, [A])
     release.release(course, [A], zip_=False, log=lambda _: None)
     for s in CLASS:
-        lifecycle.make_submission(s, A, course, scratch / "students")
+        term.make_submission(s, A, course, scratch / "students")
     release.nbgrader(course, "zip_collect", A, "--force")
     return course
 
@@ -79,7 +79,7 @@ def _kill_when(course: Path, args: list[str], ready) -> subprocess.CompletedProc
 
 
 def _vitcourse(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vitcourse", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "coursetools", *args], capture_output=True, text=True,
                           env=release.nbgrader_env())
 
 
@@ -92,7 +92,7 @@ def collected(tmp_path_factory):
 def control(collected, tmp_path_factory):
     """The oracle: the same class graded once, uninterrupted."""
     course = _copy(collected, tmp_path_factory.mktemp("control") / "course")
-    run = lifecycle.autograde(course, A, **QUIET)
+    run = grading.autograde(course, A, **QUIET)
     assert sorted(run.graded) == IDS and sorted(run.feedback) == IDS
     return course
 
@@ -117,7 +117,7 @@ def test_killed_autograde_then_rerun_grades_exactly_the_unfinished_students(coll
     assert all(_feedback_ok(course, s) for s in IDS)
     assert _vitcourse("export", "--course", str(course)).returncode == 0
     rows = {r["student_id"]: float(r["raw_score"]) for r in csv.DictReader((course / "grades.csv").open())}
-    control_rows = {r["student_id"]: float(r["raw_score"]) for r in csv.DictReader(lifecycle.export_grades(control).open())}
+    control_rows = {r["student_id"]: float(r["raw_score"]) for r in csv.DictReader(grading.export_grades(control).open())}
     assert rows == control_rows and set(rows) == set(IDS)
 
 
@@ -128,7 +128,7 @@ def test_killed_feedback_then_rerun_gives_everyone_feedback(control, tmp_path):
     assert _kill_when(course, ["generate_feedback", A, "--force"], first.exists)
     left = progress.feedback_unfinished(course, A, IDS)
     assert IDS[0] in left, left  # its folder exists, its feedback did not finish: plain nbgrader would skip it
-    run = lifecycle.autograde(course, A, **QUIET)
+    run = grading.autograde(course, A, **QUIET)
     assert run.graded == [] and sorted(run.feedback) == sorted(left)
     assert all(_feedback_ok(course, s) for s in IDS)
     for s in IDS:
@@ -142,12 +142,12 @@ def test_killed_export_then_rerun_writes_the_complete_csv(control, tmp_path):
 
     course = _copy(control, tmp_path / "course")
     (course / "killed_export.py").write_text(KILLER)
-    out = lifecycle.export_grades(course)
+    out = grading.export_grades(course)
     complete = out.read_text()
     killed = release.nbgrader(course, "export", "--to", str(out),
                               "--ExportApp.plugin_class=killed_export.KilledAtomic", check=False)
     assert killed.returncode != 0 and out.read_text() == complete
-    assert lifecycle.export_grades(course).read_text() == complete
+    assert grading.export_grades(course).read_text() == complete
 
 
 def test_jobs_2_with_a_failing_student_grades_everyone_else_in_two_processes(collected, control, tmp_path, monkeypatch):
@@ -162,8 +162,8 @@ def test_jobs_2_with_a_failing_student_grades_everyone_else_in_two_processes(col
         return real(course_dir, *args, **kwargs)
 
     monkeypatch.setattr(release, "nbgrader", recording)
-    with pytest.raises(lifecycle.GradingFailed) as err:
-        lifecycle.autograde(course, A, jobs=2, collect=False, **QUIET)  # collecting would restore the notebook
+    with pytest.raises(grading.GradingFailed) as err:
+        grading.autograde(course, A, jobs=2, collect=False, **QUIET)  # collecting would restore the notebook
     run = err.value.run
     assert list(run.failed) == [bad] and bad in str(err.value) and "vitcourse grade" in str(err.value)
     others = [s for s in IDS if s != bad]
@@ -201,7 +201,7 @@ def test_force_regrade_keeps_manual_scores_and_their_graded_state(control, tmp_p
     changed = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in marks[cy])
     changed.source += "\n\nOn second thought, a different answer."
     nbformat.write(nb, path)
-    lifecycle.autograde(course, A, [ada, cy], force=True, collect=False, **QUIET)
+    grading.autograde(course, A, [ada, cy], force=True, collect=False, **QUIET)
     after = _scores(course)
     for s in (ada, cy):
         for gid, score in marks[s].items():

@@ -20,8 +20,9 @@ import torch
 from nbformat.v4 import new_code_cell
 
 from autograder import accuracy, bwrap, datacheck, grader, untrusted, upload
-from autograder.points import parts_for
-from vitcourse.course import impl, lifecycle, permissions, release
+from coursecore.parts import parts_for
+from coursecore import impl
+from coursetools import grading, term, permissions, release
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,15 +216,15 @@ ATTACKS = {
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_class_with_loops_exits_kills_and_unreadable_values_finishes_and_exports(tmp_path, jobs):
     a = "a5_analysis"
-    course = lifecycle.make_course(tmp_path, [a])
+    course = term.make_course(tmp_path, [a])
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text() + "\nc.Execute.timeout = 8  # the test's loops need not take 300 s\n")
     release.release(course, zip_=False, log=lambda _: None)
-    students = {"ref": lifecycle.Student("ref", "reference answers"),
-                "stubs": lifecycle.Student("stubs", "untouched", code="stubs", answers=False)}
-    students.update({key: lifecycle.Student(key, key) for key in ATTACKS})
+    students = {"ref": term.Student("ref", "reference answers"),
+                "stubs": term.Student("stubs", "untouched", code="stubs", answers=False)}
+    students.update({key: term.Student(key, key) for key in ATTACKS})
     for key, student in students.items():
-        lifecycle.make_submission(student, a, course, tmp_path / "work")
+        term.make_submission(student, a, course, tmp_path / "work")
         folder = course / "submitted" / student.id / a
         shutil.copytree(tmp_path / "work" / student.id / a, folder)
         nb = nbformat.read(folder / f"{a}.ipynb", as_version=4)
@@ -231,13 +232,13 @@ def test_a_class_with_loops_exits_kills_and_unreadable_values_finishes_and_expor
             first = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("solution"))
             nb.cells.insert(first, new_code_cell(ATTACKS[key]))
         nbformat.write(nb, folder / f"{a}.ipynb")
-    run = lifecycle.autograde(course, a, jobs=jobs, log=lambda _: None, collect=False)
+    run = grading.autograde(course, a, jobs=jobs, log=lambda _: None, collect=False)
     assert not run.failed and sorted(run.graded) == sorted(students)
-    scores = lifecycle.read_scores(course, a)
+    scores = grading.read_scores(course, a)
     for key in ("looper", "deaf", "exiter", "killed"):
         assert scores[key]["cells"] == scores["ref"]["cells"], key  # the attack cell is not graded: nothing lost
     assert sum(scores["deep"]["cells"].values()) == 0  # its own grading calls recorded nothing readable
-    assert lifecycle.export_grades(course).is_file()
+    assert grading.export_grades(course).is_file()
     nb = nbformat.read(course / "autograded" / "killed" / a / f"{a}.ipynb", as_version=4)
     assert any(o.get("ename") == "KernelDied" for c in nb.cells for o in c.get("outputs", []))
 
@@ -262,7 +263,7 @@ def test_a_kernel_starts_from_a_second_clone_on_the_first_clones_environment(tmp
     """The environment's editable install points at this clone; the grader runs from another one (nbgrader_config
     puts that clone first): its library, the one mounted, is the one the kernel imports."""
     clone = tmp_path / "clone2"
-    for name in ("vitcourse", "autograder", "data_utils"):
+    for name in ("coursecore", "vitcourse", "autograder", "data_utils"):
         shutil.copytree(REPO / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
     done = _preflight(sys.executable, f"import sys\nsys.path.insert(0, {str(clone)!r})\n")
     assert "kernel starts" in done.stdout, done.stderr[-2000:]
@@ -271,7 +272,8 @@ def test_a_kernel_starts_from_a_second_clone_on_the_first_clones_environment(tmp
 @pytest.mark.skipif(not bwrap.usable(), reason="the kernels' sandbox needs bubblewrap (user namespaces)")
 def test_a_kernel_that_cannot_start_stops_grading_with_one_sentence(tmp_path):
     clone = tmp_path / "clone2"
-    shutil.copytree(REPO / "autograder", clone / "autograder", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("coursecore", "autograder"):
+        shutil.copytree(REPO / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
     (clone / "vitcourse").mkdir()  # a clone whose library is broken: no vitcourse/course/colab.py
     (clone / "vitcourse" / "__init__.py").write_text("")
     done = _preflight(sys.executable, f"import sys\nsys.path.insert(0, {str(clone)!r})\n")

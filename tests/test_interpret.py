@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitcourse.course import impl
+from coursecore import impl
 from vitcourse.analysis import interpret as I
 from vitcourse.models import pretrained as P
 

@@ -18,16 +18,17 @@ import sqlite3
 import nbformat
 import pytest
 
-from vitcourse.course import lifecycle, release
-from vitcourse.course.feedback import HIDDEN_BEGIN
+from coursetools import grading, nbrun, release
+from coursetools import term as demo_term
+from coursetools.feedback import HIDDEN_BEGIN
 
 ASSIGNMENTS = ["a2_transformer", "a5_analysis"]
 # One student per kind of submission the TA must handle; the demo adds more bugs.
 CLASS = (
-    lifecycle.Student("ada", "solved everything"),
-    lifecycle.Student("ben", "untouched release", code="stubs", answers=False),
-    lifecycle.Student("cy", "two bugs", bugs=("no_scale", "split_no_transpose")),
-    lifecycle.Student("eli", "deleted a test cell, ran cells out of order", delete_cells=("test_mlp",), out_of_order=True),
+    demo_term.Student("ada", "solved everything"),
+    demo_term.Student("ben", "untouched release", code="stubs", answers=False),
+    demo_term.Student("cy", "two bugs", bugs=("no_scale", "split_no_transpose")),
+    demo_term.Student("eli", "deleted a test cell, ran cells out of order", delete_cells=("test_mlp",), out_of_order=True),
 )
 
 
@@ -41,11 +42,11 @@ def _stderr_in_tests(nb) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_source_notebook_passes_with_the_reference(assignment, tmp_path):
-    path = lifecycle.prepare_source_run(assignment, tmp_path)
-    nb, errors = lifecycle.execute_notebook(path)
+    path = nbrun.prepare_source_run(assignment, tmp_path)
+    nb, errors = nbrun.execute_notebook(path)
     assert not errors, "\n".join(f"cell {e.index} ({e.grade_id}): {e.ename}: {e.evalue[:300]}" for e in errors)
     assert not _stderr_in_tests(nb)
-    for gid, (score, points) in lifecycle.hidden_scores(nb).items():
+    for gid, (score, points) in nbrun.hidden_scores(nb).items():
         assert score == pytest.approx(points), f"{gid}: the hidden grader gave the reference {score}/{points}"
 
 
@@ -54,7 +55,7 @@ def test_source_notebook_passes_with_the_reference(assignment, tmp_path):
 
 @pytest.fixture(scope="module")
 def term(tmp_path_factory):
-    return lifecycle.run_term(tmp_path_factory.mktemp("term"), ASSIGNMENTS, students=CLASS, jobs=2, log=lambda _: None)
+    return demo_term.run_term(tmp_path_factory.mktemp("term"), ASSIGNMENTS, students=CLASS, jobs=2, log=lambda _: None)
 
 
 @pytest.mark.slow
@@ -104,23 +105,23 @@ def test_backup_is_a_consistent_copy(tmp_path):
     with sqlite3.connect(db) as con:
         con.execute("create table grades (student text, score real)")
         con.execute("insert into grades values ('ada', 11)")
-    first = lifecycle.backup_gradebook(tmp_path)
-    second = lifecycle.backup_gradebook(tmp_path)
+    first = grading.backup_gradebook(tmp_path)
+    second = grading.backup_gradebook(tmp_path)
     assert first != second, "two backups must not overwrite each other"
     with sqlite3.connect(first) as con:
         assert con.execute("select * from grades").fetchall() == [("ada", 11.0)]
-    assert lifecycle.backup_gradebook(tmp_path / "missing") is None
+    assert grading.backup_gradebook(tmp_path / "missing") is None
 
 
 def test_bug_patterns_still_match_the_reference(tmp_path):
     # A bug that no longer applies would make a "buggy" student silently correct.
-    for name, bug in lifecycle.BUGS.items():
+    for name, bug in demo_term.BUGS.items():
         folder = tmp_path / name
         folder.mkdir()
-        for f in lifecycle.files_for(None):  # every registered student module (finetune.py, cnn.py too)
-            shutil.copy2(lifecycle.impl.solutions_dir() / f, folder / f)
+        for f in demo_term.files_for(None):  # every registered student module (finetune.py, cnn.py too)
+            shutil.copy2(demo_term.impl.solutions_dir() / f, folder / f)
         bug.apply(folder)
-        assert (folder / bug.file).read_text() != (lifecycle.impl.solutions_dir() / bug.file).read_text()
+        assert (folder / bug.file).read_text() != (demo_term.impl.solutions_dir() / bug.file).read_text()
 
 
 @pytest.mark.slow
@@ -135,7 +136,7 @@ def test_autograde_warns_about_checksums_only_for_changed_cells(term):
     tampered = course / "submitted" / "tam" / a
     shutil.copytree(course / "submitted" / "ada" / a, tampered)
     nb = nbformat.read(tampered / f"{a}.ipynb", as_version=4)
-    cell = lifecycle.cells_by_id(nb)["test_mlp"]
+    cell = demo_term.cells_by_id(nb)["test_mlp"]
     cell.source += "\nprint('edited by the student')"
     nbformat.write(nb, tampered / f"{a}.ipynb")
     out = release.nbgrader(course, "autograde", a, "--force", "--student=tam")
@@ -143,18 +144,18 @@ def test_autograde_warns_about_checksums_only_for_changed_cells(term):
     assert len(warned) == 1 and "'checksum' for cell test_mlp" in warned[0], warned
     graded = nbformat.read(course / "autograded" / "tam" / a / f"{a}.ipynb", as_version=4)
     source = nbformat.read(course / "source" / a / f"{a}.ipynb", as_version=4)
-    assert lifecycle.cells_by_id(graded)["test_mlp"].source == lifecycle.cells_by_id(source)["test_mlp"].source
+    assert demo_term.cells_by_id(graded)["test_mlp"].source == demo_term.cells_by_id(source)["test_mlp"].source
 
 
 @pytest.mark.slow
 def test_a2_autograded_through_nbgrader_has_a2s_maximum_and_no_vit_part(term):
-    """Issue 9, item 4: the a2 notebook grades a2's parts only, out of a2's points (autograder/points.py)."""
+    """Issue 9, item 4: the a2 notebook grades a2's parts only, out of a2's points (coursecore/parts/__init__.py)."""
     from autograder.nbgrader_plugin import hidden_parts
-    from autograder.points import max_score, parts_for
+    from coursecore.parts import max_score, parts_for
 
     a = "a2_transformer"
     graded = nbformat.read(term.course_dir / "autograded" / "ada" / a / f"{a}.ipynb", as_version=4)
-    part_cells = {gid: hidden_parts(c.source) for gid, c in lifecycle.cells_by_id(graded).items() if hidden_parts(c.source)}
+    part_cells = {gid: hidden_parts(c.source) for gid, c in demo_term.cells_by_id(graded).items() if hidden_parts(c.source)}
     named = [p for parts in part_cells.values() for p in parts]
     assert sorted(named) == sorted(parts_for(a)), "the a2 notebook's grade_part cells differ from ASSIGNMENT_PARTS"
     assert not [p for p in named if p.startswith("ViT.")]
@@ -162,5 +163,5 @@ def test_a2_autograded_through_nbgrader_has_a2s_maximum_and_no_vit_part(term):
     # The reference student earns exactly that maximum on those cells, and nothing mentions a ViT part.
     assert sum(term.scores[a]["ada"]["cells"][gid] for gid in part_cells) == pytest.approx(max_score(parts_for(a)))
     outputs = "".join(str(o.get("text", "")) + str(o.get("data", "")) for gid in part_cells
-                      for o in lifecycle.cells_by_id(graded)[gid].get("outputs", []))
+                      for o in demo_term.cells_by_id(graded)[gid].get("outputs", []))
     assert "ViT." not in outputs

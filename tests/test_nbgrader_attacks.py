@@ -24,7 +24,8 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import bwrap
-from vitcourse.course import feedback, impl, lifecycle, release
+from coursecore import impl
+from coursetools import feedback, grading, term, release
 
 pytestmark = [pytest.mark.attack, pytest.mark.skipif(not bwrap.usable(), reason="bubblewrap does not work here")]
 A = "a5_analysis"
@@ -139,37 +140,37 @@ def planted():
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, planted):
     scratch = tmp_path_factory.mktemp("attacks")
-    course = lifecycle.make_course(scratch, [A])
+    course = term.make_course(scratch, [A])
     release.release(course, zip_=False, log=lambda _: None)
     source_nb = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
     secrets = sorted(feedback.secret_lines((c.cell_type, c.source) for c in source_nb.cells))
     probes = {"solutions": str(impl.solutions_dir() / "ViT.py"), "source": str(course / "source" / A / f"{A}.ipynb"),
               "gradebook": str(course / "gradebook.db"), "config": str(course / "nbgrader_config.py")}
-    students = {"ref": lifecycle.Student("ref", "reference answers"),
-                "stubs": lifecycle.Student("stubs", "untouched", code="stubs", answers=False),
-                "wrong": lifecycle.Student("wrong", "wrong answers of the right type"),
-                **{name: lifecycle.Student(name.replace("_", ""), name, code="stubs", answers=False) for name in ATTACKS},
-                "leaker": lifecycle.Student("leaker", "prints hidden text, writes files", answers=True),
-                "walker": lifecycle.Student("walker", "walks the file system", code="stubs", answers=False),
-                "vandal": lifecycle.Student("vandal", "edits the gradebook, writes the course, leaves a child",
+    students = {"ref": term.Student("ref", "reference answers"),
+                "stubs": term.Student("stubs", "untouched", code="stubs", answers=False),
+                "wrong": term.Student("wrong", "wrong answers of the right type"),
+                **{name: term.Student(name.replace("_", ""), name, code="stubs", answers=False) for name in ATTACKS},
+                "leaker": term.Student("leaker", "prints hidden text, writes files", answers=True),
+                "walker": term.Student("walker", "walks the file system", code="stubs", answers=False),
+                "vandal": term.Student("vandal", "edits the gradebook, writes the course, leaves a child",
                                             code="stubs", answers=False)}
     targets = {"gradebook": str(course / "gradebook.db"), "config": str(course / "nbgrader_config.py"),
                "source": str(course / "source" / A / f"{A}.ipynb"), "outside": str(scratch / "outside.txt")}
     late = str(scratch / "late.txt")
     (course / "gradebook.db").touch()  # it exists before the kernels run: the probe must not read it
     for key, student in students.items():
-        lifecycle.make_submission(student, A, course, scratch / "work")
+        term.make_submission(student, A, course, scratch / "work")
         folder = course / "submitted" / student.id / A
         shutil.copytree(scratch / "work" / student.id / A, folder)
         nb = nbformat.read(folder / f"{A}.ipynb", as_version=4)
         if HONEST.get(key, key) == "wrong":
-            for gid, cell in lifecycle.cells_by_id(nb).items():
+            for gid, cell in term.cells_by_id(nb).items():
                 cell.source = WRONG.get(gid, cell.source)
         if key in ATTACKS:
             _insert(nb, ATTACKS[key])
         elif key == "leaker":
             # Its written answers are the release's placeholders: any mark-scheme line in its feedback leaked.
-            placeholders = lifecycle.cells_by_id(nbformat.read(course / "release" / A / f"{A}.ipynb", as_version=4))
+            placeholders = term.cells_by_id(nbformat.read(course / "release" / A / f"{A}.ipynb", as_version=4))
             for cell in nb.cells:
                 if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
                     cell.source = placeholders[cell.metadata["nbgrader"]["grade_id"]].source
@@ -191,7 +192,7 @@ def graded(tmp_path_factory, planted):
     vandalised = {"changed": sorted(n for n in before if before[n] != after[n]),
                   "outside": Path(targets["outside"]).exists(), "late": Path(late).exists()}
     ids = {key: s.id for key, s in students.items()}
-    return course, ids, lifecycle.read_scores(course, A), secrets, vandalised
+    return course, ids, grading.read_scores(course, A), secrets, vandalised
 
 
 def test_every_in_kernel_attack_scores_what_the_untouched_release_scores(graded):
@@ -201,14 +202,14 @@ def test_every_in_kernel_attack_scores_what_the_untouched_release_scores(graded)
         honest = scores[ids[twin]]["cells"]
         assert scores[ids[attack]]["cells"] == honest, f"{attack}: {scores[ids[attack]]['cells']} vs {twin} {honest}"
     source_nb = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
-    full = lifecycle.test_points(source_nb)
+    full = term.test_points(source_nb)
     assert scores[ids["ref"]]["cells"] == pytest.approx(full) and sum(full.values()) > 0
 
 
 def test_the_grader_explains_a_cell_that_never_reached_its_check(graded):
     course, ids, _, _, _ = graded
     nb = nbformat.read(course / "autograded" / ids["blanker"] / A / f"{A}.ipynb", as_version=4)
-    cell = lifecycle.cells_by_id(nb)["test_num_tokens"]
+    cell = term.cells_by_id(nb)["test_num_tokens"]
     text = "".join(o.get("text", "") for o in cell.outputs)
     assert "stopped before its check ran" in text, text
 

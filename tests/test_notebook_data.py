@@ -11,7 +11,8 @@ import torch
 
 from data_utils import cifar as cifar_mod
 from tests.test_data import as_images, write_cifar10
-from vitcourse.course import colab, nbbuild
+from coursetools import nbbuild
+from vitcourse.course import colab
 
 DATA_DIR_LINE = re.compile(r"^DATA_DIR = .*$", re.M)
 

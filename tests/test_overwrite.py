@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbgrader.preprocessors import OverwriteCells
 
-from vitcourse.course.overwrite import RestoringOverwriteCells
+from coursetools.overwrite import RestoringOverwriteCells
 
 SOURCE = [  # name, cell_type, locked, grade points (None: not a grade cell), solution
     ("intro", "markdown", True, None, False),

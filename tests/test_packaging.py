@@ -5,7 +5,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from vitcourse.course.impl import REPO_ROOT
+from coursecore.impl import REPO_ROOT
 
 
 def _names(requirements):
@@ -85,10 +85,10 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_cli_lists_its_commands_and_checks_the_stubs():
-    out = subprocess.run([sys.executable, "-m", "vitcourse", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "coursetools", "--help"], capture_output=True, text=True, check=True)
     for command in ("demo", "stubs"):
         assert command in out.stdout
-    check = subprocess.run([sys.executable, "-m", "vitcourse", "stubs", "--check"], capture_output=True, text=True)
+    check = subprocess.run([sys.executable, "-m", "coursetools", "stubs", "--check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 

@@ -74,7 +74,7 @@ def test_priority_rule_on_a_gpu_style_trace():
 
 
 def test_profile_cli_writes_report_and_trace(tmp_path, capsys):
-    from vitcourse.cli import main
+    from coursetools.cli import main
 
     out = tmp_path / "p.json"
     assert main(["profile", "--model", "mish_cnn", "--device", "cpu", "--steps", "2", "--batch-size", "4",

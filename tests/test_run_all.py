@@ -17,7 +17,8 @@ import nbformat
 import pytest
 
 import notebook_runs as R
-from vitcourse.course import colab, nbbuild
+from coursetools import nbbuild
+from vitcourse.course import colab
 
 ASSIGNMENTS = nbbuild.assignments()
 
@@ -94,7 +95,7 @@ def test_answer_cells_must_leave_a_runnable_cell():
 def test_a_release_imports_only_what_it_ships_and_its_setup_cell_provides(released, assignment):
     """Item 5 and the a7 finding: every module the notebook reaches is shipped, in the standard library or in
     the requirements its setup cell installs (Colab) or names (elsewhere)."""
-    from vitcourse.course import release
+    from coursetools import release
 
     third, problems = release.release_imports(released.folder(assignment))
     assert not problems
@@ -102,11 +103,11 @@ def test_a_release_imports_only_what_it_ships_and_its_setup_cell_provides(releas
 
 
 def test_the_import_check_finds_an_instructor_only_module(released, tmp_path):
-    from vitcourse.course import release
+    from coursetools import release
 
     folder = tmp_path / "a7_cnn"
     shutil.copytree(released.folder("a7_cnn"), folder)
     nb = nbformat.read(folder / "a7_cnn.ipynb", as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell("from vitcourse.commands.profile import run"))
+    nb.cells.append(nbformat.v4.new_code_cell("from coursetools.commands.profile import run"))
     nbformat.write(nb, folder / "a7_cnn.ipynb")
-    assert release.release_imports(folder)[1] == ["a7_cnn.ipynb imports vitcourse.commands.profile, which a7_cnn/ does not ship"]
+    assert release.release_imports(folder)[1] == ["a7_cnn.ipynb imports coursetools.commands.profile, which a7_cnn/ does not ship"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from autograder import bwrap, grader, sandbox
-from vitcourse.course import impl
+from coursecore import impl
 
 pytestmark = pytest.mark.skipif(not bwrap.usable(), reason="bubblewrap does not work on this machine")
 # The walk runs at import: 20,000 folders of /usr and site-packages take under a second when cached, but

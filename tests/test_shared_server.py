@@ -17,7 +17,7 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import bwrap, limits, sandbox, scratch
-from vitcourse.course import lifecycle, permissions, release
+from coursetools import grading, term, permissions, release
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_a_folder_others_cannot_enter_hides_what_is_inside(open_course):
 
 def test_the_commands_refuse_an_open_course(open_course, monkeypatch):
     """`vitcourse export` (as grade and release) exits 1 with the sentence, before touching anything."""
-    from vitcourse.commands import export
+    from coursetools.commands import export
 
     (open_course / "course" / "nbgrader_config.py").write_text("")
     args = type("Args", (), {"course": open_course / "course", "allow_incomplete": False, "allow_open_files": False})()
@@ -140,13 +140,13 @@ def test_the_exchange_collects_through_the_private_collector():
     from traitlets.config.loader import PyFileConfigLoader
 
     cfg = PyFileConfigLoader("nbgrader_config.py", path=str(REPO / "course")).load_config()
-    assert cfg.ExchangeFactory.collect == "vitcourse.course.permissions.PrivateCollect"
+    assert cfg.ExchangeFactory.collect == "coursetools.permissions.PrivateCollect"
 
 
 # ---- 3. nbgrader's own Generate gives the whole release ------------------------------------------------------
 
 def test_the_formgraders_generate_and_plain_nbgrader_leave_a_complete_release(tmp_path):
-    course = lifecycle.make_course(tmp_path, ["a2_transformer"])
+    course = term.make_course(tmp_path, ["a2_transformer"])
     # What the formgrader's Generate button runs: NbGraderAPI.generate_assignment, in the formgrader's process.
     call = ("from traitlets.config.loader import PyFileConfigLoader\n"
             "from nbgrader.apps import NbGraderAPI\n"
@@ -167,7 +167,7 @@ def test_the_formgraders_generate_and_plain_nbgrader_leave_a_complete_release(tm
 
 
 def test_a_generate_that_cannot_be_completed_leaves_nothing_to_release(tmp_path, monkeypatch):
-    course = lifecycle.make_course(tmp_path, ["a2_transformer"])
+    course = term.make_course(tmp_path, ["a2_transformer"])
     hook = release.generate_hook(course)
     (course / "release" / "a2_transformer").mkdir(parents=True)
     (course / "release" / "a2_transformer" / "a2_transformer.ipynb").write_text("{}")
@@ -190,12 +190,12 @@ ABUSE = {
 @pytest.mark.skipif(not bwrap.usable(), reason="the kernels' sandbox needs bubblewrap (user namespaces)")
 def test_a_fork_bomb_a_20_gb_allocation_and_a_10_gb_file_cost_only_their_cell(tmp_path):
     a = "a5_analysis"
-    course = lifecycle.make_course(tmp_path, [a])
+    course = term.make_course(tmp_path, [a])
     release.release(course, zip_=False, log=lambda _: None)
-    students = {"ref": lifecycle.Student("ref", "reference answers")}
-    students.update({k: lifecycle.Student(k, k) for k in ABUSE})
+    students = {"ref": term.Student("ref", "reference answers")}
+    students.update({k: term.Student(k, k) for k in ABUSE})
     for key, student in students.items():
-        lifecycle.make_submission(student, a, course, tmp_path / "work")
+        term.make_submission(student, a, course, tmp_path / "work")
         folder = course / "submitted" / student.id / a
         folder.parent.mkdir(parents=True, exist_ok=True)
         import shutil
@@ -206,11 +206,11 @@ def test_a_fork_bomb_a_20_gb_allocation_and_a_10_gb_file_cost_only_their_cell(tm
             nb.cells.insert(len(nb.cells) // 2, new_code_cell(ABUSE[key]))
             nb.cells.append(new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.title('drawn')\nplt.show()"))
         nbformat.write(nb, folder / f"{a}.ipynb")
-    run = lifecycle.autograde(course, a, jobs=1, log=lambda _: None, collect=False)
+    run = grading.autograde(course, a, jobs=1, log=lambda _: None, collect=False)
     assert sorted(run.graded) == sorted(students) and not run.failed
-    scores = lifecycle.read_scores(course, a)
+    scores = grading.read_scores(course, a)
     # Handed in as a whole folder (the exchange's way: the library copies too), the reference scores in full.
-    full = lifecycle.test_points(nbformat.read(course / "release" / a / f"{a}.ipynb", as_version=4))
+    full = term.test_points(nbformat.read(course / "release" / a / f"{a}.ipynb", as_version=4))
     assert scores["ref"]["cells"] == pytest.approx(full)
     for key in ABUSE:  # the abusive cell is not a graded one: every graded cell scores as the honest twin's
         assert scores[key]["cells"] == scores["ref"]["cells"], key
@@ -233,8 +233,8 @@ def test_one_definition_of_the_limits():
     cli = sandbox.Limits()
     assert (cli.memory_bytes, cli.processes, cli.file_bytes, cli.cpu_seconds) == \
         (shared.memory_bytes, shared.processes, shared.file_bytes, shared.cpu_seconds)
-    os.environ[limits.ENV["processes"]] = "7"
+    os.environ[limits.ENV["processes"].name] = "7"
     try:
         assert sandbox.Limits().processes == limits.ResourceLimits.from_env().processes == 7
     finally:
-        del os.environ[limits.ENV["processes"]]
+        del os.environ[limits.ENV["processes"].name]

@@ -25,7 +25,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vitcourse.course import handin, lifecycle
+from coursetools import grading, term
+
+from vitcourse.course import handin
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_VAR = "VITCOURSE_SHARED_ENV"
@@ -166,13 +168,13 @@ def test_the_whole_exchange_path_with_real_users(server, tmp_path):
         markers[student] = marker
         if work != "stubs":
             text = reference
-            if work in lifecycle.BUGS:
+            if work in term.BUGS:
                 import re
 
-                text = re.sub(lifecycle.BUGS[work].pattern, lifecycle.BUGS[work].replacement, text, count=1)
+                text = re.sub(term.BUGS[work].pattern, term.BUGS[work].replacement, text, count=1)
             (folder / "transformer.py").write_text(text + f"\n# {marker}\n")
             nb = nbformat.read(folder / f"{A}.ipynb", as_version=4)
-            lifecycle.fill_solutions(nb, source_nb)
+            term.fill_solutions(nb, source_nb)
             nbformat.write(nb, folder / f"{A}.ipynb")
         else:
             with (folder / "transformer.py").open("a") as f:
@@ -208,7 +210,7 @@ def test_the_whole_exchange_path_with_real_users(server, tmp_path):
     assert not [p for p in planted if p.startswith((str(course), "/tmp/vitcourse-"))], planted
 
     # Every student fetches exactly their own feedback.
-    scores = lifecycle.read_scores(course, A)
+    scores = grading.read_scores(course, A)
     for student in STUDENTS:
         sh(student, "nbgrader", "fetch_feedback", A)
         pages = list((Path(pwd.getpwnam(student).pw_dir) / A / "feedback").rglob("*.html"))
@@ -219,8 +221,8 @@ def test_the_whole_exchange_path_with_real_users(server, tmp_path):
     assert ref > bug > stubs == 0, scores
 
     # The same work handed in as zips (an LMS download) scores the same.
-    zipped = lifecycle.make_course(tmp_path, [A])
-    from vitcourse.course import release
+    zipped = term.make_course(tmp_path, [A])
+    from coursetools import release
 
     release.release(zipped, [A], zip_=False, log=lambda _: None)
     archive = zipped / "downloaded" / A / "archive"
@@ -229,7 +231,7 @@ def test_the_whole_exchange_path_with_real_users(server, tmp_path):
         folder = Path(pwd.getpwnam(student).pw_dir) / A
         notebook = json.loads((folder / f"{A}.ipynb").read_text())
         handin.make_handin(student, A, folder, notebook, out_dir=archive)
-    lifecycle.autograde(zipped, A, log=lambda _: None)
-    by_zip = lifecycle.read_scores(zipped, A)
+    grading.autograde(zipped, A, log=lambda _: None)
+    by_zip = grading.read_scores(zipped, A)
     assert by_zip == scores, {s: {c: (v, by_zip[s]["cells"].get(c)) for c, v in scores[s]["cells"].items()
                                   if by_zip[s]["cells"].get(c) != v} for s in STUDENTS}

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from vitcourse.course import impl
-from vitcourse.course.stubs import StubError, generate, make_stub, todos
+from coursecore import impl
+from coursetools.stubs import StubError, generate, make_stub, todos
 
 # How to reach each student-owed part of a stub module pair (`s.transformer`, `s.ViT`).
 CALLS = {

@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from vitcourse.course import impl, nbbuild, nbchecks
+from coursecore import impl
+
+from coursetools import nbbuild
+
+from vitcourse.course import nbchecks
 from vitcourse.course.colab import setup_cell_source
-from vitcourse.course.stubs import todos
+from coursetools.stubs import todos
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,13 +77,13 @@ def test_failed_check_shows_the_message_without_a_contextlib_traceback(shell, ca
 
 
 def test_every_release_folder_gets_a_readme(tmp_path):
-    from vitcourse.course import release
+    from coursetools import release
 
     folder = tmp_path / "a2_transformer"
     folder.mkdir()
     release.assemble(folder)
     text = (folder / "README.md").read_text()
-    for must in ("a2_transformer.ipynb", "transformer.py", "python -m autograder check --assignment a2_transformer",
+    for must in ("a2_transformer.ipynb", "transformer.py", "python -m vitcourse check --assignment a2_transformer",
                  ".zip"):
         assert must in text, must
 

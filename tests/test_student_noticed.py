@@ -19,7 +19,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from data_utils import AugmentConfig, DeviceLoader, load_dataset  # noqa: E402
-from vitcourse.course import augment_choice, impl, nbbuild
+from coursecore import impl
+from coursetools import nbbuild
+from vitcourse.course import augment_choice
 from vitcourse.analysis import plots  # noqa: E402
 from vitcourse.training.recipes import CIFAR_AUGMENT, default_recipe  # noqa: E402
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import data_utils as du
-from vitcourse.course import impl
+from coursecore import impl
 from vitcourse.training import recipes, runtime
 from vitcourse.training import train as T
 
@@ -251,7 +251,7 @@ def test_recipes_build_for_every_dataset():
 
 
 def test_cli_writes_the_json_report(tmp_path, capsys):
-    from vitcourse.cli import main
+    from coursetools.cli import main
 
     out = tmp_path / "run.json"
     rc = main(["train", "--data", "synthetic", "--model", "vit", "--epochs", "2", "--json", str(out), "--quiet"])
@@ -265,7 +265,7 @@ def test_cli_writes_the_json_report(tmp_path, capsys):
 
 
 def test_cli_offline_cifar_error_is_actionable(tmp_path, capsys):
-    from vitcourse.cli import main
+    from coursetools.cli import main
 
     rc = main(["train", "--data", "cifar10", "--data-dir", str(tmp_path), "--no-download", "--quiet"])
     err = capsys.readouterr().err

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import data_utils
-from autograder.selfcheck import statistics_by_hand
+from vitcourse.course.selfcheck import statistics_by_hand
 from autograder import quiz
 from vitcourse.analysis import interpret
 from vitcourse.analysis import transfer_report as R
-from vitcourse.course import impl
+from coursecore import impl
 from vitcourse.models import pretrained as P
 from vitcourse.training import transfer as T
 from vitcourse.training import transfer_demo as D

@@ -8,7 +8,7 @@ import pytest
 from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
 from traitlets.config.loader import PyFileConfigLoader
 
-from vitcourse.course import impl
+from coursecore import impl
 
 COURSE = impl.REPO_ROOT / "course"
 

@@ -265,10 +265,10 @@ grade_answer("accuracy", points=4, vit_class=ViT.ViT)
 # ## Before you submit
 #
 # The self-check runs the visible checks of every part of `transformer.py` and `ViT.py` at once (the same
-# as `python -m autograder check` in a terminal). Parts of later assignments may still say "not done".
+# as `python -m vitcourse check` in a terminal). Parts of later assignments may still say "not done".
 
 # %%
-from autograder.selfcheck import check_all, format_results
+from vitcourse.course.selfcheck import check_all, format_results
 
 print(format_results(check_all(".", assignment=ASSIGNMENT)))
 

@@ -48,6 +48,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 
+from coursecore import files
 from vitcourse.analysis import stats
 
 VIT_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_heads": int, "embed_dim": int,
@@ -187,7 +188,7 @@ def _vit_module(vit=None):
     """The ViT implementation to build and read: the one given, else the reference."""
     if vit is not None:
         return vit
-    from vitcourse.course import impl
+    from coursecore import impl
 
     return impl.reference().ViT
 
@@ -288,12 +289,6 @@ def run_path(out_dir: Path, options: dict, seed: int) -> Path:
     return Path(out_dir) / RUNS_DIR / variant_name(options) / f"seed{seed}.json"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # a JSON that exists is complete: resume trusts it
-
-
 def _load_average() -> Optional[float]:
     try:
         return round(os.getloadavg()[0], 2)
@@ -370,7 +365,7 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
         "fast_mode": runtime.fast_mode(),
         "checkpoint": str(ckpt.relative_to(Path(out_dir))),
     }
-    _atomic_write(path, json.dumps(record, indent=2))
+    files.write_text(path, json.dumps(record, indent=2))
     return record
 
 
@@ -537,13 +532,11 @@ def write_outputs(out_dir: Union[str, Path], results: list[dict], baseline: Opti
     out_dir = Path(out_dir)
     rows, comps = summary_rows(results), comparisons(results, baseline)
     md, csv_path = out_dir / TABLE_MD, out_dir / TABLE_CSV
-    _atomic_write(md, to_markdown(rows, comps))
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
+    files.write_text(md, to_markdown(rows, comps))
+    with files.replacing(csv_path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["variant"])
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(csv_path)
     return [md, csv_path]
 
 

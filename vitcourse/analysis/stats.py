@@ -20,7 +20,7 @@ from typing import Sequence
 
 from scipy import stats as _scipy_stats
 
-CONFIDENCE = 0.95  # the course reports 95% intervals everywhere
+from coursecore.counts import CONFIDENCE  # noqa: E402 - the course reports 95% intervals everywhere
 POINTS = 100.0  # accuracy fraction -> percentage points
 
 

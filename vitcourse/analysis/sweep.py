@@ -124,7 +124,7 @@ class ModelSpec:
     def build(self):
         """A freshly initialised model (the reference ViT, or ResNet-18 from `vitcourse.models.resnet`)."""
         if self.model == "vit":
-            from vitcourse.course import impl
+            from coursecore import impl
 
             return impl.reference().ViT.ViT(complexity.vit_config(num_classes=self.num_classes, **self.options))
         from vitcourse.models import resnet

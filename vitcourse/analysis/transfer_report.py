@@ -27,7 +27,7 @@ ATTENTION_IMAGES = 64  # test images the attention statistics average over: enou
 
 def reference_finetune():
     """The course's reference `finetune` module (solutions/finetune.py): for instructors, the CLI and the demo."""
-    from vitcourse.course import impl
+    from coursecore import impl
 
     try:
         return impl.load(impl.solutions_dir(), modules=("finetune",)).finetune

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+from coursecore import settings
+
 # ---- the one place to configure where the course lives ---------------------------------------------------
 # Public repository that holds the *student* release (never the solutions): the badges open its notebooks.
-COURSE_URL = os.environ.get("VITCOURSE_COURSE_URL", "https://github.com/vitcourse/vit-course-student")
-COURSE_BRANCH = os.environ.get("VITCOURSE_COURSE_BRANCH", "main")
+COURSE_URL = settings.COURSE_URL.get()
+COURSE_BRANCH = settings.COURSE_BRANCH.get()
 COURSE_ID = "vitcourse"  # nbgrader course id (nbgrader_config.py reads it from here)
 RELEASE_SUBDIR = "release"  # folder of the student repository that holds one sub-folder per assignment
 DRIVE_FOLDER = "vitcourse"  # the student's Drive folder: MyDrive/vitcourse/<assignment>/
@@ -70,7 +72,7 @@ def banner_title(name: str) -> str:
     return f"TODO ({name})"
 
 
-DATA_ROOT_ENV = "VITCOURSE_DATA_ROOT"  # a folder in the CIFAR python layout (read as is, never downloaded)
+DATA_ROOT_ENV = settings.DATA_ROOT.name  # a folder in the CIFAR python layout (read as is, never downloaded)
 OFFLINE_DATA = "digits"  # embedded in scikit-learn: every notebook runs offline and under the grader
 
 
@@ -135,7 +137,7 @@ def setup_cell_source(assignment: str) -> str:
 
 def handin_markdown(assignment: str) -> str:
     """The text above the hand-in cell: what the zip holds and what to do with it."""
-    from autograder.registry import files_for, outputs_for
+    from coursecore.registry import files_for, outputs_for
 
     files = [f"`{n}`" for n in (*files_for(assignment), *outputs_for(assignment))]
     holds = "this notebook" + (", " + ", ".join(files[:-1]) + " and " + files[-1] if len(files) > 1 else
@@ -278,7 +280,7 @@ def load_course_data(name: str, classes=None, seed: int = 0, val_size=None, data
     from vitcourse.training.runtime import fast_mode
 
     kw = dict(classes=classes, seed=seed, val_size=val_size)
-    root = data_dir or os.environ.get(DATA_ROOT_ENV)
+    root = data_dir or settings.DATA_ROOT.raw()
     download = not fast_mode()
     try:
         if root and name.startswith("cifar"):
@@ -313,7 +315,7 @@ def offline_message(name: str, err) -> str:
 
 def student_frame(err: BaseException) -> str:
     """' (ViT.py, line 42: `x = x.view(B, N)`)': the last line of a student's file the error passed through, or ''."""
-    from autograder.registry import STUDENT_FILES
+    from coursecore.registry import STUDENT_FILES
 
     frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).name in STUDENT_FILES]
     if not frames:

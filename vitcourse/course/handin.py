@@ -6,7 +6,7 @@ Drive*). So the zip takes the **live** notebook from Colab's frontend (what *Fil
 would give) and stores it under the name nbgrader expects, `<assignment>.ipynb`. In Jupyter it takes the
 notebook file the kernel belongs to (JupyterLab and VS Code tell the kernel which), else the assignment's.
 
-The zip holds `<assignment>/`: the notebook, the assignment's student modules (`autograder/registry.py`)
+The zip holds `<assignment>/`: the notebook, the assignment's student modules (`coursecore/registry.py`)
 and the outputs its grader reads (`registry.outputs_for`: a3's checkpoint, ...) — never `runs/`, caches or
 the course library. It is written next to the student's files (on Colab: in Drive) under a temporary name
 and renamed when complete; on Colab the browser is also asked to download it.
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from autograder.registry import files_for, outputs_for
+from coursecore import files
+from coursecore.registry import files_for, outputs_for
 from vitcourse.course import colab
 
 # What nbgrader's zip_collect accepts as a student id (course/nbgrader_config.py, FileNameCollectorPlugin).
@@ -97,12 +98,10 @@ def make_handin(student_id: str, assignment: str, work_dir, notebook: dict, out_
             members[name] = path.read_bytes()
         else:
             result.warnings.append(f"{name} is missing: run the cell that writes it (the grader reads it)")
-    partial = out.with_name(f".{out.name}.partial")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+    with files.replacing(out) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
             zf.writestr(f"{assignment}/{name}", data)
             result.files[f"{assignment}/{name}"] = len(data)
-    os.replace(partial, out)
     return result
 
 

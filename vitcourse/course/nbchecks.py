@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder import analysers
+from coursecore.parts import analysers
 from vitcourse.course.colab import FAILED_MARK, NOT_IMPLEMENTED_MARK, banner_title, student_frame
 
 ATOL = 1e-5  # float32 agreement between two orders of summation on these tiny sizes

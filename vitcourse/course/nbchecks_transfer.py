@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from autograder.selfcheck import rollout_by_hand, statistics_by_hand
+from vitcourse.course.selfcheck import rollout_by_hand, statistics_by_hand
 from vitcourse.course.nbchecks import CheckFailed, _assert_close, _gen, _ok, _part, notebook_check
 
 WHERE = "finetune.py"

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coursecore import settings
+
 # The names the course uses; any other timm model name works too.
 TIMM_BACKBONES = ("vit_tiny_patch16_224", "vit_small_patch16_224", "swin_tiny_patch4_window7_224",
                   "swin_small_patch4_window7_224")
@@ -37,7 +39,7 @@ BACKBONES = TIMM_BACKBONES + TORCHVISION_BACKBONES
 HF_HOST = ("huggingface.co", 443)  # where timm's weights live
 TORCHVISION_HOST = ("download.pytorch.org", 443)  # where torchvision's weights live
 PROBE_TIMEOUT_S = 1.0  # one TCP connect; the whole offline failure stays under 2 s
-OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "VITCOURSE_OFFLINE")  # any set to 1 means offline
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", settings.OFFLINE.name)  # any set to 1 means offline
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation every ImageNet backbone here was trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PathLike = Union[str, os.PathLike]

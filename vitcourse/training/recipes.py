@@ -122,7 +122,7 @@ def build_model(model: str, model_config: dict, implementation=None) -> nn.Modul
         return _build_cnn(model, model_config, implementation)
     if model == "vit":
         if implementation is None:
-            from vitcourse.course import impl
+            from coursecore import impl
 
             implementation = impl.reference()
         return implementation.ViT.ViT(**model_config)

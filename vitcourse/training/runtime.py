@@ -21,7 +21,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-FAST_ENV = "VITCOURSE_FAST"  # set to 1 to force fast mode (CI, a quick notebook check)
+from coursecore import settings
+
+FAST_ENV = settings.FAST.name  # set to 1 to force fast mode (CI, a quick notebook check)
 NBGRADER_ENV = "NBGRADER_EXECUTION"  # set by nbgrader while it executes a notebook (autograde, validate)
 BF16_MIN_CAPABILITY = (8, 0)  # Ampere and newer have native bf16 tensor cores
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -32,7 +34,7 @@ def fast_mode() -> bool:
     """True while nbgrader executes a notebook or when VITCOURSE_FAST=1: run a few steps on tiny data."""
     if os.environ.get(NBGRADER_ENV):
         return True
-    return os.environ.get(FAST_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return settings.FAST.get()
 
 
 def pick_device(pref: str = "auto") -> torch.device:

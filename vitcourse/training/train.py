@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coursecore import files
 from data_utils import AugmentConfig, DatasetSplits, DeviceLoader, make_dataloader
 from data_utils.augment import SEED_STRIDE
 from vitcourse.training import runtime
@@ -222,9 +223,7 @@ def check_model_fits(model: nn.Module, splits: DatasetSplits, device: torch.devi
 
 def _atomic_save(obj, path: Path) -> None:
     """Write to a temporary file, then rename: a disconnect mid-write never destroys the last good file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    files.write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _rng_state(device: torch.device) -> dict:

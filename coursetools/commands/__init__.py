@@ -1,0 +1,1 @@
+"""Sub-commands of the `vitcourse` CLI, one module each (see coursetools/cli.py)."""
