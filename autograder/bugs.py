@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -25,21 +24,9 @@ import torch.nn.functional as F
 
 from coursecore import parts
 from coursecore.parts.finetune import centre_edge_by_hand
+from coursecore.parts.part import GRADER, Bug  # noqa: F401 - Bug: the catalogue's type
 
 from autograder import runner
-
-
-@dataclass(frozen=True)
-class Bug:
-    """One catalogued mistake."""
-
-    id: str
-    part: str
-    hint: str
-    variant: Optional[Callable[[dict], torch.Tensor]] = None  # buggy output computed from the case
-    error: Optional[str] = None  # regex on the student's error message
-    nondeterministic: bool = False
-    key: str = "out"  # which output the variant predicts
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -652,12 +639,17 @@ CATALOGUE: tuple[Bug, ...] = (
 GENERIC_HINTS = parts.GENERIC_HINTS
 
 
+def _declared() -> tuple[Bug, ...]:
+    """The bugs of the parts declared whole in coursecore/parts/<module>.py."""
+    return tuple(bug for hooks in GRADER.values() for bug in hooks.bugs)
+
+
 def for_part(part: str) -> list[Bug]:
-    return [b for b in CATALOGUE if b.part in (part, "*")]
+    return [b for b in (*CATALOGUE, *_declared()) if b.part in (part, "*")]
 
 
 def by_id(bug_id: str) -> Bug:
-    for bug in CATALOGUE:
+    for bug in (*CATALOGUE, *_declared()):
         if bug.id == bug_id:
             return bug
     raise KeyError(bug_id)

@@ -328,6 +328,10 @@ def _module_leaves(module) -> dict:
 # --------------------------------------------------------------------------------------------- cases
 def run_case(mods, case: dict) -> dict:
     """Run one case on an implementation (`mods.transformer`, `mods.ViT`); return named output tensors."""
+    if case["op"] == "declared":  # a part declared whole in coursecore/parts/<module>.py (the job's lib/)
+        from coursecore.parts import GRADER
+
+        return GRADER[case["part"]].run(mods, case)
     if case["op"] in FINETUNE_OPS:
         return _run_finetune_case(mods, case)
     if case["op"] in CNN_OPS:

@@ -44,6 +44,8 @@ from autograder import limits as limits_mod
 from autograder.limits import PidsCgroup as _PidsCgroup, ResourceLimits, user_tasks as _user_tasks
 from coursecore import settings
 
+CORE = Path(settings.__file__).resolve().parent  # coursecore/: stdlib and torch only
+
 from coursecore.parts import module_of
 from coursecore.registry import MODULE_NAMES, STUDENT_FILES, closure  # the only files copied out of a submission
 POLL_S = 0.02  # how often the grader looks at the progress log
@@ -385,13 +387,15 @@ def _launch(files, parts, cases, skip, limits: Limits, prefix, hide, time_left, 
             if path is not None:
                 shutil.copyfile(path, sub / name)
         shutil.copyfile(runner.__file__, job / "runner.py")
+        # The core (the part declarations a declared case runs) beside it, after the student's folder on sys.path.
+        shutil.copytree(CORE, job / "lib" / "coursecore", ignore=shutil.ignore_patterns("__pycache__"))
         torch.save({p: cases[p] for p in parts}, job / "cases.pt")
         keep = [job, Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix),
                 Path(os.path.realpath(sys.executable)).parent, *map(Path, _python_paths()), *SYSTEM_PATHS]
         extra = [root, Path.home()] + ([Path(GRADESCOPE_ROOT)] if os.path.isdir(GRADESCOPE_ROOT) else [])
         allow_list = bool(prefix) and prefix[0] == bwrap.binary()
         hide_list = hidden_paths([*hide, *extra], keep) if prefix and not allow_list else []
-        job_spec = {"student_dir": str(sub), "sys_path": _python_paths(), "parts": list(parts),
+        job_spec = {"student_dir": str(sub), "sys_path": [str(job / "lib"), *_python_paths()], "parts": list(parts),
                     "skip": dict(skip), "hide": hide_list, "modules": list(modules)}
         (job / "job.json").write_text(json.dumps(job_spec))
         for folder, _, names in os.walk(job):

@@ -28,6 +28,7 @@ import nbformat
 
 from coursecore import course_root, impl, settings
 from coursecore.course_root import STUDENT_PACKAGES
+from coursecore.parts.part import GRADER_BEGIN, strip_grader
 from coursecore.registry import files_for
 from coursetools.stubs import BEGIN, END, STUB_FILES
 
@@ -106,6 +107,9 @@ def copy_library(dest: Path, repo_root: Optional[Path] = None) -> None:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(repo_root / package, target, ignore=_ignore)
+    # The declarations ship; their grader regions (hidden cases, runners, bugs) do not.
+    for path in sorted((dest / "coursecore" / "parts").glob("*.py")):
+        path.write_text(strip_grader(path.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def release_readme(assignment: str) -> str:
@@ -338,6 +342,8 @@ def find_leaks(release_root: Path, secrets: Secrets) -> list[str]:
             except Exception:  # noqa: BLE001 - a broken notebook is still scanned as raw text
                 pass
         present = {line.strip() for line in text.splitlines()}
+        if GRADER_BEGIN in present:
+            problems.append(f"{name}: holds a grader region ({GRADER_BEGIN}: hidden cases and bugs of a part)")
         present |= {line[2:].strip() for line in present if line.startswith("# ")}
         for line in sorted(secrets.lines & present):
             problems.append(f"{name}: hidden line leaked: {line[:80]!r}")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import sys
 from pathlib import Path
+
+import pytest
 
 from coursecore import impl
 from coursecore.course_root import PACKAGES, STUDENT_PACKAGES
@@ -28,7 +31,10 @@ def gaps() -> list[str]:
     from coursetools import stubs
     from vitcourse.course import selfcheck
 
-    checked = {*selfcheck.CHECKS, *selfcheck.FINETUNE_CHECKS, *selfcheck.CNN_CHECKS}
+    from coursecore.parts import GRADER
+
+    checked = {*selfcheck.CHECKS, *selfcheck.FINETUNE_CHECKS, *selfcheck.CNN_CHECKS,
+               *(p.id for p in PARTS if p.check is not None)}
     todos = {f"{Path(t.file).stem}.{t.name}" for t in stubs.todos(impl.solutions_dir())}
     graded_in = {}
     for path in sorted(NOTEBOOKS.glob("a*.py")):
@@ -39,14 +45,14 @@ def gaps() -> list[str]:
         out.append("two declarations share an id: " + ", ".join(p.id for p in PARTS if [q.id for q in PARTS].count(p.id) > 1))
     for part in PARTS:
         where = f"{part.id} (coursecore/parts/{part.module}.py)"
-        if part.id not in cases.CASE_BUILDERS:
-            out.append(f"{where}: no hidden cases (autograder/cases.py CASE_BUILDERS)")
+        if part.id not in cases.CASE_BUILDERS and part.id not in GRADER:
+            out.append(f"{where}: no hidden cases (a `grader(...)` region beside it, or autograder/cases.py)")
         if part.id not in checked:
-            out.append(f"{where}: no public self-check (vitcourse/course/selfcheck.py)")
+            out.append(f"{where}: no public check (`check=` of its Part, or vitcourse/course/selfcheck.py)")
         if not part.hint.strip():
             out.append(f"{where}: no hint")
-        if not part.composite and not any(b.part == part.id for b in bugs.CATALOGUE):  # a composite: its uses
-            out.append(f"{where}: no catalogued bug with a hint (autograder/bugs.py CATALOGUE)")
+        if not part.composite and not any(b.part == part.id for b in bugs.for_part(part.id)):  # a composite: its uses
+            out.append(f"{where}: no catalogued bug with a hint (`bugs=` of its grader region, or autograder/bugs.py)")
         if not part.points > 0:
             out.append(f"{where}: points must be positive, not {part.points}")
         if part.assignment not in graded_in.get(part.id, ()):
@@ -88,14 +94,44 @@ def test_every_part_is_complete():
 
 
 def test_the_check_finds_a_part_missing_everywhere(monkeypatch):
-    """A declared part nothing else knows (the LayerScale of docs/extending.md before its other steps)."""
+    """A declared part nothing else knows (step 2 of docs/extending.md done alone)."""
     from coursecore import parts
     from coursecore.parts.part import Part
 
-    new = Part("transformer.LayerScale.forward", 1, "a2_transformer", hint="x * self.gamma")
+    new = Part("transformer.RMSNorm.forward", 1, "a2_transformer", hint="x / rms(x) * self.weight")
     monkeypatch.setattr(parts, "PARTS", (*parts.PARTS, new))
     monkeypatch.setitem(parts.BY_ID, new.id, new)
     monkeypatch.setitem(parts.POINTS, new.id, new.points)
     monkeypatch.setattr(sys.modules[__name__], "PARTS", parts.PARTS)
     found = [g for g in gaps() if g.startswith(new.id)]
     assert len(found) == 5, found  # cases, check, bug, notebook cell, TODO: all at once
+
+
+def _declared_parts():
+    from coursecore.parts import GRADER
+
+    return sorted(GRADER) or [pytest.param(None, marks=pytest.mark.skip(
+        reason="no part is declared with a grader region here (tests/test_extending.py declares one)"))]
+
+
+@pytest.mark.parametrize("part", _declared_parts())
+def test_a_declared_part_grades_the_reference_the_stub_and_each_bug(part, tmp_path):
+    """What a part declared whole in coursecore/parts/ gets without a test of its own: the reference earns its
+    points, the generated stub none, and each bug's mutation of the reference loses points with the bug's hint."""
+    from autograder import grader
+    from coursecore.parts import BY_ID, GRADER
+
+    points = BY_ID[part].points
+    assert grader.grade(impl.solutions_dir(), only=[part]).score == points
+    stub = grader.grade(impl.stubs_dir(), only=[part])
+    assert stub.score == 0 and "not implemented" in stub.parts[0].feedback().lower()
+    for bug in GRADER[part].bugs:
+        assert bug.mutation, f"{bug.id}: give it mutation=(old, new), the source change that makes it"
+        folder = tmp_path / bug.id
+        shutil.copytree(impl.solutions_dir(), folder)
+        path = folder / f"{BY_ID[part].module}.py"
+        old, new = bug.mutation
+        assert old in path.read_text(), f"{bug.id}: {old!r} is not in solutions/{path.name}"
+        path.write_text(path.read_text().replace(old, new))
+        result = grader.grade(folder, only=[part]).parts[0]
+        assert result.score < points and bug.hint in result.feedback(), (bug.id, result.feedback())

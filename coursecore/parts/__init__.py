@@ -9,7 +9,7 @@ to `ROUND_DIGITS`; the total is the sum of the rounded part scores, so it is the
 from __future__ import annotations
 
 from coursecore.parts import ViT, cnn, finetune, transformer
-from coursecore.parts.part import Part
+from coursecore.parts.part import GRADER, Bug, Part  # noqa: F401 - GRADER: filled by the imports above
 
 ROUND_DIGITS = 2  # part scores are rounded so that totals do not drift with float summation
 

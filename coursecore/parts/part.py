@@ -1,7 +1,40 @@
-"""What a graded part is: one declaration per part, in coursecore/parts/<module>.py beside the module's name."""
+"""What a graded part is: one declaration per part, in coursecore/parts/<module>.py.
+
+A part is declared once: `Part(...)` says its points, assignment, the parts a composite runs together, its
+hint and (for a part declared whole here) its public check. What only the grader may know about a part
+declared whole here, its hidden cases, how to run one on the student's modules and its catalogued bugs, is
+registered with `grader(...)` between `### BEGIN GRADER` and `### END GRADER`: a release strips those
+regions (coursetools/release.py), so students get the declaration and the check, never the cases.
+
+The grader (autograder/cases.py, runner.py, bugs.py), the self-check, the notebook's check cells, the
+feedback and tests/test_parts.py read these declarations. The parts of the first seven assignments keep their
+cases, runner code and checks in autograder/ and vitcourse/course/selfcheck.py (they share oracles and
+analysers); tests/test_parts.py reports a part that has neither.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+GRADER_BEGIN, GRADER_END = "### BEGIN GRADER", "### END GRADER"
+
+
+@dataclass(frozen=True)
+class Bug:
+    """One catalogued mistake of a part, and the hint a student gets when their result matches it.
+
+    variant(case): the buggy output computed from a case (compared with the student's `key` output);
+    error: a regex on the message the student's code raised; mutation: (old, new) source text that turns the
+    reference into this bug (tests apply it and check that the grader names the hint)."""
+
+    id: str
+    part: str
+    hint: str
+    variant: Optional[Callable[[dict], Any]] = None
+    error: Optional[str] = None
+    nondeterministic: bool = False
+    key: str = "out"
+    mutation: Optional[tuple[str, str]] = None
 
 
 @dataclass(frozen=True)
@@ -13,7 +46,9 @@ class Part:
     assignment: the assignment whose notebook grades it (its `grade_part("<id>")` cell).
     uses: for a composite, the parts it runs together; their failures explain its own, and the grader
         substitutes the reference for those the student got wrong (autograder/grader.py).
-    hint: what to look at when no catalogued bug matches (autograder/bugs.py has the specific ones).
+    hint: what to look at when no catalogued bug matches.
+    check: the public check, `check(mods)` with `mods.<module>` the student's modules: raises AssertionError
+        with a message for the student when something is wrong (the self-check and the notebook cell run it).
     """
 
     id: str
@@ -21,6 +56,7 @@ class Part:
     assignment: str
     uses: tuple[str, ...] = ()
     hint: str = ""
+    check: Optional[Callable[[Any], None]] = None
 
     @property
     def module(self) -> str:
@@ -30,3 +66,41 @@ class Part:
     @property
     def composite(self) -> bool:
         return bool(self.uses)
+
+
+@dataclass(frozen=True)
+class GraderHooks:
+    """What the grader needs of a part declared whole in coursecore/parts/<module>.py.
+
+    cases(ref): the hidden cases, built with the reference modules `ref` (`ref.<module>`); each a dict with
+        'params' (plain values), 'tensors' (name -> tensor: inputs, weights as 'w.<name>', the cotangent 'g'),
+        'label' (what the student is told the case was) and optionally 'sizes' (legend letter -> size).
+    run(mods, case): run one case on `mods.<module>` (the student's, or the reference for the expected
+        outputs) and return named output tensors; it runs in the grader's sandbox next to the student's code.
+    """
+
+    cases: Callable[[Any], list]
+    run: Callable[[Any, dict], dict]
+    bugs: tuple[Bug, ...] = ()
+
+
+GRADER: dict[str, GraderHooks] = {}
+
+
+def grader(part: str, *, cases: Callable, run: Callable, bugs=()) -> None:
+    """Register the grader's side of `part` (call it inside a `### BEGIN GRADER` region)."""
+    GRADER[part] = GraderHooks(cases, run, tuple(bugs))
+
+
+def strip_grader(text: str) -> str:
+    """`text` without its GRADER regions (the student edition of a declaration file)."""
+    out, inside = [], False
+    for line in text.splitlines(keepends=True):
+        mark = line.strip()
+        if mark == GRADER_BEGIN:
+            inside = True
+        elif mark == GRADER_END:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "".join(out)

@@ -81,6 +81,29 @@ def notebook_check(check: Optional[Callable] = None, *, key: Optional[Callable] 
     return run
 
 
+def check_part(part: str) -> None:
+    """The public check of a part declared in coursecore/parts/<module>.py, on the modules this notebook imported
+    (`import transformer` above): prints OK or what is wrong, never raises."""
+    from types import SimpleNamespace
+
+    from coursecore.parts import BY_ID
+    from coursecore.registry import closure
+
+    declared = BY_ID.get(part)
+    if declared is None or declared.check is None:
+        report(part, False, f"{part}: this part has no public check (coursecore/parts/): ask your instructor")
+        return
+    missing = [n for n in closure((declared.module,)) if n not in sys.modules]
+    if missing:
+        report(part, False, f"{part}: run the import cell at the top first (`import {missing[0]}`)")
+        return
+
+    def check_declared() -> None:
+        declared.check(SimpleNamespace(**{n: sys.modules[n] for n in closure((declared.module,))}))
+
+    notebook_check(check_declared, key=lambda: part)()
+
+
 def summary() -> str:
     """One paragraph on this session's checks (the hand-in cell prints it), or '' when none ran."""
     if not RESULTS:
