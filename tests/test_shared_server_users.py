@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from coursecore import course_root
 from coursetools import grading, term
 
 from vitcourse.course import handin
@@ -132,9 +133,8 @@ def test_the_whole_exchange_path_with_real_users(server, tmp_path):
     exchange = server
     home = Path(pwd.getpwnam(INSTRUCTOR).pw_dir)
     root = home / "vit"
-    lifecycle_copy = ["course", "solutions", "student_src", "vitcourse", "data_utils", "autograder"]
     root.mkdir()
-    for name in lifecycle_copy:
+    for name in (*course_root.COURSE_FOLDERS, *course_root.PACKAGES):  # a clone
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns(
             "release", "submitted", "autograded", "feedback", "downloaded", "gradebook.db", "__pycache__"))
     os.chmod(home, 0o711)  # students' kernels (fresh uids) need only pass through to the instructor's course
