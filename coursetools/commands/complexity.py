@@ -95,37 +95,6 @@ def _describe(summary: dict, options: dict) -> str:
             f"block rows are summed over the {cfg.depth} blocks")
 
 
-def _check(summary: dict) -> dict:
-    """Build the model and measure it with the counters (the closed form's oracle)."""
-    import torch
-
-    from coursecore import impl
-    from vitcourse.models import resnet
-
-    c = summary["config"]
-    if summary["model"] in complexity.CNN_MODELS:
-        from vitcourse.models import cnn
-
-        model = cnn.build(summary["model"], **dict(c, stages=tuple(map(tuple, c["stages"]))))
-        shape = (c["in_chans"], c["image_size"], c["image_size"])
-    elif summary["model"] == "vit":
-        model = impl.reference().ViT.ViT(complexity.vit_config(**c))
-        shape = (c["in_chans"], *model.config.image_hw)
-    else:
-        if c["form"] == "imagenet" and c["in_chans"] != 3:
-            raise ValueError("--check builds torchvision's ResNet-18, which takes 3 channels; drop --in-chans")
-        model = resnet.resnet18_cifar(c["num_classes"], c["in_chans"]) if c["form"] == "cifar" else (
-            resnet.resnet18_imagenet(c["num_classes"]))
-        size = c["image_size"]
-        shape = (c["in_chans"], *((size, size) if isinstance(size, int) else size))
-    model.eval()
-    images = torch.randn(1, *shape)
-    manual = complexity.flop_counter_flops(model, images)["total"]
-    fused = complexity.flop_counter_flops(model, images, manual_attention=False)["total"]
-    return dict(numel=sum(p.numel() for p in model.parameters()), flop_counter_manual=manual,
-                flop_counter_fused=fused, module_hooks=complexity.FLOPS_PER_MAC * complexity.module_hook_macs(model, images))
-
-
 def _print_check(summary: dict, check: dict) -> None:
     def verdict(a, b):
         return "matches" if a == b else f"differs by {a - b:+,}"
@@ -160,7 +129,7 @@ def _run_single(args) -> int:
             raise ValueError(f"only a ViT takes {flags}: ResNet-18 has fixed sizes (drop them or use --model vit)")
     summary = (complexity.cnn_complexity if model in complexity.CNN_MODELS else complexity.model_complexity)(
         model, num_classes=classes[0], **options)
-    check = _check(summary) if args.check else None
+    check = complexity.measured(summary) if args.check else None
     if args.out:
         from pathlib import Path
 

@@ -215,3 +215,35 @@ def cnn_complexity(model: str, **options) -> dict:
     return dict(model=model, config=config, params=total["params"], macs=total["macs"], flops=total["flops"],
                 gflops=total["flops"] / 1e9, training_macs=count_cnn_training_macs(cfg), convention=convention,
                 components=rows)
+
+
+def measured(summary: dict) -> dict:
+    """Build the model a `model_complexity` summary describes and measure it with the counters (the closed
+    form's oracle): parameters, FlopCounterMode with manual and fused attention, and module hooks."""
+    import torch
+
+    from coursecore import impl
+    from vitcourse.models import resnet
+
+    c = summary["config"]
+    if summary["model"] in CNN_MODELS:
+        from vitcourse.models import cnn
+
+        model = cnn.build(summary["model"], **dict(c, stages=tuple(map(tuple, c["stages"]))))
+        shape = (c["in_chans"], c["image_size"], c["image_size"])
+    elif summary["model"] == "vit":
+        model = impl.reference().ViT.ViT(vit_config(**c))
+        shape = (c["in_chans"], *model.config.image_hw)
+    else:
+        if c["form"] == "imagenet" and c["in_chans"] != 3:
+            raise ValueError("--check builds torchvision's ResNet-18, which takes 3 channels; drop --in-chans")
+        model = resnet.resnet18_cifar(c["num_classes"], c["in_chans"]) if c["form"] == "cifar" else (
+            resnet.resnet18_imagenet(c["num_classes"]))
+        size = c["image_size"]
+        shape = (c["in_chans"], *((size, size) if isinstance(size, int) else size))
+    model.eval()
+    images = torch.randn(1, *shape)
+    manual = flop_counter_flops(model, images)["total"]
+    fused = flop_counter_flops(model, images, manual_attention=False)["total"]
+    return dict(numel=sum(p.numel() for p in model.parameters()), flop_counter_manual=manual,
+                flop_counter_fused=fused, module_hooks=FLOPS_PER_MAC * module_hook_macs(model, images))
