@@ -129,69 +129,18 @@ BAD = {
 NEEDS_NAMESPACES = {"reads_solutions"}  # expectations that hold only where Linux namespaces work
 
 # --------------------------------------------------------------------------------- bug catalogue
-# (bug id, file, old, new, parts that may lose points besides the bug's own part)
-MUTATIONS = {
-    "attention.no_scale": (T, "(q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])", "(q @ k.transpose(-2, -1))"),
-    "attention.scale_by_d": (T, "/ math.sqrt(q.shape[-1])", "/ q.shape[-1]"),
-    "attention.softmax_axis": (T, "weights = scores.softmax(dim=-1)", "weights = scores.softmax(dim=-2)"),
-    "attention.mask_ignored": (T, 'scores = scores.masked_fill(~mask, float("-inf"))', "pass"),
-    "attention.mask_inverted": (T, 'scores.masked_fill(~mask, float("-inf"))', 'scores.masked_fill(mask, float("-inf"))'),
-    "attention.swapped_return": (T, "return dropped @ v, weights", "return weights, dropped @ v"),
-    "split_heads.no_transpose": (T, "x = x.reshape(B, N, self.num_heads, self.head_dim)  # (B, N, h, d)\n"
-                                    "        return x.transpose(1, 2)",
-                                 "return x.reshape(B, self.num_heads, N, self.head_dim)"),
-    "split_heads.dim_major": (T, "x = x.reshape(B, N, self.num_heads, self.head_dim)  # (B, N, h, d)\n"
-                                 "        return x.transpose(1, 2)",
-                              "return x.reshape(B, N, self.head_dim, self.num_heads).permute(0, 3, 1, 2)"),
-    "merge_heads.no_transpose": (T, "x = x.transpose(1, 2)  # (B, N, h, d)\n        return x.reshape(",
-                                 "return x.reshape("),
-    "merge_heads.dim_major": (T, "x = x.transpose(1, 2)  # (B, N, h, d)\n        return x.reshape(",
-                              "return x.permute(0, 2, 3, 1).reshape("),
-    "mlp.no_activation": (T, "x = self.drop1(self.act(self.fc1(x)))", "x = self.drop1(self.fc1(x))"),
-    "mlp.activation_after_fc2": (T, "return self.drop2(self.fc2(x))", "return self.drop2(self.act(self.fc2(x)))"),
-    "dropout_in_eval": (T, "x = self.drop1(self.act(self.fc1(x)))",
-                        "x = F.dropout(self.act(self.fc1(x)), self.drop1.p, training=True)"),
-    "block.no_residual_attn": (T, "x = x + self.drop_path1(", "x = self.drop_path1("),
-    "block.no_residual_mlp": (T, "x = x + self.drop_path2(", "x = self.drop_path2("),
-    "block.post_norm": (T, "x = x + self.drop_path1(self.attn(self.norm1(x), mask))\n"
-                           "        x = x + self.drop_path2(self.mlp(self.norm2(x)))",
-                        "x = self.norm1(x + self.drop_path1(self.attn(x, mask)))\n"
-                        "        x = self.norm2(x + self.drop_path2(self.mlp(x)))"),
-    "block.mask_not_passed": (T, "self.attn(self.norm1(x), mask)", "self.attn(self.norm1(x))"),
-    "inplace": (T, "x = x + self.drop_path1(", "x += self.drop_path1("),
-    "patchify.channel_first": (V, "x = x.permute(0, 2, 4, 3, 5, 1)", "x = x.permute(0, 2, 4, 1, 3, 5)"),
-    "patchify.column_major": (V, "x = x.permute(0, 2, 4, 3, 5, 1)", "x = x.permute(0, 4, 2, 3, 5, 1)"),
-    "patchify.col_row": (V, "x = x.permute(0, 2, 4, 3, 5, 1)", "x = x.permute(0, 2, 4, 5, 3, 1)"),
-    "patchify.plain_reshape": (V, "x = images.reshape(B, C, gh, patch_size, gw, patch_size)  # (B, C, H/P, P, W/P, P)\n"
-                                  "    x = x.permute(0, 2, 4, 3, 5, 1)", "x = images"),
-    "unpatchify.channel_first": (V, "x = patches.reshape(B, gh, gw, patch_size, patch_size, C)  # (B, H/P, W/P, P, P, C)\n"
-                                    "    x = x.permute(0, 5, 1, 3, 2, 4)",
-                                 "x = patches.reshape(B, gh, gw, C, patch_size, patch_size)\n"
-                                 "    x = x.permute(0, 3, 1, 4, 2, 5)"),
-    "unpatchify.column_major": (V, "x = patches.reshape(B, gh, gw, patch_size, patch_size, C)  # (B, H/P, W/P, P, P, C)\n"
-                                   "    x = x.permute(0, 5, 1, 3, 2, 4)",
-                                "x = patches.reshape(B, gw, gh, patch_size, patch_size, C)\n"
-                                "    x = x.permute(0, 5, 2, 3, 1, 4)"),
-    "sincos_1d.swapped": (V, "emb[:, 0::2] = angles.sin()\n    emb[:, 1::2] = angles.cos()",
-                          "emb[:, 0::2] = angles.cos()\n    emb[:, 1::2] = angles.sin()"),
-    "sincos_1d.halves": (V, "emb[:, 0::2] = angles.sin()\n    emb[:, 1::2] = angles.cos()",
-                         "emb[:, : dim // 2] = angles.sin()\n    emb[:, dim // 2 :] = angles.cos()"),
-    "sincos_1d.frequency": (V, "-torch.arange(0, dim, 2, dtype=torch.float32) / dim",
-                            "-torch.arange(0, dim // 2, dtype=torch.float32) / dim"),
-    "sincos_2d.swapped": (V, "torch.cat([rows, cols], dim=-1)", "torch.cat([cols, rows], dim=-1)"),
-    "sincos_2d.column_major": (V, "torch.cat([rows, cols], dim=-1).reshape(",
-                               "torch.cat([rows, cols], dim=-1).transpose(0, 1).reshape("),
-    "patch_embed.column_major": (V, "return x.flatten(2).transpose(1, 2)  # (B, N, D)",
-                                 "return x.transpose(2, 3).flatten(2).transpose(1, 2)"),
-    "patch_embed.no_transpose": (V, "return x.flatten(2).transpose(1, 2)  # (B, N, D)",
-                                 "return x.flatten(2).reshape(x.shape[0], -1, x.shape[1])"),
-    "features.cls_appended": (V, "x = torch.cat([cls, x], dim=1)", "x = torch.cat([x, cls], dim=1)"),
-    "features.cls_no_position": (V, "            x = torch.cat([cls, x], dim=1)  # (B, 1 + N, D)\n"
-                                    "        if self.pos_embed is not None:\n            x = x + self.pos_embed\n",
-                                 "            x = torch.cat([cls, x + self.pos_embed[:, 1:]], dim=1)\n"),
-    "features.no_pos_embed": (V, "            x = x + self.pos_embed\n", "            x = x\n"),
-    "features.no_final_norm": (V, "        return self.norm(x)\n        ### END SOLUTION", "        return x\n        ### END SOLUTION"),
-}
+# (bug id -> file, old, new): each catalogued bug's own mutation of the reference (Bug.mutation, autograder/bugs.py).
+def _file_of(bug) -> str:
+    """The reference file the mutation edits: the bug's module, or for a bug of any part the one holding the text."""
+    module = bug.part.split(".", 1)[0]
+    if module != "*":
+        return f"{module}.py"
+    holding = [n for n in (T, V) if bug.mutation[0] in (impl.solutions_dir() / n).read_text()]
+    assert len(holding) == 1, (bug.id, holding)
+    return holding[0]
+
+
+MUTATIONS = {b.id: (_file_of(b), *b.mutation) for b in bugs.CATALOGUE if not b.part.startswith(("finetune.", "cnn."))}
 # Bugs graded together: one bug per part in a group (the parts are graded in isolation, with oracle
 # sub-layers), so each group costs one grading. Composite parts may lose points for any bug.
 GROUPS = [
@@ -241,7 +190,7 @@ def reports(tmp_path_factory):
 def test_catalogue_mutations_cover_every_bug():
     # finetune.py's bugs (assignment 6) have their mutants in tests/test_finetune_grading.py, cnn.py's
     # (assignment 7) in tests/test_cnn_grading.py.
-    assert set(MUTATIONS) == {b.id for b in bugs.CATALOGUE if not b.part.startswith(("finetune.", "cnn."))}
+    assert all(b.mutation for b in bugs.CATALOGUE), [b.id for b in bugs.CATALOGUE if not b.mutation]
     assert sorted(b for g in GROUPS for b in g) == sorted(MUTATIONS)
     for group in GROUPS:
         own = [_bug_part(b) for b in group]

@@ -76,52 +76,36 @@ def _independent() -> str:
 
 INDEPENDENT = _independent()
 
-# Text edits of the reference: (old, new, part that must lose points, catalogued bug id or None)
+def _catalogued(bug_id: str) -> tuple:
+    """(old, new, part, bug id) of a catalogued bug: its mutation lives with it (Bug.mutation, autograder/bugs.py)."""
+    bug = bugs.by_id(bug_id)
+    return (*bug.mutation, bug.part, bug.id)
+
+
+# Text edits of the reference: (old, new, part that must lose points, catalogued bug id or None). A catalogued
+# bug's edit is its own `mutation`; only the edits no bug names are written here.
 MUTANTS = {
-    "biased_running_var": ("momentum * var.detach() * (n / (n - 1))", "momentum * var.detach()", "cnn.batch_norm",
-                           "cnn.biased_running_var"),
-    "momentum_swapped": ("running_mean.mul_(1 - momentum).add_(momentum * mean.detach())",
-                         "running_mean.mul_(momentum).add_((1 - momentum) * mean.detach())", "cnn.batch_norm",
-                         "cnn.momentum_swapped"),
-    "not_in_place": ("running_mean.mul_(1 - momentum).add_(momentum * mean.detach())",
-                     "running_mean = (1 - momentum) * running_mean + momentum * mean", "cnn.batch_norm",
-                     "cnn.running_not_in_place"),
-    "unbiased_normalise": ("var = x.var(dim=_reduce_dims(x), unbiased=False)", "var = x.var(dim=_reduce_dims(x))",
-                           "cnn.batch_norm", "cnn.unbiased_normalise"),
-    "detached_statistics": ("        mean = x.mean(dim=_reduce_dims(x))  # (C,)\n"
-                            "        var = x.var(dim=_reduce_dims(x), unbiased=False)",
-                            "        mean = x.detach().mean(dim=_reduce_dims(x))\n"
-                            "        var = x.detach().var(dim=_reduce_dims(x), unbiased=False)",
-                            "cnn.batch_norm", "cnn.detached_statistics"),
-    "eval_batch_stats": ("    else:\n        mean, var = running_mean, running_var\n",
-                         "    else:\n        mean, var = x.mean(dim=_reduce_dims(x)), x.var(dim=_reduce_dims(x), "
-                         "unbiased=False)\n", "cnn.batch_norm", "cnn.eval_batch_stats"),
-    "eps_outside_sqrt": ("torch.rsqrt(var.view(shape) + eps)", "1 / (var.view(shape).sqrt() + eps)",
-                         "cnn.batch_norm", "cnn.eps_outside_sqrt"),
-    "fold_no_conv_bias": ("conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)",
-                          "conv_bias = torch.zeros_like(bn.running_mean)", "cnn.fold_conv_bn", "cnn.fold_no_conv_bias"),
-    "fold_bias_unscaled": ("(conv_bias - bn.running_mean) * scale + shift", "conv_bias - bn.running_mean + shift",
-                           "cnn.fold_conv_bn", "cnn.fold_bias_unscaled"),
-    "fold_no_eps": ("scale = torch.rsqrt(bn.running_var + bn.eps)", "scale = torch.rsqrt(bn.running_var)",
-                    "cnn.fold_conv_bn", "cnn.fold_no_eps"),
-    "fold_var_not_sqrt": ("scale = torch.rsqrt(bn.running_var + bn.eps)", "scale = 1 / (bn.running_var + bn.eps)",
-                          "cnn.fold_conv_bn", "cnn.fold_var_not_sqrt"),
-    "fold_input_axis": ("conv.weight * scale.view(-1, 1, 1, 1)", "conv.weight * scale.view(1, -1, 1, 1)",
-                        "cnn.fold_conv_bn", "cnn.fold_input_axis"),
+    "biased_running_var": _catalogued("cnn.biased_running_var"),
+    "momentum_swapped": _catalogued("cnn.momentum_swapped"),
+    "not_in_place": _catalogued("cnn.running_not_in_place"),
+    "unbiased_normalise": _catalogued("cnn.unbiased_normalise"),
+    "detached_statistics": _catalogued("cnn.detached_statistics"),
+    "eval_batch_stats": _catalogued("cnn.eval_batch_stats"),
+    "eps_outside_sqrt": _catalogued("cnn.eps_outside_sqrt"),
+    "fold_no_conv_bias": _catalogued("cnn.fold_no_conv_bias"),
+    "fold_bias_unscaled": _catalogued("cnn.fold_bias_unscaled"),
+    "fold_no_eps": _catalogued("cnn.fold_no_eps"),
+    "fold_var_not_sqrt": _catalogued("cnn.fold_var_not_sqrt"),
+    "fold_input_axis": _catalogued("cnn.fold_input_axis"),
     "fold_in_place": ("        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))",
                       "        conv.weight.mul_(scale.view(-1, 1, 1, 1))\n        fused.weight.copy_(conv.weight)",
                       "cnn.fold_conv_bn", None),
-    "mish_naive": ("return x * torch.tanh(F.softplus(x))", "return x * torch.tanh(torch.log(1 + torch.exp(x)))",
-                   "cnn.mish", "cnn.mish_naive_softplus"),
-    "mish_no_tanh": ("return x * torch.tanh(F.softplus(x))", "return x * F.softplus(x)", "cnn.mish",
-                     "cnn.mish_no_tanh"),
-    "act_before_bn": ("return self.act(self.bn(self.conv(x)))", "return self.bn(self.act(self.conv(x)))",
-                      "cnn.ConvBlock.forward", "cnn.block_act_before_bn"),
+    "mish_naive": _catalogued("cnn.mish_naive_softplus"),
+    "mish_no_tanh": _catalogued("cnn.mish_no_tanh"),
+    "act_before_bn": _catalogued("cnn.block_act_before_bn"),
     "no_head": ("return self.head(self.head_drop(self.forward_features(x)))",
                 "return self.head_drop(self.forward_features(x))", "cnn.ConvNet.forward", None),
-    "head_on_unpooled": ("return self.head(self.head_drop(self.forward_features(x)))",
-                         "return self.head(self.head_drop(x.flatten(1)))", "cnn.ConvNet.forward",
-                         "cnn.convnet_head_on_unpooled"),
+    "head_on_unpooled": _catalogued("cnn.convnet_head_on_unpooled"),
 }
 
 

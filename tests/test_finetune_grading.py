@@ -12,7 +12,7 @@ import pytest
 
 from vitcourse.course import selfcheck
 
-from autograder import grader
+from autograder import bugs, grader
 from coursecore.parts import POINTS, parts_for
 from coursecore import impl
 from vitcourse.course import nbchecks_transfer
@@ -88,44 +88,32 @@ def attention_statistics(cls_attention, grid, mass=0.5):
             "centre_edge_ratio": a[:, centre].mean(1) / a[:, edge].mean(1)}
 '''
 
-# Text edits of the reference: (old, new, part that must lose points, catalogued bug id or None)
+def _catalogued(bug_id: str) -> tuple:
+    """(old, new, part, bug id) of a catalogued bug: its mutation lives with it (Bug.mutation, autograder/bugs.py)."""
+    bug = bugs.by_id(bug_id)
+    return (*bug.mutation, bug.part, bug.id)
+
+
+# Text edits of the reference: (old, new, part that must lose points, catalogued bug id or None). A catalogued
+# bug's edit is its own `mutation`; only the edits no bug names are written here.
 MUTANTS = {
-    "first_blocks": ("learning += blocks[-partial_blocks:]", "learning += blocks[:partial_blocks]",
-                     "finetune.set_trainable", "set_trainable.first_blocks"),
-    "no_final_norm": ("        if norm is not None:\n            learning.append(norm)\n", "",
-                      "finetune.set_trainable", "set_trainable.no_final_norm"),
-    "root_params": ("    model.requires_grad_(False)\n    for module in learning:",
-                    "    for child in model.children():\n        child.requires_grad_(False)\n    for module in learning:",
-                    "finetune.set_trainable", "set_trainable.root_params"),
-    "nothing_held": ('    walk(model, "")\n    return frozen', '    walk(model, "")\n    return []',
-                     "finetune.set_trainable", "set_trainable.nothing_held"),
-    "full_not_reset": ("        model.requires_grad_(True)\n        return []", "        return []",
-                       "finetune.set_trainable", "set_trainable.full_not_reset"),
-    "param_free_missed": ("            else:\n                frozen.append(full)",
-                          "            elif any(True for _ in child.parameters()):\n                frozen.append(full)",
-                          "finetune.set_trainable", "set_trainable.param_free_missed"),
-    "max_heads": ("(1.0 - residual_weight) * A.mean(dim=1)", "(1.0 - residual_weight) * A.amax(dim=1)",
-                  "finetune.attention_rollout", "rollout.max_heads"),
-    "unnormalised": ("    p = a / a.sum(dim=1, keepdim=True)\n", "    p = a\n",
-                     "finetune.attention_statistics", "statistics.unnormalised"),
-    "rollout_order": ("rollout = a @ rollout  # (B, N, N)", "rollout = rollout @ a",
-                      "finetune.attention_rollout", "rollout.wrong_order"),
-    "rollout_no_residual": ("a = residual_weight * eye + (1.0 - residual_weight) * A.mean(dim=1)", "a = A.mean(dim=1)",
-                            "finetune.attention_rollout", "rollout.no_residual"),
-    "rollout_swapped": ("a = residual_weight * eye + (1.0 - residual_weight) * A.mean(dim=1)",
-                        "a = (1.0 - residual_weight) * eye + residual_weight * A.mean(dim=1)",
-                        "finetune.attention_rollout", "rollout.residual_swapped"),
-    "std_unbiased": ('"std": a.std(dim=1, unbiased=False)', '"std": a.std(dim=1)',
-                     "finetune.attention_statistics", "statistics.std_unbiased"),
-    "ascending": ("p.sort(dim=1, descending=True)", "p.sort(dim=1)",
-                  "finetune.attention_statistics", "statistics.ascending"),
-    "no_plus_one": ("k = (cum < mass - 1e-12).sum(dim=1) + 1", "k = (cum < mass - 1e-12).sum(dim=1)",
-                    "finetune.attention_statistics", "statistics.no_plus_one"),
-    "le_mass": ("k = (cum < mass - 1e-12).sum(dim=1) + 1", "k = (cum <= mass).sum(dim=1) + 1",
-                "finetune.attention_statistics", "statistics.le_mass"),
-    "ratio_inverted": ('a[:, centre].mean(dim=1) / a[:, edge].mean(dim=1)', 'a[:, edge].mean(dim=1) / a[:, centre].mean(dim=1)',
-                       "finetune.attention_statistics", "statistics.ratio_inverted"),
-    "averaged": ('"mean": a.mean(dim=1),', '"mean": a.mean(),', "finetune.attention_statistics", "statistics.averaged"),
+    "first_blocks": _catalogued("set_trainable.first_blocks"),
+    "no_final_norm": _catalogued("set_trainable.no_final_norm"),
+    "root_params": _catalogued("set_trainable.root_params"),
+    "nothing_held": _catalogued("set_trainable.nothing_held"),
+    "full_not_reset": _catalogued("set_trainable.full_not_reset"),
+    "param_free_missed": _catalogued("set_trainable.param_free_missed"),
+    "max_heads": _catalogued("rollout.max_heads"),
+    "unnormalised": _catalogued("statistics.unnormalised"),
+    "rollout_order": _catalogued("rollout.wrong_order"),
+    "rollout_no_residual": _catalogued("rollout.no_residual"),
+    "rollout_swapped": _catalogued("rollout.residual_swapped"),
+    "std_unbiased": _catalogued("statistics.std_unbiased"),
+    "ascending": _catalogued("statistics.ascending"),
+    "no_plus_one": _catalogued("statistics.no_plus_one"),
+    "le_mass": _catalogued("statistics.le_mass"),
+    "ratio_inverted": _catalogued("statistics.ratio_inverted"),
+    "averaged": _catalogued("statistics.averaged"),
 }
 
 
@@ -235,7 +223,6 @@ def test_visible_checks_catch_the_mutants(name, check, tmp_path):
 
 
 def test_every_catalogued_finetune_bug_has_a_mutant():
-    from autograder import bugs
 
     assert {m[3] for m in MUTANTS.values() if m[3]} == {b.id for b in bugs.CATALOGUE if b.part.startswith("finetune.")}
 

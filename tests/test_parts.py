@@ -3,7 +3,8 @@
 A part is declared once in coursecore/parts/<module>.py. What the rest of the course still keeps per part is
 found from there, and a part missing any of it is a gap: hidden cases (autograder/cases.py), a public
 self-check (vitcourse/course/selfcheck.py), a hint, a catalogued bug, points, a `grade_part` cell in its
-assignment's notebook, a TODO of the reference. An assignment whose self-check would be empty, a notebook
+assignment's notebook, a TODO of the reference. A bug without its mutation, or whose mutation's text the
+reference no longer holds (a refactor of a reference line), is a gap too. An assignment whose self-check would be empty, a notebook
 cell grading an undeclared part, and a notebook importing a package the release does not ship are gaps too.
 """
 from __future__ import annotations
@@ -65,6 +66,12 @@ def gaps() -> list[str]:
     for part, notebooks in sorted(graded_in.items()):
         if part not in BY_ID:
             out.append(f"course/notebooks/{sorted(notebooks)[0]}.py grades {part!r}, which no coursecore/parts/ file declares")
+    references = "\n".join(path.read_text(encoding="utf-8") for path in sorted(impl.solutions_dir().glob("*.py")))
+    for bug in (*bugs.CATALOGUE, *(b for hooks in GRADER.values() for b in hooks.bugs)):
+        if not bug.mutation:
+            out.append(f"bug {bug.id} ({bug.part}): no mutation=(old, new), the edit of the reference that makes it")
+        elif bug.mutation[0] not in references:
+            out.append(f"bug {bug.id} ({bug.part}): its mutation's text is no longer in solutions/: {bug.mutation[0][:60]!r}")
     for assignment, parts in ASSIGNMENT_PARTS.items():
         if not any(p in checked for p in parts):
             out.append(f"{assignment}: its self-check would be empty (no part of it has a public check)")
