@@ -119,9 +119,12 @@ def find(course: Optional[str | os.PathLike] = None, cwd: Optional[str | os.Path
 def activate(found: CourseRoot) -> CourseRoot:
     """Make `found` the course the library and its subprocesses use (sets VITCOURSE_ROOT); return it.
 
-    Warns (stderr) when that course holds a library of its own other than the one imported here."""
+    Warns (stderr) when that course holds a library of its own and the one imported here is another clone's."""
     settings.ROOT.set(found.root)
-    if found.root.resolve() != PACKAGE_ROOT and any((found.root / p / "__init__.py").is_file() for p in PACKAGES):
+    # Another clone's library (an editable install of that clone), not an installed copy of the package.
+    other_clone = _root_of(PACKAGE_ROOT) is not None
+    if found.root.resolve() != PACKAGE_ROOT and other_clone and any((found.root / p / "__init__.py").is_file()
+                                                                    for p in PACKAGES):
         print(f"[vitcourse] warning: the course {found.root} has its own library, but this command runs the one of "
               f"{PACKAGE_ROOT}; its parts, grader and checks are used. To use the course's own, install it in this "
               f"environment (pip install -e {found.root}) or run its environment's `vitcourse`.", file=sys.stderr)

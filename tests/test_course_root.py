@@ -107,3 +107,34 @@ def test_grade_uses_the_reference_of_the_course_it_runs_in(tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         scores[where] = json.loads((tmp_path / "r.json").read_text())["score"]
     assert scores[FIRST] == POINTS[part] and scores[second] < POINTS[part], scores
+
+
+def test_a_bare_nbgrader_course_folder_is_a_course(tmp_path):
+    """A TA's grading folder (nbgrader_config.py, no clone around it): its own course, the package's reference."""
+    from coursetools import term
+
+    course = term.make_course(tmp_path / "ta", ["a2_transformer"])
+    found = course_root.find(cwd=course / "source")
+    assert found.course == course and found.root == course_root.PACKAGE_ROOT
+    assert course_root.find(course).course == course
+
+
+def test_grade_outside_any_course_says_so_instead_of_grading_the_package_course(tmp_path, monkeypatch, capsys):
+    from coursetools import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["grade", "a2_transformer"]) == 1
+    assert "no course found" in capsys.readouterr().out
+
+
+def test_a_second_clone_run_with_the_first_clones_library_is_warned_about(tmp_path, capsys):
+    second = tmp_path / "second"
+    for name in ("course", "coursecore"):
+        (second / name).mkdir(parents=True)
+    (second / "course" / "nbgrader_config.py").write_text("")
+    (second / "coursecore" / "__init__.py").write_text("")
+    course_root.activate(course_root.find(second))
+    err = capsys.readouterr().err
+    assert f"the course {second.resolve()} has its own library" in err and "pip install -e" in err
+    course_root.activate(course_root.CourseRoot(course_root.PACKAGE_ROOT))
+    assert capsys.readouterr().err == ""
