@@ -20,18 +20,10 @@ import threading
 import torch
 
 from coursecore.parts import GRADER, POINTS
+from coursecore.parts.draws import BASE_SEED, _gen, _randn  # noqa: F401 - BASE_SEED: tests read it here
 
-BASE_SEED = 1234  # every case is drawn from BASE_SEED + its index: the same cases on every run
 WEIGHT_SCALE = 1.0  # weights ~ N(0, WEIGHT_SCALE² / fan_in): activations stay O(1) whatever the width
 NORM_JITTER = 0.3  # LayerNorm gains 1 + NORM_JITTER·N(0, 1), so a missing norm shows
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(BASE_SEED + seed)
-
-
-def _randn(g: torch.Generator, *shape, dtype=torch.float32) -> torch.Tensor:
-    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
 
 
 @torch.no_grad()
@@ -294,136 +286,6 @@ def _statistics_cases():
     return cases
 
 
-# ------------------------------------------------------------------------------------------- cnn.py (a7)
-BATCH_NORM_SIZES = [  # (shape, training, affine, running, momentum, dtype): every rank, both modes, both dtypes
-    ((6, 5), True, True, True, 0.1, torch.float32),  # (B, C): after a linear layer
-    ((3, 4, 7), True, True, True, 0.3, torch.float64),  # (B, C, L)
-    ((2, 3, 5, 4), True, True, True, 0.1, torch.float32),  # (B, C, H, W)
-    ((2, 3, 5, 4), False, True, True, 0.1, torch.float64),  # eval: the running statistics, nothing updated
-    ((4, 2, 3, 3), True, False, True, 0.2, torch.float64),  # no weight and bias
-    ((3, 5, 2, 6), True, True, False, 0.1, torch.float32),  # training without running statistics
-    ((5, 3, 4), False, False, True, 0.1, torch.float32),  # eval, (B, C, L), no affine
-]
-
-
-def _batch_norm_cases():
-    cases = []
-    for i, (shape, training, affine, running, momentum, dtype) in enumerate(BATCH_NORM_SIZES):
-        g = _gen(200 + i)
-        C = shape[1]
-        # Channels with their own offset and scale, so a wrong reduction axis shows.
-        x = (_randn(g, *shape, dtype=torch.float64) * (0.5 + torch.rand(C, generator=g, dtype=torch.float64)).view(
-            1, C, *(1,) * (len(shape) - 2)) + torch.linspace(-2, 2, C, dtype=torch.float64).view(
-            1, C, *(1,) * (len(shape) - 2))).to(dtype)
-        t = {"x": x, "g": _randn(g, *shape, dtype=dtype)}
-        if running:
-            t["running_mean"] = _randn(g, C, dtype=dtype) * 0.5
-            t["running_var"] = (0.5 + torch.rand(C, generator=g, dtype=torch.float64)).to(dtype)
-        if affine:
-            t["weight"] = (1 + 0.5 * _randn(g, C, dtype=torch.float64)).to(dtype)
-            t["bias"] = _randn(g, C, dtype=dtype) * 0.5
-        label = (f"batch_norm(x of shape {tuple(shape)}, {'training' if training else 'eval'}, "
-                 f"{'with' if affine else 'without'} weight and bias, "
-                 f"{'with' if running else 'without'} running statistics, momentum={momentum}), {str(dtype)[6:]}")
-        cases.append({"op": "batch_norm", "params": {"training": training, "momentum": momentum, "eps": 1e-5},
-                      "tensors": t, "label": label})
-    return cases
-
-
-FOLD_SIZES = [  # (C_in, C_out, k, stride, padding, dilation, groups, conv bias, bn affine, dtype)
-    (3, 4, 3, 1, 1, 1, 1, False, True, torch.float32),  # the usual conv before a batch norm: no bias
-    (3, 4, 3, 1, 1, 1, 1, True, True, torch.float64),
-    (4, 6, 3, 2, 0, 1, 2, True, True, torch.float32),  # stride 2, groups
-    (2, 5, 5, 1, 2, 2, 1, True, False, torch.float64),  # dilation; a batch norm without weight and bias
-    (6, 6, 3, 1, 1, 1, 6, False, True, torch.float32),  # depthwise (groups = C)
-    (2, 2, 1, 1, 0, 1, 1, True, True, torch.float64),  # 1×1, C_in = C_out (a scale on the wrong axis still runs)
-]
-
-
-def _fold_cases():
-    cases = []
-    for i, (cin, cout, k, stride, padding, dilation, groups, conv_bias, affine, dtype) in enumerate(FOLD_SIZES):
-        g = _gen(220 + i)
-        t = {"w.conv.weight": _randn(g, cout, cin // groups, k, k, dtype=dtype) * 0.5,
-             "w.bn.running_mean": _randn(g, cout, dtype=dtype),
-             "w.bn.running_var": (0.2 + 2 * torch.rand(cout, generator=g, dtype=torch.float64)).to(dtype),
-             "x": _randn(g, 2, cin, 7, 6, dtype=dtype)}
-        if conv_bias:
-            t["w.conv.bias"] = _randn(g, cout, dtype=dtype)
-        if affine:
-            t["w.bn.weight"] = (1 + 0.5 * _randn(g, cout, dtype=torch.float64)).to(dtype)
-            t["w.bn.bias"] = _randn(g, cout, dtype=dtype) * 0.5
-        params = {"in": cin, "out": cout, "k": k, "stride": stride, "padding": padding, "dilation": dilation,
-                  "groups": groups, "conv_bias": conv_bias, "affine": affine, "eps": 1e-3 if i % 2 else 1e-5}
-        label = (f"fold_conv_bn(Conv2d({cin}, {cout}, {k}, stride={stride}, padding={padding}, dilation={dilation}, "
-                 f"groups={groups}, bias={conv_bias}), BatchNorm2d({cout}, eps={params['eps']:g}, affine={affine})), "
-                 f"{str(dtype)[6:]}")
-        cases.append({"op": "fold_conv_bn", "params": params, "tensors": t, "label": label})
-    return cases
-
-
-def _mish_cases():
-    cases = []
-    for i, (shape, dtype, spread) in enumerate([((2, 3, 4, 5), torch.float32, 3.0), ((7,), torch.float64, 2.0),
-                                                 ((3, 40), torch.float32, 60.0)]):  # large |x|: exp overflows
-        g = _gen(240 + i)
-        x = _randn(g, *shape, dtype=dtype) * spread
-        label = f"mish(x of shape {tuple(shape)}, values up to {x.abs().max().item():.0f}), {str(dtype)[6:]}"
-        cases.append({"op": "mish", "params": {}, "tensors": {"x": x, "g": _randn(g, *shape, dtype=dtype)},
-                      "label": label})
-    return cases
-
-
-CONV_BLOCK_SIZES = [  # (C_in, C_out, batch_norm, act, training, H, W)
-    (3, 4, True, "relu", False, 6, 5),
-    (2, 5, False, "relu", True, 5, 5),
-    (4, 3, True, "mish", True, 4, 6),
-]
-
-
-def _conv_block_cases(ref):
-    cases = []
-    for i, (cin, cout, bn, act, training, H, W) in enumerate(CONV_BLOCK_SIZES):
-        g = _gen(260 + i)
-        torch.manual_seed(BASE_SEED + 260 + i)
-        cfg = ref.cnn.ConvNetConfig(batch_norm=bn, act=act)
-        block = ref.cnn.ConvBlock(cin, cout, cfg)
-        if bn:  # statistics other than 0 and 1, so eval mode differs from an identity
-            block.bn.running_mean.copy_(_randn(g, cout))
-            block.bn.running_var.copy_(0.5 + torch.rand(cout, generator=g))
-            block.bn.weight.data.copy_(1 + 0.3 * _randn(g, cout))
-            block.bn.bias.data.copy_(0.3 * _randn(g, cout))
-        state = {f"w.{k}": v.detach().clone() for k, v in block.state_dict().items()}
-        label = (f"ConvBlock({cin}, {cout}, batch_norm={bn}, act={act!r}) on x of shape {(2, cin, H, W)}, "
-                 f"{'train' if training else 'eval'} mode")
-        cases.append({"op": "conv_block", "params": {"in": cin, "out": cout, "batch_norm": bn, "act": act,
-                                                      "training": training},
-                      "tensors": {"x": _randn(g, 2, cin, H, W), "g": _randn(g, 2, cout, H, W), **state},
-                      "label": label})
-    return cases
-
-
-CONVNET_SIZES = [  # (stages, batch_norm, act, image_size, in_chans, K)
-    (((4,), (6,)), True, "relu", 8, 3, 5),
-    (((3, 4), (5,)), False, "mish", 12, 1, 3),
-]
-
-
-def _convnet_cases(ref):
-    cases = []
-    for i, (stages, bn, act, size, cin, K) in enumerate(CONVNET_SIZES):
-        g = _gen(280 + i)
-        torch.manual_seed(BASE_SEED + 280 + i)
-        config = {"stages": [list(s) for s in stages], "batch_norm": bn, "act": act, "image_size": size,
-                  "in_chans": cin, "num_classes": K}
-        model = ref.cnn.ConvNet(ref.cnn.ConvNetConfig(**{**config, "stages": stages}))
-        state = {f"w.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-        label = f"ConvNet(stages={stages}, batch_norm={bn}, act={act!r}, K={K}) on x of shape {(3, cin, size, size)}"
-        cases.append({"op": "convnet", "params": {"config": config},
-                      "tensors": {"x": _randn(g, 3, cin, size, size), "g": _randn(g, 3, K), **state}, "label": label})
-    return cases
-
-
 # The hidden cases of every part, built with the reference implementation `ref` (for module weights).
 CASE_BUILDERS = {
     "transformer.attention": lambda ref: _attention_cases(),
@@ -442,18 +304,13 @@ CASE_BUILDERS = {
     "finetune.set_trainable": lambda ref: _set_trainable_cases(),
     "finetune.attention_rollout": lambda ref: _rollout_cases(),
     "finetune.attention_statistics": lambda ref: _statistics_cases(),
-    "cnn.batch_norm": lambda ref: _batch_norm_cases(),
-    "cnn.fold_conv_bn": lambda ref: _fold_cases(),
-    "cnn.mish": lambda ref: _mish_cases(),
-    "cnn.ConvBlock.forward": lambda ref: _conv_block_cases(ref),
-    "cnn.ConvNet.forward": lambda ref: _convnet_cases(ref),
 }
 
 
 def build_cases(ref, part: str) -> list[dict]:
     """The cases of one part, built with the reference implementation `ref` (for module weights)."""
     if part not in CASE_BUILDERS and part in GRADER:  # declared whole in coursecore/parts/<module>.py
-        return [{**case, "op": "declared", "part": part} for case in GRADER[part].cases(ref)]
+        return [{"op": "declared", **case, "part": part} for case in GRADER[part].cases(ref)]
     if part not in CASE_BUILDERS:
         known = "declared" if part in POINTS else "not declared in coursecore/parts/<module>.py either"
         raise KeyError(f"part {part!r} has no hidden cases: add a builder to CASE_BUILDERS in autograder/cases.py "

@@ -328,14 +328,12 @@ def _module_leaves(module) -> dict:
 # --------------------------------------------------------------------------------------------- cases
 def run_case(mods, case: dict) -> dict:
     """Run one case on an implementation (`mods.transformer`, `mods.ViT`); return named output tensors."""
-    if case["op"] == "declared":  # a part declared whole in coursecore/parts/<module>.py (the job's lib/)
+    if "part" in case:  # a part declared whole in coursecore/parts/<module>.py (the job's lib/ in the sandbox)
         from coursecore.parts import GRADER
 
-        return GRADER[case["part"]].run(mods, case)
+        return GRADER[case["part"]].run(mods, case, harness())
     if case["op"] in FINETUNE_OPS:
         return _run_finetune_case(mods, case)
-    if case["op"] in CNN_OPS:
-        return _run_cnn_case(mods, case)
     torch = _torch()
     op, p, t = case["op"], case["params"], case["tensors"]
     T, V = getattr(mods, "transformer", None), getattr(mods, "ViT", None)
@@ -624,108 +622,11 @@ def _run_finetune_case(mods, case: dict) -> dict:
     raise ValueError(f"unknown case op {op!r}")
 
 
-# --------------------------------------------------------------------------------------------- cnn.py
-CNN_OPS = ("batch_norm", "fold_conv_bn", "mish", "conv_block", "convnet")
-
-
-def _oracle_conv_block_forward(block, x):
-    """ConvBlock.forward done right: conv -> batch norm (or identity) -> activation."""
-    return block.act(block.bn(block.conv(x)))
-
-
-def _oracle_cnn_layers(module) -> None:
-    """Swap the student's Mish and BatchNorm2d inside `module` for torch's (nn.Mish, nn.BatchNorm2d with the
-    same state): a ConvBlock / ConvNet part is then graded apart from the student's mish and batch_norm."""
-    from torch import nn
-
-    for name, child in list(module.named_children()):
-        if type(child).__name__ == "Mish":
-            setattr(module, name, nn.Mish())
-        elif isinstance(child, nn.BatchNorm2d) and type(child) is not nn.BatchNorm2d:
-            plain = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum)
-            plain.load_state_dict(child.state_dict())
-            setattr(module, name, plain)
-        else:
-            _oracle_cnn_layers(child)
-
-
-def _run_cnn_case(mods, case: dict) -> dict:
-    torch = _torch()
-    from torch import nn
-
-    op, p, t = case["op"], case["params"], case["tensors"]
-    C_, cf = getattr(mods, "cnn", None), "cnn.py"
-    if C_ is None:
-        raise StudentError("cnn.py was not imported for this assignment")
-    state = {k[2:]: v for k, v in t.items() if k.startswith("w.")}
-
-    if op == "batch_norm":
-        fn = _need(C_, "batch_norm", cf)
-        x = _leaf(t["x"])
-        affine = {k: _leaf(t[k]) for k in ("weight", "bias") if k in t}
-        running = {k: t[k].clone() for k in ("running_mean", "running_var") if k in t}  # updated in place
-        result = _forward_backward(
-            lambda: fn(x, running.get("running_mean"), running.get("running_var"), affine.get("weight"),
-                       affine.get("bias"), training=p["training"], momentum=p["momentum"], eps=p["eps"]),
-            {"x": x, **affine}, {}, t["g"], "batch_norm")
-        return {**result, **running}  # the running statistics after the call
-
-    if op == "fold_conv_bn":
-        fn = _need(C_, "fold_conv_bn", cf)
-        dtype = t["x"].dtype
-        conv = nn.Conv2d(p["in"], p["out"], p["k"], stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
-                         groups=p["groups"], bias=p["conv_bias"], dtype=dtype)
-        bn = nn.BatchNorm2d(p["out"], eps=p["eps"], affine=p["affine"], dtype=dtype)
-        conv.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("conv.")})
-        bn.load_state_dict({**{k[3:]: v for k, v in state.items() if k.startswith("bn.")},
-                            "num_batches_tracked": torch.tensor(1)}, strict=False)
-        bn.eval()
-        fused = fn(conv, bn)
-        if not isinstance(fused, nn.Conv2d):
-            raise StudentError(f"fold_conv_bn returned a {type(fused).__name__}; it must return a new nn.Conv2d")
-        # The conv and the batch norm as the call left them: the grader compares them with the inputs it sent
-        # (a check made here could be fooled by a student file that patched torch.equal at import). Read with
-        # the functions captured before the student's import.
-        state_dict, clone = _trusted()["state_dict"], _trusted()["clone"]
-        after = {f"after:{prefix}.{k}": clone(v) for prefix, module in (("conv", conv), ("bn", bn))
-                 for k, v in state_dict(module).items() if f"{prefix}.{k}" in state}
-        # Plain tensors (a Parameter is not one): only those leave the sandbox.
-        result = {"weight": _tensor(fused.weight.detach(), "fold_conv_bn(...).weight"), **after}
-        if fused.bias is not None:
-            result["bias"] = _tensor(fused.bias.detach(), "fold_conv_bn(...).bias")
-        with torch.no_grad():
-            result["out"] = _tensor(fused(t["x"]), "the folded convolution")
-        return result
-
-    if op == "mish":
-        fn = _need(C_, "mish", cf)
-        x = _leaf(t["x"])
-        return _forward_backward(lambda: fn(x), {"x": x}, {}, t["g"], "mish")
-
-    if op == "conv_block":
-        cfg = _need(C_, "ConvNetConfig", cf)(batch_norm=p["batch_norm"], act=p["act"], fused_bn=True)
-        block = _need(C_, "ConvBlock", cf)(p["in"], p["out"], cfg)
-        _load(block, state, "ConvBlock")
-        _oracle_cnn_layers(block)  # this part grades ConvBlock.forward alone, not mish or batch_norm
-        block.train(p["training"])
-        x = _leaf(t["x"])
-        return _forward_backward(lambda: block(x), {"x": x}, _module_leaves(block), t["g"], "ConvBlock.forward")
-
-    if op == "convnet":
-        config = {**p["config"], "stages": tuple(tuple(s) for s in p["config"]["stages"]), "fused_bn": True}
-        model = _need(C_, "ConvNet", cf)(_need(C_, "ConvNetConfig", cf)(**config))
-        _load(model, state, "ConvNet")
-        _oracle_cnn_layers(model)
-        block_type = _need(C_, "ConvBlock", cf)
-        for module in model.modules():  # correct blocks: this part grades ConvNet.forward alone
-            if isinstance(module, block_type):
-                module.forward = types.MethodType(_oracle_conv_block_forward, module)
-        model.eval()
-        x = _leaf(t["x"])
-        return _forward_backward(lambda: model(x), {"x": x}, _module_leaves(model), t["g"], "ConvNet.forward",
-                                 repeat=True)
-
-    raise ValueError(f"unknown case op {op!r}")
+def harness() -> types.SimpleNamespace:
+    """What a declared part's run(mods, case, h) may use: the runner's own helpers and its trusted captures."""
+    return types.SimpleNamespace(torch=_torch, need=_need, leaf=_leaf, load=_load, tensor=_tensor, grads=_grads,
+                                 forward_backward=_forward_backward, module_leaves=_module_leaves, trusted=_trusted,
+                                 StudentError=StudentError)
 
 
 def describe_error(err: BaseException) -> str:

@@ -34,7 +34,7 @@ def gaps() -> list[str]:
 
     from coursecore.parts import GRADER
 
-    checked = {*selfcheck.CHECKS, *selfcheck.FINETUNE_CHECKS, *selfcheck.CNN_CHECKS,
+    checked = {*selfcheck.CHECKS, *selfcheck.FINETUNE_CHECKS,
                *(p.id for p in PARTS if p.check is not None)}
     todos = {f"{Path(t.file).stem}.{t.name}" for t in stubs.todos(impl.solutions_dir())}
     graded_in = {}
@@ -121,17 +121,30 @@ def _declared_parts():
         reason="no part is declared with a grader region here (tests/test_extending.py declares one)"))]
 
 
+@pytest.fixture(scope="module")
+def declared_grades():
+    """The reference and the generated stubs, graded through the sandbox on every declared part at once."""
+    from autograder import grader
+    from coursecore.parts import GRADER
+
+    parts = sorted(GRADER)
+    by_part = lambda report: {r.part: r for r in report.parts}  # noqa: E731
+    return (by_part(grader.grade(impl.solutions_dir(), only=parts)),
+            by_part(grader.grade(impl.stubs_dir(), only=parts)))
+
+
 @pytest.mark.parametrize("part", _declared_parts())
-def test_a_declared_part_grades_the_reference_the_stub_and_each_bug(part, tmp_path):
+def test_a_declared_part_grades_the_reference_the_stub_and_each_bug(part, declared_grades, tmp_path):
     """What a part declared whole in coursecore/parts/ gets without a test of its own: the reference earns its
-    points, the generated stub none, and each bug's mutation of the reference loses points with the bug's hint."""
+    points, the generated stub none (both through the sandbox), and each bug's mutation of the reference loses
+    points with the bug's hint (graded in this process: the mutants are the reference's own code)."""
     from autograder import grader
     from coursecore.parts import BY_ID, GRADER
 
+    reference, stubs = declared_grades
     points = BY_ID[part].points
-    assert grader.grade(impl.solutions_dir(), only=[part]).score == points
-    stub = grader.grade(impl.stubs_dir(), only=[part])
-    assert stub.score == 0 and "not implemented" in stub.parts[0].feedback().lower()
+    assert reference[part].score == points, reference[part].feedback()
+    assert stubs[part].score == 0 and "not implemented" in stubs[part].feedback().lower()
     for bug in GRADER[part].bugs:
         assert bug.mutation, f"{bug.id}: give it mutation=(old, new), the source change that makes it"
         folder = tmp_path / bug.id
@@ -140,5 +153,5 @@ def test_a_declared_part_grades_the_reference_the_stub_and_each_bug(part, tmp_pa
         old, new = bug.mutation
         assert old in path.read_text(), f"{bug.id}: {old!r} is not in solutions/{path.name}"
         path.write_text(path.read_text().replace(old, new))
-        result = grader.grade(folder, only=[part]).parts[0]
+        result = grader.grade_in_process(folder, [part]).parts[0]
         assert result.score < points and bug.hint in result.feedback(), (bug.id, result.feedback())

@@ -1,24 +1,595 @@
 """The graded parts of `cnn.py` (assignment 7): batch norm by hand, folding it into the conv, Mish, the net.
 
-Each `Part` is the one declaration of a graded part: its points, its assignment, the parts a composite
-runs together (`uses`) and the hint shown when no catalogued bug matches. The report order, the
-assignment tables, the grader's dependencies and hints are read from here (coursecore/parts/__init__.py).
+Each part is declared whole here: its points, assignment, hint and public check (the `verify_*` functions, against
+PyTorch's own: `F.batch_norm`, `fuse_conv_bn_eval` and `bn(conv(x))`, `F.mish`; the notebook's check cells and
+`python -m vitcourse check` run them), and in the grader's region its hidden cases, how the sandboxed runner runs
+one, and its catalogued bugs (each with the mutation of the reference that makes it). A release strips the grader's
+region (coursetools/release.py).
+
+Shape legend: B batch, C channels, H/W image height/width, K classes.
 """
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
+
 from coursecore.parts.part import Part
+
+def _cnn_close(what: str, got, want, hint: str, atol: float = 1e-5) -> None:
+    """Raise what differs between `got` and PyTorch's `want` (shape, NaN, the largest error), with a hint."""
+    if not isinstance(got, torch.Tensor):
+        raise AssertionError(f"{what} returned a {type(got).__name__}, not a tensor")
+    if got.shape != want.shape:
+        raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    if not torch.isfinite(got).all():
+        raise AssertionError(f"{what} has NaN or inf values where PyTorch's are finite. Hint: {hint}")
+    err = (got.detach().double() - want.detach().double()).abs()
+    if err.max() > atol + 1e-4 * want.detach().double().abs().max():
+        raise AssertionError(f"{what} differs from PyTorch's: max error {err.max():.3g}. Hint: {hint}")
+
+
+def verify_batch_norm(batch_norm) -> None:
+    """batch_norm against F.batch_norm: (B, C), (B, C, L), (B, C, H, W); train and eval; values, gradients and
+    the running statistics updated in place."""
+    g = torch.Generator().manual_seed(7)
+    for shape, training in (((6, 3), True), ((2, 3, 5), True), ((2, 3, 4, 5), True), ((2, 3, 4, 5), False)):
+        C = shape[1]
+        x = (torch.randn(*shape, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_(True)
+        weight = (1 + torch.rand(C, generator=g, dtype=torch.float64)).requires_grad_(True)
+        bias = torch.randn(C, generator=g, dtype=torch.float64).requires_grad_(True)
+        mean0, var0 = torch.randn(C, generator=g, dtype=torch.float64), 1 + torch.rand(C, generator=g, dtype=torch.float64)
+        mine, theirs = (mean0.clone(), var0.clone()), (mean0.clone(), var0.clone())
+        where = f"batch_norm(x of shape {shape}, training={training})"
+        out = batch_norm(x, *mine, weight, bias, training=training, momentum=0.2, eps=1e-5)
+        want = F.batch_norm(x, *theirs, weight, bias, training, 0.2, 1e-5)
+        _cnn_close(where, out, want, "training: the batch's mean and biased variance over every axis but 1; eval: "
+                   "the running statistics; (x - mean) / sqrt(var + eps) · weight + bias")
+        cot = torch.randn(*shape, generator=g, dtype=torch.float64)
+        mine_g = torch.autograd.grad((out * cot).sum(), (x, weight, bias), allow_unused=True)
+        want_g = torch.autograd.grad((want * cot).sum(), (x, weight, bias))
+        for name, a, b in zip(("x", "weight", "bias"), mine_g, want_g):
+            if a is None:
+                raise AssertionError(f"{where}: no gradient reaches {name} (.detach() or a new tensor?)")
+            _cnn_close(f"{where}: the gradient of {name}", a, b, "the batch statistics must stay in the autograd "
+                       "graph in training mode (no .detach(), no torch.no_grad() around the normalisation)")
+        _cnn_close(f"{where}: running_mean after the call", mine[0], theirs[0],
+                   "update in place: running_mean.mul_(1 - momentum).add_(momentum * batch mean)")
+        _cnn_close(f"{where}: running_var after the call", mine[1], theirs[1],
+                   "the running update uses the UNBIASED variance (biased · n / (n - 1)), the normalisation the biased")
+
+
+def verify_fold_conv_bn(fold_conv_bn) -> None:
+    """fold_conv_bn against torch.nn.utils.fusion.fuse_conv_bn_eval and bn(conv(x)), with and without a conv
+    bias, with stride, padding, dilation and groups; the inputs must stay unchanged."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    g = torch.Generator().manual_seed(8)
+    torch.manual_seed(8)
+    for bias, kwargs in ((False, dict(padding=1)), (True, dict(stride=2, padding=2, dilation=2, groups=2))):
+        conv = nn.Conv2d(4, 6, 3, bias=bias, **kwargs).double()
+        bn = nn.BatchNorm2d(6, eps=1e-3).double()
+        with torch.no_grad():
+            bn.running_mean.copy_(torch.randn(6, generator=g, dtype=torch.float64))
+            bn.running_var.copy_(0.5 + torch.rand(6, generator=g, dtype=torch.float64))
+            bn.weight.copy_(1 + torch.randn(6, generator=g, dtype=torch.float64) / 2)
+            bn.bias.copy_(torch.randn(6, generator=g, dtype=torch.float64))
+        bn.eval()
+        before = [t.clone() for t in (*conv.state_dict().values(), *bn.state_dict().values())]
+        where = f"fold_conv_bn(Conv2d(4, 6, 3, bias={bias}, {', '.join(f'{k}={v}' for k, v in kwargs.items())}), bn)"
+        fused = fold_conv_bn(conv, bn)
+        if not isinstance(fused, nn.Conv2d) or fused.bias is None:
+            raise AssertionError(f"{where} must return a new nn.Conv2d with a bias")
+        if not all(torch.equal(a, b) for a, b in zip(before, (*conv.state_dict().values(), *bn.state_dict().values()))):
+            raise AssertionError(f"{where} changed the conv or the batch norm it was given: write into fused only")
+        oracle = fuse_conv_bn_eval(conv.eval(), bn)
+        _cnn_close(f"{where}: the folded weight", fused.weight, oracle.weight,
+                   "scale each OUTPUT channel of the kernel by bn.weight / sqrt(running_var + eps)")
+        _cnn_close(f"{where}: the folded bias", fused.bias, oracle.bias,
+                   "s·(conv.bias - running_mean) + bn.bias, with conv.bias = 0 when it is None")
+        x = torch.randn(2, 4, 9, 8, generator=g, dtype=torch.float64)
+        _cnn_close(f"{where}: fused(x)", fused(x), bn(conv(x)), "the folded conv must equal bn(conv(x)) in eval mode")
+
+
+def verify_mish(mish) -> None:
+    """mish against F.mish, values and gradients, also where exp(x) overflows float32."""
+    x = torch.cat([torch.linspace(-6, 6, 25), torch.tensor([-100.0, 100.0])]).requires_grad_(True)
+    out = mish(x)
+    _cnn_close("mish", out, F.mish(x), "x · tanh(softplus(x))")
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    (want,) = torch.autograd.grad(F.mish(x).sum(), x)
+    _cnn_close("the gradient of mish", grad, want, "use F.softplus: log(1 + exp(x)) overflows for x = 100")
+
+
+def verify_conv_block(C) -> None:
+    """ConvBlock (batch norm, ReLU) in eval mode against relu(F.batch_norm(conv(x)))."""
+    from torch import nn
+
+    block = C.ConvBlock(3, 4, C.ConvNetConfig(batch_norm=True, act="relu", fused_bn=True)).eval()
+    x = torch.randn(2, 3, 5, 5)
+    want = torch.relu(nn.functional.batch_norm(block.conv(x), block.bn.running_mean, block.bn.running_var,
+                                               block.bn.weight, block.bn.bias, False))
+    _cnn_close("ConvBlock (batch norm, ReLU) in eval mode", block(x), want, "conv -> bn -> act")
+
+
+def verify_convnet(C) -> None:
+    """ConvNet logits against head(forward_features(x)) in eval mode (dropout is off)."""
+    model = C.ConvNet(C.ConvNetConfig(stages=((4,), (6,)), image_size=8, act="relu", num_classes=5)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    _cnn_close("ConvNet(...)(x)", model(x), model.head(model.forward_features(x)),
+               "pooled features -> dropout -> head, logits of shape (B, K)")
+
 
 PARTS = (
     Part("cnn.batch_norm", 4, "a7_cnn",  # values, gradients and the running statistics, train and eval
          hint=("training: biased batch mean/variance over all axes but 1, running stats updated in place with "
-               "the unbiased variance; eval: the running statistics; (x - mean) / sqrt(var + eps).")),
+               "the unbiased variance; eval: the running statistics; (x - mean) / sqrt(var + eps)."),
+         check=lambda m: verify_batch_norm(m.cnn.batch_norm)),
     Part("cnn.fold_conv_bn", 3, "a7_cnn",
          hint=("s = bn.weight / sqrt(running_var + eps); kernel · s per OUTPUT channel; bias s·(conv.bias or 0 -"
-               " running_mean) + bn.bias; a new conv, inputs untouched.")),
+               " running_mean) + bn.bias; a new conv, inputs untouched."),
+         check=lambda m: verify_fold_conv_bn(m.cnn.fold_conv_bn)),
     Part("cnn.mish", 1, "a7_cnn",
-         hint="x * tanh(F.softplus(x)), in the input's dtype and shape."),
+         hint="x * tanh(F.softplus(x)), in the input's dtype and shape.",
+         check=lambda m: verify_mish(m.cnn.mish)),
     Part("cnn.ConvBlock.forward", 1, "a7_cnn",
-         hint="self.act(self.bn(self.conv(x)))."),
+         hint="self.act(self.bn(self.conv(x))).",
+         check=lambda m: verify_conv_block(m.cnn)),
     Part("cnn.ConvNet.forward", 1, "a7_cnn",
-         hint="self.head(self.head_drop(self.forward_features(x))): logits (B, K)."),
+         hint="self.head(self.head_drop(self.forward_features(x))): logits (B, K).",
+         check=lambda m: verify_convnet(m.cnn)),
 )
+
+
+### BEGIN GRADER
+# The grader's side: hidden cases, the run of one case in the sandbox, the catalogued bugs. Not in a release.
+from coursecore.parts.draws import BASE_SEED, _gen, _randn  # noqa: E402
+from coursecore.parts.part import Bug, grader  # noqa: E402
+
+BATCH_NORM_SIZES = [  # (shape, training, affine, running, momentum, dtype): every rank, both modes, both dtypes
+    ((6, 5), True, True, True, 0.1, torch.float32),  # (B, C): after a linear layer
+    ((3, 4, 7), True, True, True, 0.3, torch.float64),  # (B, C, L)
+    ((2, 3, 5, 4), True, True, True, 0.1, torch.float32),  # (B, C, H, W)
+    ((2, 3, 5, 4), False, True, True, 0.1, torch.float64),  # eval: the running statistics, nothing updated
+    ((4, 2, 3, 3), True, False, True, 0.2, torch.float64),  # no weight and bias
+    ((3, 5, 2, 6), True, True, False, 0.1, torch.float32),  # training without running statistics
+    ((5, 3, 4), False, False, True, 0.1, torch.float32),  # eval, (B, C, L), no affine
+]
+
+
+def _batch_norm_cases():
+    cases = []
+    for i, (shape, training, affine, running, momentum, dtype) in enumerate(BATCH_NORM_SIZES):
+        g = _gen(200 + i)
+        C = shape[1]
+        # Channels with their own offset and scale, so a wrong reduction axis shows.
+        x = (_randn(g, *shape, dtype=torch.float64) * (0.5 + torch.rand(C, generator=g, dtype=torch.float64)).view(
+            1, C, *(1,) * (len(shape) - 2)) + torch.linspace(-2, 2, C, dtype=torch.float64).view(
+            1, C, *(1,) * (len(shape) - 2))).to(dtype)
+        t = {"x": x, "g": _randn(g, *shape, dtype=dtype)}
+        if running:
+            t["running_mean"] = _randn(g, C, dtype=dtype) * 0.5
+            t["running_var"] = (0.5 + torch.rand(C, generator=g, dtype=torch.float64)).to(dtype)
+        if affine:
+            t["weight"] = (1 + 0.5 * _randn(g, C, dtype=torch.float64)).to(dtype)
+            t["bias"] = _randn(g, C, dtype=dtype) * 0.5
+        label = (f"batch_norm(x of shape {tuple(shape)}, {'training' if training else 'eval'}, "
+                 f"{'with' if affine else 'without'} weight and bias, "
+                 f"{'with' if running else 'without'} running statistics, momentum={momentum}), {str(dtype)[6:]}")
+        cases.append({"op": "batch_norm", "params": {"training": training, "momentum": momentum, "eps": 1e-5},
+                      "tensors": t, "label": label})
+    return cases
+
+
+FOLD_SIZES = [  # (C_in, C_out, k, stride, padding, dilation, groups, conv bias, bn affine, dtype)
+    (3, 4, 3, 1, 1, 1, 1, False, True, torch.float32),  # the usual conv before a batch norm: no bias
+    (3, 4, 3, 1, 1, 1, 1, True, True, torch.float64),
+    (4, 6, 3, 2, 0, 1, 2, True, True, torch.float32),  # stride 2, groups
+    (2, 5, 5, 1, 2, 2, 1, True, False, torch.float64),  # dilation; a batch norm without weight and bias
+    (6, 6, 3, 1, 1, 1, 6, False, True, torch.float32),  # depthwise (groups = C)
+    (2, 2, 1, 1, 0, 1, 1, True, True, torch.float64),  # 1×1, C_in = C_out (a scale on the wrong axis still runs)
+]
+
+
+def _fold_cases():
+    cases = []
+    for i, (cin, cout, k, stride, padding, dilation, groups, conv_bias, affine, dtype) in enumerate(FOLD_SIZES):
+        g = _gen(220 + i)
+        t = {"w.conv.weight": _randn(g, cout, cin // groups, k, k, dtype=dtype) * 0.5,
+             "w.bn.running_mean": _randn(g, cout, dtype=dtype),
+             "w.bn.running_var": (0.2 + 2 * torch.rand(cout, generator=g, dtype=torch.float64)).to(dtype),
+             "x": _randn(g, 2, cin, 7, 6, dtype=dtype)}
+        if conv_bias:
+            t["w.conv.bias"] = _randn(g, cout, dtype=dtype)
+        if affine:
+            t["w.bn.weight"] = (1 + 0.5 * _randn(g, cout, dtype=torch.float64)).to(dtype)
+            t["w.bn.bias"] = _randn(g, cout, dtype=dtype) * 0.5
+        params = {"in": cin, "out": cout, "k": k, "stride": stride, "padding": padding, "dilation": dilation,
+                  "groups": groups, "conv_bias": conv_bias, "affine": affine, "eps": 1e-3 if i % 2 else 1e-5}
+        label = (f"fold_conv_bn(Conv2d({cin}, {cout}, {k}, stride={stride}, padding={padding}, dilation={dilation}, "
+                 f"groups={groups}, bias={conv_bias}), BatchNorm2d({cout}, eps={params['eps']:g}, affine={affine})), "
+                 f"{str(dtype)[6:]}")
+        cases.append({"op": "fold_conv_bn", "params": params, "tensors": t, "label": label})
+    return cases
+
+
+def _mish_cases():
+    cases = []
+    for i, (shape, dtype, spread) in enumerate([((2, 3, 4, 5), torch.float32, 3.0), ((7,), torch.float64, 2.0),
+                                                 ((3, 40), torch.float32, 60.0)]):  # large |x|: exp overflows
+        g = _gen(240 + i)
+        x = _randn(g, *shape, dtype=dtype) * spread
+        label = f"mish(x of shape {tuple(shape)}, values up to {x.abs().max().item():.0f}), {str(dtype)[6:]}"
+        cases.append({"op": "mish", "params": {}, "tensors": {"x": x, "g": _randn(g, *shape, dtype=dtype)},
+                      "label": label})
+    return cases
+
+
+CONV_BLOCK_SIZES = [  # (C_in, C_out, batch_norm, act, training, H, W)
+    (3, 4, True, "relu", False, 6, 5),
+    (2, 5, False, "relu", True, 5, 5),
+    (4, 3, True, "mish", True, 4, 6),
+]
+
+
+def _conv_block_cases(ref):
+    cases = []
+    for i, (cin, cout, bn, act, training, H, W) in enumerate(CONV_BLOCK_SIZES):
+        g = _gen(260 + i)
+        torch.manual_seed(BASE_SEED + 260 + i)
+        cfg = ref.cnn.ConvNetConfig(batch_norm=bn, act=act)
+        block = ref.cnn.ConvBlock(cin, cout, cfg)
+        if bn:  # statistics other than 0 and 1, so eval mode differs from an identity
+            block.bn.running_mean.copy_(_randn(g, cout))
+            block.bn.running_var.copy_(0.5 + torch.rand(cout, generator=g))
+            block.bn.weight.data.copy_(1 + 0.3 * _randn(g, cout))
+            block.bn.bias.data.copy_(0.3 * _randn(g, cout))
+        state = {f"w.{k}": v.detach().clone() for k, v in block.state_dict().items()}
+        label = (f"ConvBlock({cin}, {cout}, batch_norm={bn}, act={act!r}) on x of shape {(2, cin, H, W)}, "
+                 f"{'train' if training else 'eval'} mode")
+        cases.append({"op": "conv_block", "params": {"in": cin, "out": cout, "batch_norm": bn, "act": act,
+                                                      "training": training},
+                      "tensors": {"x": _randn(g, 2, cin, H, W), "g": _randn(g, 2, cout, H, W), **state},
+                      "label": label})
+    return cases
+
+
+CONVNET_SIZES = [  # (stages, batch_norm, act, image_size, in_chans, K)
+    (((4,), (6,)), True, "relu", 8, 3, 5),
+    (((3, 4), (5,)), False, "mish", 12, 1, 3),
+]
+
+
+def _convnet_cases(ref):
+    cases = []
+    for i, (stages, bn, act, size, cin, K) in enumerate(CONVNET_SIZES):
+        g = _gen(280 + i)
+        torch.manual_seed(BASE_SEED + 280 + i)
+        config = {"stages": [list(s) for s in stages], "batch_norm": bn, "act": act, "image_size": size,
+                  "in_chans": cin, "num_classes": K}
+        model = ref.cnn.ConvNet(ref.cnn.ConvNetConfig(**{**config, "stages": stages}))
+        state = {f"w.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+        label = f"ConvNet(stages={stages}, batch_norm={bn}, act={act!r}, K={K}) on x of shape {(3, cin, size, size)}"
+        cases.append({"op": "convnet", "params": {"config": config},
+                      "tensors": {"x": _randn(g, 3, cin, size, size), "g": _randn(g, 3, K), **state}, "label": label})
+    return cases
+
+
+def _oracle_conv_block_forward(block, x):
+    """ConvBlock.forward done right: conv -> batch norm (or identity) -> activation."""
+    return block.act(block.bn(block.conv(x)))
+
+
+def _oracle_cnn_layers(module) -> None:
+    """Swap the student's Mish and BatchNorm2d inside `module` for torch's (nn.Mish, nn.BatchNorm2d with the
+    same state): a ConvBlock / ConvNet part is then graded apart from the student's mish and batch_norm."""
+    from torch import nn
+
+    for name, child in list(module.named_children()):
+        if type(child).__name__ == "Mish":
+            setattr(module, name, nn.Mish())
+        elif isinstance(child, nn.BatchNorm2d) and type(child) is not nn.BatchNorm2d:
+            plain = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum)
+            plain.load_state_dict(child.state_dict())
+            setattr(module, name, plain)
+        else:
+            _oracle_cnn_layers(child)
+
+
+def _run(mods, case: dict, h) -> dict:
+    """One case on the student's cnn.py (in the grader's sandbox); `h` is the runner's harness."""
+    import types
+
+    torch = h.torch()
+    from torch import nn
+
+    op, p, t = case["op"], case["params"], case["tensors"]
+    C_, cf = getattr(mods, "cnn", None), "cnn.py"
+    if C_ is None:
+        raise h.StudentError("cnn.py was not imported for this assignment")
+    state = {k[2:]: v for k, v in t.items() if k.startswith("w.")}
+
+    if op == "batch_norm":
+        fn = h.need(C_, "batch_norm", cf)
+        x = h.leaf(t["x"])
+        affine = {k: h.leaf(t[k]) for k in ("weight", "bias") if k in t}
+        running = {k: t[k].clone() for k in ("running_mean", "running_var") if k in t}  # updated in place
+        result = h.forward_backward(
+            lambda: fn(x, running.get("running_mean"), running.get("running_var"), affine.get("weight"),
+                       affine.get("bias"), training=p["training"], momentum=p["momentum"], eps=p["eps"]),
+            {"x": x, **affine}, {}, t["g"], "batch_norm")
+        return {**result, **running}  # the running statistics after the call
+
+    if op == "fold_conv_bn":
+        fn = h.need(C_, "fold_conv_bn", cf)
+        dtype = t["x"].dtype
+        conv = nn.Conv2d(p["in"], p["out"], p["k"], stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
+                         groups=p["groups"], bias=p["conv_bias"], dtype=dtype)
+        bn = nn.BatchNorm2d(p["out"], eps=p["eps"], affine=p["affine"], dtype=dtype)
+        conv.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("conv.")})
+        bn.load_state_dict({**{k[3:]: v for k, v in state.items() if k.startswith("bn.")},
+                            "num_batches_tracked": torch.tensor(1)}, strict=False)
+        bn.eval()
+        fused = fn(conv, bn)
+        if not isinstance(fused, nn.Conv2d):
+            raise h.StudentError(f"fold_conv_bn returned a {type(fused).__name__}; it must return a new nn.Conv2d")
+        # The conv and the batch norm as the call left them: the grader compares them with the inputs it sent
+        # (a check made here could be fooled by a student file that patched torch.equal at import). Read with
+        # the functions captured before the student's import.
+        state_dict, clone = h.trusted()["state_dict"], h.trusted()["clone"]
+        after = {f"after:{prefix}.{k}": clone(v) for prefix, module in (("conv", conv), ("bn", bn))
+                 for k, v in state_dict(module).items() if f"{prefix}.{k}" in state}
+        # Plain tensors (a Parameter is not one): only those leave the sandbox.
+        result = {"weight": h.tensor(fused.weight.detach(), "fold_conv_bn(...).weight"), **after}
+        if fused.bias is not None:
+            result["bias"] = h.tensor(fused.bias.detach(), "fold_conv_bn(...).bias")
+        with torch.no_grad():
+            result["out"] = h.tensor(fused(t["x"]), "the folded convolution")
+        return result
+
+    if op == "mish":
+        fn = h.need(C_, "mish", cf)
+        x = h.leaf(t["x"])
+        return h.forward_backward(lambda: fn(x), {"x": x}, {}, t["g"], "mish")
+
+    if op == "conv_block":
+        cfg = h.need(C_, "ConvNetConfig", cf)(batch_norm=p["batch_norm"], act=p["act"], fused_bn=True)
+        block = h.need(C_, "ConvBlock", cf)(p["in"], p["out"], cfg)
+        h.load(block, state, "ConvBlock")
+        _oracle_cnn_layers(block)  # this part grades ConvBlock.forward alone, not mish or batch_norm
+        block.train(p["training"])
+        x = h.leaf(t["x"])
+        return h.forward_backward(lambda: block(x), {"x": x}, h.module_leaves(block), t["g"], "ConvBlock.forward")
+
+    if op == "convnet":
+        config = {**p["config"], "stages": tuple(tuple(s) for s in p["config"]["stages"]), "fused_bn": True}
+        model = h.need(C_, "ConvNet", cf)(h.need(C_, "ConvNetConfig", cf)(**config))
+        h.load(model, state, "ConvNet")
+        _oracle_cnn_layers(model)
+        block_type = h.need(C_, "ConvBlock", cf)
+        for module in model.modules():  # correct blocks: this part grades ConvNet.forward alone
+            if isinstance(module, block_type):
+                module.forward = types.MethodType(_oracle_conv_block_forward, module)
+        model.eval()
+        x = h.leaf(t["x"])
+        return h.forward_backward(lambda: model(x), {"x": x}, h.module_leaves(model), t["g"], "ConvNet.forward",
+                                 repeat=True)
+
+    raise ValueError(f"unknown case op {op!r}")
+
+
+def _batch_norm_variant(kind: str, key: str = "out"):
+    """batch_norm with one catalogued mistake on the case's inputs: its `key` output ('out', 'running_mean',
+    'running_var'). None when the mistake does not change this case (e.g. eval-mode bugs in training)."""
+    def compute(c):
+        t, p = c["tensors"], c["params"]
+        x, training, m, eps = t["x"], p["training"], p["momentum"], p["eps"]
+        dims = [0] + list(range(2, x.dim()))
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        rm, rv = t.get("running_mean"), t.get("running_var")
+        n = x.numel() // x.shape[1]
+        if training or kind == "eval_batch_stats":
+            mean = x.mean(dim=dims)
+            var = x.var(dim=dims, unbiased=kind == "unbiased_normalise")
+        else:
+            mean, var = rm, rv
+        if key != "out":
+            if rm is None or not training:
+                return None
+            batch_mean, batch_var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+            if kind == "biased_running_var":
+                new_mean, new_var = (1 - m) * rm + m * batch_mean, (1 - m) * rv + m * batch_var
+            elif kind == "momentum_swapped":
+                new_mean, new_var = m * rm + (1 - m) * batch_mean, m * rv + (1 - m) * batch_var * n / (n - 1)
+            elif kind == "not_in_place":
+                new_mean, new_var = rm, rv
+            else:
+                return None
+            return new_mean if key == "running_mean" else new_var
+        if kind in ("biased_running_var", "momentum_swapped", "not_in_place"):
+            return None
+        view = lambda v: v.view(shape)  # noqa: E731 - (C,) -> broadcastable over x
+        if kind == "eps_outside_sqrt":
+            y = (x - view(mean)) / (view(var).sqrt() + eps)
+        else:
+            y = (x - view(mean)) / (view(var) + eps).sqrt()
+        if "weight" in t:
+            y = y * t["weight"].view(shape)
+        if "bias" in t:
+            y = y + t["bias"].view(shape)
+        return y
+    return compute
+
+
+def _detached_stats_grad(c):
+    """The gradient of x when the batch statistics are constants: cotangent · weight / sqrt(var + eps)."""
+    t, p = c["tensors"], c["params"]
+    if not p["training"]:
+        return None
+    x = t["x"]
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    scale = (x.var(dim=dims, unbiased=False) + p["eps"]).rsqrt()
+    if "weight" in t:
+        scale = scale * t["weight"]
+    return t["g"] * scale.view(shape)
+
+
+def _fold_variant(kind: str, key: str):
+    """fold_conv_bn with one catalogued mistake: the folded 'weight' or 'bias'."""
+    def compute(c):
+        t, p = c["tensors"], c["params"]
+        w = t["w.conv.weight"]
+        mean, var = t["w.bn.running_mean"], t["w.bn.running_var"]
+        gamma = t.get("w.bn.weight", torch.ones_like(mean))
+        beta = t.get("w.bn.bias", torch.zeros_like(mean))
+        conv_bias = t.get("w.conv.bias", torch.zeros_like(mean))
+        if kind == "no_conv_bias" and "w.conv.bias" not in t:
+            return None
+        if kind == "var_not_sqrt":
+            scale = gamma / (var + p["eps"])
+        else:
+            scale = gamma / (var + (0.0 if kind == "no_eps" else p["eps"])).sqrt()
+        if key == "weight":
+            if kind == "input_axis":
+                return w * scale.view(1, -1, 1, 1)
+            return w * scale.view(-1, 1, 1, 1)
+        if kind == "no_conv_bias":
+            return beta - mean * scale
+        if kind == "bias_unscaled":
+            return conv_bias - mean + beta
+        return (conv_bias - mean) * scale + beta
+    return compute
+
+
+def _mish_naive_grad(c):
+    """The gradient of x·tanh(log(1 + exp(x))): NaN where exp overflows (the float32 case with large |x|)."""
+    with torch.enable_grad():  # diagnose() runs under no_grad
+        x = c["tensors"]["x"].detach().clone().requires_grad_(True)
+        y = x * torch.tanh(torch.log(1 + torch.exp(x)))
+        (grad,) = torch.autograd.grad((y * c["tensors"]["g"]).sum(), x)
+    return grad
+
+
+def _conv_block_act_first(c):
+    """ConvBlock with the activation before the batch norm: bn(act(conv(x)))."""
+    from torch import nn
+
+    p, t = c["params"], c["tensors"]
+    if not p["batch_norm"]:
+        return None
+    conv = nn.Conv2d(p["in"], p["out"], 3, padding=1, bias=False)
+    conv.load_state_dict({"weight": t["w.conv.weight"]})
+    bn = nn.BatchNorm2d(p["out"])
+    bn.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("w.bn.")})
+    bn.train(p["training"])
+    act = nn.Mish() if p["act"] == "mish" else nn.ReLU()
+    return bn(act(conv(t["x"])))
+
+
+BUGS = (
+    Bug("cnn.biased_running_var", "cnn.batch_norm",
+        "running_var is updated with the biased variance (divided by n): the running update uses the UNBIASED "
+        "one, biased · n / (n - 1), n = values per channel, while the normalisation itself uses the biased one, "
+        "as F.batch_norm does.",
+        variant=_batch_norm_variant("biased_running_var", "running_var"), key="running_var",
+        mutation=("momentum * var.detach() * (n / (n - 1))",
+                  "momentum * var.detach()")),
+    Bug("cnn.momentum_swapped", "cnn.batch_norm",
+        "the running statistics keep `momentum` of the old value: momentum is the weight of the NEW batch, "
+        "running = (1 - momentum)·running + momentum·batch.",
+        variant=_batch_norm_variant("momentum_swapped", "running_mean"), key="running_mean",
+        mutation=("running_mean.mul_(1 - momentum).add_(momentum * mean.detach())",
+                  "running_mean.mul_(momentum).add_((1 - momentum) * mean.detach())")),
+    Bug("cnn.running_not_in_place", "cnn.batch_norm",
+        "the running statistics the caller passed did not change: update them in place (running_mean.mul_(...)"
+        ".add_(...) under torch.no_grad()); `running_mean = ...` only rebinds a local name.",
+        variant=_batch_norm_variant("not_in_place", "running_mean"), key="running_mean",
+        mutation=("running_mean.mul_(1 - momentum).add_(momentum * mean.detach())",
+                  "running_mean = (1 - momentum) * running_mean + momentum * mean")),
+    Bug("cnn.unbiased_normalise", "cnn.batch_norm",
+        "the batch is normalised with the unbiased variance (divided by n - 1): normalise with the biased one "
+        "(unbiased=False); only the running update uses n / (n - 1).",
+        variant=_batch_norm_variant("unbiased_normalise"),
+        mutation=("var = x.var(dim=_reduce_dims(x), unbiased=False)",
+                  "var = x.var(dim=_reduce_dims(x))")),
+    Bug("cnn.detached_statistics", "cnn.batch_norm",
+        "the values are right but the gradient of x is not: the batch mean and variance are cut from the graph "
+        "(.detach() or torch.no_grad() around them). In training they depend on x, and the gradient flows "
+        "through them too; only the running update goes under torch.no_grad().",
+        variant=_detached_stats_grad, key="grad:x",
+        mutation=("        mean = x.mean(dim=_reduce_dims(x))  # (C,)\n"
+                   "        var = x.var(dim=_reduce_dims(x), unbiased=False)",
+                  "        mean = x.detach().mean(dim=_reduce_dims(x))\n"
+                  "        var = x.detach().var(dim=_reduce_dims(x), unbiased=False)")),
+    Bug("cnn.eval_batch_stats", "cnn.batch_norm",
+        "eval mode (training=False) normalises with the batch's statistics: in eval mode use running_mean and "
+        "running_var, so a prediction does not depend on the other images of the batch.",
+        variant=_batch_norm_variant("eval_batch_stats"),
+        mutation=("    else:\n"
+                   "        mean, var = running_mean, running_var\n",
+                  "    else:\n"
+                  "        mean, var = x.mean(dim=_reduce_dims(x)), x.var(dim=_reduce_dims(x), unbiased=False)\n")),
+    Bug("cnn.eps_outside_sqrt", "cnn.batch_norm",
+        "eps is added after the square root: divide by sqrt(var + eps).",
+        variant=_batch_norm_variant("eps_outside_sqrt"),
+        mutation=("torch.rsqrt(var.view(shape) + eps)",
+                  "1 / (var.view(shape).sqrt() + eps)")),
+    Bug("cnn.fold_no_conv_bias", "cnn.fold_conv_bn",
+        "the convolution's own bias is left out of the fold: the new bias is s·(conv.bias - running_mean) + "
+        "bn.bias (conv.bias counts as 0 only when it is None).",
+        variant=_fold_variant("no_conv_bias", "bias"), key="bias",
+        mutation=("conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)",
+                  "conv_bias = torch.zeros_like(bn.running_mean)")),
+    Bug("cnn.fold_bias_unscaled", "cnn.fold_conv_bn",
+        "the bias is not scaled: batch norm multiplies (conv output - running_mean) by s = weight / sqrt(var + "
+        "eps), so the new bias is s·(conv.bias - running_mean) + bn.bias.",
+        variant=_fold_variant("bias_unscaled", "bias"), key="bias",
+        mutation=("(conv_bias - bn.running_mean) * scale + shift",
+                  "conv_bias - bn.running_mean + shift")),
+    Bug("cnn.fold_no_eps", "cnn.fold_conv_bn",
+        "bn.eps is missing from the scale: s = bn.weight / sqrt(bn.running_var + bn.eps), as in eval mode.",
+        variant=_fold_variant("no_eps", "weight"), key="weight",
+        mutation=("scale = torch.rsqrt(bn.running_var + bn.eps)",
+                  "scale = torch.rsqrt(bn.running_var)")),
+    Bug("cnn.fold_var_not_sqrt", "cnn.fold_conv_bn",
+        "the scale divides by the variance: batch norm divides by the standard deviation, sqrt(var + eps).",
+        variant=_fold_variant("var_not_sqrt", "weight"), key="weight",
+        mutation=("scale = torch.rsqrt(bn.running_var + bn.eps)",
+                  "scale = 1 / (bn.running_var + bn.eps)")),
+    Bug("cnn.fold_input_axis", "cnn.fold_conv_bn",
+        "the kernel is scaled along its input-channel axis: batch norm scales OUTPUT channels, and the kernel is "
+        "(C_out, C_in / groups, k, k), so use scale.view(-1, 1, 1, 1).",
+        variant=_fold_variant("input_axis", "weight"), key="weight",
+        mutation=("conv.weight * scale.view(-1, 1, 1, 1)",
+                  "conv.weight * scale.view(1, -1, 1, 1)")),
+    Bug("cnn.mish_naive_softplus", "cnn.mish",
+        "NaN gradients for large inputs: log(1 + exp(x)) overflows (exp(100) is inf in float32) and its "
+        "gradient becomes inf/inf. Use F.softplus, which is stable.",
+        variant=_mish_naive_grad, key="grad:x",
+        mutation=("return x * torch.tanh(F.softplus(x))",
+                  "return x * torch.tanh(torch.log(1 + torch.exp(x)))")),
+    Bug("cnn.mish_no_tanh", "cnn.mish",
+        "mish is x · tanh(softplus(x)); the tanh is missing.",
+        variant=lambda c: c["tensors"]["x"] * F.softplus(c["tensors"]["x"]),
+        mutation=("return x * torch.tanh(F.softplus(x))",
+                  "return x * F.softplus(x)")),
+    Bug("cnn.block_act_before_bn", "cnn.ConvBlock.forward",
+        "the activation runs before the batch norm: the order is conv -> bn -> act (the norm sees the conv's "
+        "raw output, and the next layer a non-linear one).",
+        variant=_conv_block_act_first,
+        mutation=("return self.act(self.bn(self.conv(x)))",
+                  "return self.bn(self.act(self.conv(x)))")),
+    Bug("cnn.convnet_head_on_unpooled", "cnn.ConvNet.forward",
+        "self.head is a linear layer on the pooled features: give it self.forward_features(x), which is "
+        "(B, C_last), not the image or an un-pooled (B, C, H, W) map.",
+        error=r"mat1 and mat2 shapes cannot be multiplied",
+        mutation=("return self.head(self.head_drop(self.forward_features(x)))",
+                  "return self.head(self.head_drop(x.flatten(1)))")),
+)
+
+for _part, _cases in (("cnn.batch_norm", lambda ref: _batch_norm_cases()), ("cnn.fold_conv_bn", lambda ref: _fold_cases()),
+                      ("cnn.mish", lambda ref: _mish_cases()), ("cnn.ConvBlock.forward", _conv_block_cases),
+                      ("cnn.ConvNet.forward", _convnet_cases)):
+    grader(_part, cases=_cases, run=_run, bugs=[b for b in BUGS if b.part == _part])
+### END GRADER

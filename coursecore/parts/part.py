@@ -75,8 +75,11 @@ class GraderHooks:
     cases(ref): the hidden cases, built with the reference modules `ref` (`ref.<module>`); each a dict with
         'params' (plain values), 'tensors' (name -> tensor: inputs, weights as 'w.<name>', the cotangent 'g'),
         'label' (what the student is told the case was) and optionally 'sizes' (legend letter -> size).
-    run(mods, case): run one case on `mods.<module>` (the student's, or the reference for the expected
-        outputs) and return named output tensors; it runs in the grader's sandbox next to the student's code.
+    run(mods, case, h): run one case on `mods.<module>` (the student's, or the reference for the expected
+        outputs) and return named output tensors ('out', 'grad:<input>'); it runs in the grader's sandbox next to
+        the student's code. `h` is the runner's harness (autograder/runner.py `harness()`): `need`, `leaf`,
+        `load`, `forward_backward`, `module_leaves`, `tensor`, `trusted` (functions captured before the student's
+        import), `StudentError`.
     """
 
     cases: Callable[[Any], list]

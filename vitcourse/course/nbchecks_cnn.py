@@ -5,13 +5,14 @@ Shape legend: B batch, C channels, H/W image height/width, K classes.
 Like `vitcourse.course.nbchecks`, these never use the hidden reference, so they ship with the release. The
 oracles are public: `F.batch_norm` (values, gradients, running statistics), `torch.nn.utils.fusion.
 fuse_conv_bn_eval` and `bn(conv(x))` for the fold, `F.mish`. The comparisons themselves are the self-check's
-(`vitcourse.course.selfcheck.verify_*`), so a notebook check and `python -m vitcourse check` agree.
+(`coursecore.parts.cnn.verify_*`, each part's declared check), so a notebook check and `python -m vitcourse
+check` agree.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from vitcourse.course.selfcheck import verify_batch_norm, verify_conv_block, verify_convnet, verify_fold_conv_bn, verify_mish
+from coursecore.parts.cnn import verify_batch_norm, verify_conv_block, verify_convnet, verify_fold_conv_bn, verify_mish
 from vitcourse.course.nbchecks import _ok, _part, notebook_check
 
 WHERE = "cnn.py"

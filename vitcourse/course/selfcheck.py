@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from coursecore.parts import analysers
+from coursecore.parts import DEPENDS, analysers
 from coursecore.parts.finetune import centre_edge_by_hand
 from coursecore.registry import MODULE_NAMES
 from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
@@ -227,121 +226,6 @@ FINETUNE_CHECKS = {
 }
 
 
-# ----------------------------------------------------------------------------------------------- cnn.py
-def _cnn_close(what: str, got, want, hint: str, atol: float = 1e-5) -> None:
-    """Raise what differs between `got` and PyTorch's `want` (shape, NaN, the largest error), with a hint."""
-    if not isinstance(got, torch.Tensor):
-        raise AssertionError(f"{what} returned a {type(got).__name__}, not a tensor")
-    if got.shape != want.shape:
-        raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}")
-    if not torch.isfinite(got).all():
-        raise AssertionError(f"{what} has NaN or inf values where PyTorch's are finite. Hint: {hint}")
-    err = (got.detach().double() - want.detach().double()).abs()
-    if err.max() > atol + 1e-4 * want.detach().double().abs().max():
-        raise AssertionError(f"{what} differs from PyTorch's: max error {err.max():.3g}. Hint: {hint}")
-
-
-def verify_batch_norm(batch_norm) -> None:
-    """batch_norm against F.batch_norm: (B, C), (B, C, L), (B, C, H, W); train and eval; values, gradients and
-    the running statistics updated in place."""
-    g = torch.Generator().manual_seed(7)
-    for shape, training in (((6, 3), True), ((2, 3, 5), True), ((2, 3, 4, 5), True), ((2, 3, 4, 5), False)):
-        C = shape[1]
-        x = (torch.randn(*shape, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_(True)
-        weight = (1 + torch.rand(C, generator=g, dtype=torch.float64)).requires_grad_(True)
-        bias = torch.randn(C, generator=g, dtype=torch.float64).requires_grad_(True)
-        mean0, var0 = torch.randn(C, generator=g, dtype=torch.float64), 1 + torch.rand(C, generator=g, dtype=torch.float64)
-        mine, theirs = (mean0.clone(), var0.clone()), (mean0.clone(), var0.clone())
-        where = f"batch_norm(x of shape {shape}, training={training})"
-        out = batch_norm(x, *mine, weight, bias, training=training, momentum=0.2, eps=1e-5)
-        want = F.batch_norm(x, *theirs, weight, bias, training, 0.2, 1e-5)
-        _cnn_close(where, out, want, "training: the batch's mean and biased variance over every axis but 1; eval: "
-                   "the running statistics; (x - mean) / sqrt(var + eps) · weight + bias")
-        cot = torch.randn(*shape, generator=g, dtype=torch.float64)
-        mine_g = torch.autograd.grad((out * cot).sum(), (x, weight, bias), allow_unused=True)
-        want_g = torch.autograd.grad((want * cot).sum(), (x, weight, bias))
-        for name, a, b in zip(("x", "weight", "bias"), mine_g, want_g):
-            if a is None:
-                raise AssertionError(f"{where}: no gradient reaches {name} (.detach() or a new tensor?)")
-            _cnn_close(f"{where}: the gradient of {name}", a, b, "the batch statistics must stay in the autograd "
-                       "graph in training mode (no .detach(), no torch.no_grad() around the normalisation)")
-        _cnn_close(f"{where}: running_mean after the call", mine[0], theirs[0],
-                   "update in place: running_mean.mul_(1 - momentum).add_(momentum * batch mean)")
-        _cnn_close(f"{where}: running_var after the call", mine[1], theirs[1],
-                   "the running update uses the UNBIASED variance (biased · n / (n - 1)), the normalisation the biased")
-
-
-def verify_fold_conv_bn(fold_conv_bn) -> None:
-    """fold_conv_bn against torch.nn.utils.fusion.fuse_conv_bn_eval and bn(conv(x)), with and without a conv
-    bias, with stride, padding, dilation and groups; the inputs must stay unchanged."""
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    g = torch.Generator().manual_seed(8)
-    torch.manual_seed(8)
-    for bias, kwargs in ((False, dict(padding=1)), (True, dict(stride=2, padding=2, dilation=2, groups=2))):
-        conv = nn.Conv2d(4, 6, 3, bias=bias, **kwargs).double()
-        bn = nn.BatchNorm2d(6, eps=1e-3).double()
-        with torch.no_grad():
-            bn.running_mean.copy_(torch.randn(6, generator=g, dtype=torch.float64))
-            bn.running_var.copy_(0.5 + torch.rand(6, generator=g, dtype=torch.float64))
-            bn.weight.copy_(1 + torch.randn(6, generator=g, dtype=torch.float64) / 2)
-            bn.bias.copy_(torch.randn(6, generator=g, dtype=torch.float64))
-        bn.eval()
-        before = [t.clone() for t in (*conv.state_dict().values(), *bn.state_dict().values())]
-        where = f"fold_conv_bn(Conv2d(4, 6, 3, bias={bias}, {', '.join(f'{k}={v}' for k, v in kwargs.items())}), bn)"
-        fused = fold_conv_bn(conv, bn)
-        if not isinstance(fused, nn.Conv2d) or fused.bias is None:
-            raise AssertionError(f"{where} must return a new nn.Conv2d with a bias")
-        if not all(torch.equal(a, b) for a, b in zip(before, (*conv.state_dict().values(), *bn.state_dict().values()))):
-            raise AssertionError(f"{where} changed the conv or the batch norm it was given: write into fused only")
-        oracle = fuse_conv_bn_eval(conv.eval(), bn)
-        _cnn_close(f"{where}: the folded weight", fused.weight, oracle.weight,
-                   "scale each OUTPUT channel of the kernel by bn.weight / sqrt(running_var + eps)")
-        _cnn_close(f"{where}: the folded bias", fused.bias, oracle.bias,
-                   "s·(conv.bias - running_mean) + bn.bias, with conv.bias = 0 when it is None")
-        x = torch.randn(2, 4, 9, 8, generator=g, dtype=torch.float64)
-        _cnn_close(f"{where}: fused(x)", fused(x), bn(conv(x)), "the folded conv must equal bn(conv(x)) in eval mode")
-
-
-def verify_mish(mish) -> None:
-    """mish against F.mish, values and gradients, also where exp(x) overflows float32."""
-    x = torch.cat([torch.linspace(-6, 6, 25), torch.tensor([-100.0, 100.0])]).requires_grad_(True)
-    out = mish(x)
-    _cnn_close("mish", out, F.mish(x), "x · tanh(softplus(x))")
-    (grad,) = torch.autograd.grad(out.sum(), x)
-    (want,) = torch.autograd.grad(F.mish(x).sum(), x)
-    _cnn_close("the gradient of mish", grad, want, "use F.softplus: log(1 + exp(x)) overflows for x = 100")
-
-
-def verify_conv_block(C) -> None:
-    """ConvBlock (batch norm, ReLU) in eval mode against relu(F.batch_norm(conv(x)))."""
-    from torch import nn
-
-    block = C.ConvBlock(3, 4, C.ConvNetConfig(batch_norm=True, act="relu", fused_bn=True)).eval()
-    x = torch.randn(2, 3, 5, 5)
-    want = torch.relu(nn.functional.batch_norm(block.conv(x), block.bn.running_mean, block.bn.running_var,
-                                               block.bn.weight, block.bn.bias, False))
-    _cnn_close("ConvBlock (batch norm, ReLU) in eval mode", block(x), want, "conv -> bn -> act")
-
-
-def verify_convnet(C) -> None:
-    """ConvNet logits against head(forward_features(x)) in eval mode (dropout is off)."""
-    model = C.ConvNet(C.ConvNetConfig(stages=((4,), (6,)), image_size=8, act="relu", num_classes=5)).eval()
-    x = torch.randn(2, 3, 8, 8)
-    _cnn_close("ConvNet(...)(x)", model(x), model.head(model.forward_features(x)),
-               "pooled features -> dropout -> head, logits of shape (B, K)")
-
-
-CNN_CHECKS = {
-    "cnn.batch_norm": lambda C: verify_batch_norm(C.batch_norm),
-    "cnn.fold_conv_bn": lambda C: verify_fold_conv_bn(C.fold_conv_bn),
-    "cnn.mish": lambda C: verify_mish(C.mish),
-    "cnn.ConvBlock.forward": verify_conv_block,
-    "cnn.ConvNet.forward": verify_convnet,
-}
-
-
 _MISSING = re.compile(r"implement ([\w.]+)|TODO \(([\w.]+)\)")
 
 
@@ -393,9 +277,7 @@ def check_all(folder: str | Path = ".", parts=None, assignment: str | None = Non
     results = _run_checks(folder, vit_parts, ("transformer", "ViT"), lambda m: (m["transformer"], m["ViT"]), CHECKS)
     finetune_parts = [p for p in parts if p in FINETUNE_CHECKS]
     results += _run_checks(folder, finetune_parts, ("finetune",), lambda m: (m["finetune"],), FINETUNE_CHECKS)
-    cnn_parts = [p for p in parts if p in CNN_CHECKS]
-    results += _run_checks(folder, cnn_parts, ("cnn",), lambda m: (m["cnn"],), CNN_CHECKS)
-    legacy = {*CHECKS, *FINETUNE_CHECKS, *CNN_CHECKS}
+    legacy = {*CHECKS, *FINETUNE_CHECKS}
     results += _run_declared(folder, [p for p in parts if p not in legacy])
     return results
 
@@ -451,12 +333,8 @@ def _run_checks(folder: Path, parts: list, modules: tuple, args_of, table: dict)
     return results
 
 
-# The parts each composite check runs: its failure is blamed on them first when they are wrong.
-USES = {
-    "transformer.Attention.forward": ("transformer.attention", "transformer.Attention.split_heads",
-                                      "transformer.Attention.merge_heads"),
-    "ViT.model": tuple(p for p in CHECKS if p != "ViT.model"),
-}
+# The parts each composite check runs (its declaration's `uses`): its failure is blamed on them first when they are wrong.
+USES = DEPENDS
 
 
 def format_results(results: list[Result]) -> str:
