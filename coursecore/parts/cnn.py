@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from coursecore.parts.part import Part
 
+
 def _cnn_close(what: str, got, want, hint: str, atol: float = 1e-5) -> None:
     """Raise what differs between `got` and PyTorch's `want` (shape, NaN, the largest error), with a hint."""
     if not isinstance(got, torch.Tensor):
@@ -588,8 +589,10 @@ BUGS = (
                   "return self.head(self.head_drop(x.flatten(1)))")),
 )
 
-for _part, _cases in (("cnn.batch_norm", lambda ref: _batch_norm_cases()), ("cnn.fold_conv_bn", lambda ref: _fold_cases()),
-                      ("cnn.mish", lambda ref: _mish_cases()), ("cnn.ConvBlock.forward", _conv_block_cases),
+for _part, _cases in (("cnn.batch_norm", lambda ref: _batch_norm_cases()),
+                      ("cnn.fold_conv_bn", lambda ref: _fold_cases()),
+                      ("cnn.mish", lambda ref: _mish_cases()),
+                      ("cnn.ConvBlock.forward", _conv_block_cases),
                       ("cnn.ConvNet.forward", _convnet_cases)):
     grader(_part, cases=_cases, run=_run, bugs=[b for b in BUGS if b.part == _part])
 ### END GRADER
