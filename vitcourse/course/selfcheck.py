@@ -291,12 +291,12 @@ def _run_declared(folder: Path, parts: list) -> list[Result]:
 
     checks = {p: BY_ID[p].check for p in parts if p in BY_ID and BY_ID[p].check is not None}
     results = []
-    for part in parts:
-        if part not in checks:
-            results.append(Result(part, UNCHECKED, "no self-check for this part yet: only the grader checks it"))
-            continue
-        module = BY_ID[part].module
-        results += _run_checks(folder, [part], (module,), lambda m: (SimpleNamespace(**m),), checks)
+    # One import of each module for all its parts (and a composite's `uses` are judged in the same run).
+    for module in dict.fromkeys(BY_ID[p].module for p in checks):
+        results += _run_checks(folder, [p for p in checks if BY_ID[p].module == module], (module,),
+                               lambda m: (SimpleNamespace(**m),), checks)
+    results += [Result(p, UNCHECKED, "no self-check for this part yet: only the grader checks it")
+                for p in parts if p not in checks]
     return results
 
 
