@@ -26,6 +26,13 @@ HUB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.1
 
 .PHONY: demo test test-attacks test-floor test-colab test-shared-server gpu-check stubs stubs-check release bench clean
 
+# A second environment shares the pinned set's large files (torch's and CUDA's libraries are the same bytes for
+# every Python) with .venv through hard links, when util-linux's hardlink is there: about 4 GiB less disk each, which
+# CI's machine needs (four environments of ~6 GiB each filled its disk). Mode and owner must match; mtimes may not.
+define share_with_venv
+@if command -v hardlink >/dev/null 2>&1 && [ -d $(VENV) ]; then hardlink -q -t -s 1M $(VENV) $(1) || true; fi
+endef
+
 # One line, before anything is installed, when the Python that would build the venv is too old.
 define check_python
 @$(1) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' 2>/dev/null || { \
@@ -56,6 +63,7 @@ $(FLOOR_STAMP): pyproject.toml constraints-floor.txt
 	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
 	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR)/bin/python -m pip install --quiet -c constraints-floor.txt -e ".[dev]"
+	$(call share_with_venv,$(FLOOR))
 	touch $(FLOOR_STAMP)
 
 test-floor: $(FLOOR_STAMP)
@@ -69,16 +77,18 @@ $(COLAB_STAMP): tests/colab/pip-freeze.gpu.txt tests/colab/requirements.txt
 	test -x $(COLAB)/bin/python || $(COLAB_PYTHON) -m venv $(COLAB)
 	grep -E '^[A-Za-z0-9_.-]+==' tests/colab/pip-freeze.gpu.txt | sed -E 's/\+[A-Za-z0-9.]+$$//' | grep -vE '^(nvidia|cuda)-' > $(COLAB)/constraints.txt
 	$(COLAB)/bin/python -m pip install --quiet -c $(COLAB)/constraints.txt -r tests/colab/requirements.txt
+	$(call share_with_venv,$(COLAB))
 	touch $(COLAB_STAMP)
 
 $(HUB_STAMP): constraints.txt tests/hub/requirements.txt
 	@test -n "$(HUB_PYTHON)" || { echo "make test-colab needs Python 3.12 for the JupyterHub environment: install it (pyenv install 3.12) or set HUB_PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(HUB)/bin/python || $(HUB_PYTHON) -m venv $(HUB)
 	$(HUB)/bin/python -m pip install --quiet -c constraints.txt -r tests/hub/requirements.txt
+	$(call share_with_venv,$(HUB))
 	touch $(HUB_STAMP)
 
 # The students' runtimes: Colab's (the replica) and a JupyterHub's on Python 3.12 (Run All of every fresh release).
-test-colab: $(STAMP) $(COLAB_STAMP) $(HUB_STAMP)
+test-colab: $(STAMP) $(HUB_STAMP) $(COLAB_STAMP)
 	VITCOURSE_COLAB_PYTHON=$(COLAB)/bin/python VITCOURSE_STUDENT_PYTHON=$(HUB)/bin/python \
 	  $(PY) -m pytest -q -n 2 --dist loadgroup tests/test_colab_replica.py tests/test_run_all.py
 
