@@ -213,79 +213,6 @@ def _vit_cases(ref, op: str):
     return cases
 
 
-# ------------------------------------------------------------------------------------ finetune.py (a6)
-# (kind, depth, mode, k, prefrozen): every mode, the three backbone families, k inside one stage and across
-# stages (Swin, ResNet), and models frozen before (full and scratch must unfreeze everything).
-SET_TRAINABLE_CASES = [
-    ("vit", 3, "head", 2, False),
-    ("vit", 3, "partial", 1, False),
-    ("vit", 4, "partial", 2, True),
-    ("vit", 2, "full", 2, True),
-    ("vit", 2, "scratch", 1, True),
-    ("swin", [2, 2], "partial", 3, False),
-    ("swin", [1, 2], "head", 1, True),
-    ("resnet", 2, "partial", 3, False),
-    ("resnet", 1, "head", 1, False),
-]
-
-
-def _set_trainable_cases():
-    cases = []
-    for kind, depth, mode, k, prefrozen in SET_TRAINABLE_CASES:
-        family = {"vit": "a timm-style ViT", "swin": "a timm-style Swin", "resnet": "a torchvision-style ResNet"}[kind]
-        label = f"set_trainable({family} with depth {depth}, mode={mode!r}, partial_blocks={k})"
-        label += ", some parameters frozen beforehand" if prefrozen else ""
-        cases.append({"op": "set_trainable", "params": {"kind": kind, "depth": depth, "mode": mode, "k": k,
-                                                        "prefrozen": prefrozen}, "tensors": {}, "label": label})
-    return cases
-
-
-def _attention_maps(g, B, h, N, dtype, sharp=1.0):
-    """Row-stochastic attention weights (B, h, N, N), as a softmax produces them."""
-    return torch.softmax(sharp * _randn(g, B, h, N, N, dtype=torch.float64), dim=-1).to(dtype)
-
-
-def _rollout_cases():
-    sizes = [  # (B, h, N, layers, residual_weight, dtype)
-        (2, 3, 5, 2, 0.5, torch.float32),
-        (1, 2, 10, 3, 0.3, torch.float64),
-        (3, 1, 17, 1, 0.5, torch.float32),
-        (2, 4, 5, 4, 0.7, torch.float32),
-    ]
-    cases = []
-    for i, (B, h, N, L, w, dtype) in enumerate(sizes):
-        g = _gen(100 + i)
-        t = {f"A{l}": _attention_maps(g, B, h, N, dtype, sharp=3.0) for l in range(L)}
-        label = f"attention_rollout({L} layer(s) of shape (B, h, N, N) = {(B, h, N, N)}, residual_weight={w}), " \
-                f"{str(dtype)[6:]}"
-        cases.append({"op": "attention_rollout", "params": {"layers": L, "residual_weight": w}, "tensors": t,
-                      "label": label})
-    return cases
-
-
-def _statistics_cases():
-    sizes = [  # (B, grid, mass, dtype, kind)
-        (2, (4, 4), 0.5, torch.float32, "softmax"),
-        (3, (3, 5), 0.3, torch.float64, "scaled"),  # rows that do not sum to 1
-        (2, (8, 8), 0.5, torch.float32, "uniform"),  # the mass is reached exactly at half the patches
-        (1, (6, 4), 0.8, torch.float64, "peaked"),
-    ]
-    cases = []
-    for i, (B, grid, mass, dtype, kind) in enumerate(sizes):
-        g = _gen(110 + i)
-        n = grid[0] * grid[1]
-        if kind == "uniform":
-            a = torch.full((B, n), 1.0 / n, dtype=dtype)
-        else:
-            a = torch.softmax((4.0 if kind == "peaked" else 1.5) * _randn(g, B, n, dtype=torch.float64), -1)
-            a = (a * (3.0 if kind == "scaled" else 1.0)).to(dtype)
-        label = f"attention_statistics(cls_attention of shape (B, H'·W') = {(B, n)}, grid={grid}, mass={mass}), " \
-                f"{str(dtype)[6:]}" + (", rows not summing to 1" if kind == "scaled" else "")
-        cases.append({"op": "attention_statistics", "params": {"grid": list(grid), "mass": mass},
-                      "tensors": {"a": a}, "label": label})
-    return cases
-
-
 # The hidden cases of every part, built with the reference implementation `ref` (for module weights).
 CASE_BUILDERS = {
     "transformer.attention": lambda ref: _attention_cases(),
@@ -301,9 +228,6 @@ CASE_BUILDERS = {
     "ViT.PatchEmbed.forward": lambda ref: _patch_embed_cases(ref),
     "ViT.ViT.forward_features": lambda ref: _vit_cases(ref, "forward_features"),
     "ViT.model": lambda ref: _vit_cases(ref, "model"),
-    "finetune.set_trainable": lambda ref: _set_trainable_cases(),
-    "finetune.attention_rollout": lambda ref: _rollout_cases(),
-    "finetune.attention_statistics": lambda ref: _statistics_cases(),
 }
 
 

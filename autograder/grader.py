@@ -11,7 +11,6 @@ with tolerances per dtype (`TOLERANCES`); the student's process only ever return
 """
 from __future__ import annotations
 
-import json
 import os
 import stat
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ import torch
 
 from coursecore.parts import analysers
 
-from autograder import bugs, cases, runner, sandbox
-from coursecore.parts import COMPOSITE_PARTS, DEPENDS, POINTS, ROUND_DIGITS, module_of, parts_for
+from autograder import bugs, cases, sandbox
+from coursecore.parts import COMPOSITE_PARTS, DEPENDS, GRADER, POINTS, ROUND_DIGITS, module_of, parts_for
 from coursecore import files
 from coursecore.registry import DEFAULT_MODULES
 
@@ -174,62 +173,6 @@ def compare_tensor(name: str, expected: torch.Tensor, actual: Optional[torch.Ten
     return None
 
 
-def _more(n: int, what: str) -> str:
-    return f" (and {n} more {what}{'s' if n > 1 else ''})" if n else ""
-
-
-def _set_trainable_problem(key: str, expected: torch.Tensor, actual, case: dict) -> Optional[str]:
-    """set_trainable's outputs are flags per parameter / leaf module: name the ones that are wrong."""
-    if type(actual) is not torch.Tensor or actual.shape != expected.shape:
-        return compare_tensor(key, expected, actual)
-    wrong = (actual != expected).nonzero().flatten().tolist()
-    if not wrong:
-        return None
-    p = case["params"]
-    model = runner.toy_backbone(p["kind"], p["depth"])  # the same structure the student's call saw
-    if key == "requires_grad":
-        names = [n for n, _ in model.named_parameters()]
-        first = wrong[0]
-        state, should = ("learns", "be frozen") if actual[first] else ("is frozen", "learn")
-        return (f"parameter {names[first]!r} {state} but should {should}"
-                + _more(len(wrong) - 1, "parameter"))
-    names = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-    first = wrong[0]
-    if actual[first]:
-        return (f"module {names[first]!r} is in a returned frozen subtree, but it learns"
-                + _more(len(wrong) - 1, "module"))
-    return (f"module {names[first]!r} is frozen, but no returned subtree holds it, so the trainer would not keep "
-            f"it in eval mode" + _more(len(wrong) - 1, "module"))
-
-
-def _fold_problem(key: str, expected: torch.Tensor, actual, case: dict) -> Optional[str]:
-    """fold_conv_bn's outputs: the new kernel and bias, its output, and whether the inputs were left alone."""
-    if key == "inputs_unchanged" and type(actual) is torch.Tensor and actual.numel() == 1 and not actual.item():
-        return ("fold_conv_bn changed the conv or the batch norm it was given: build the folded weights into the "
-                "new convolution (fused) and leave the inputs untouched (the caller may still use them)")
-    if key == "bias" and actual is None:
-        return "the folded convolution has no bias: the fold always needs one (keep fused's bias=True)"
-    return compare_tensor(key, expected, actual)
-
-
-# fold_conv_bn's checks per case and the outputs each looks at: a right kernel with a wrong bias keeps the kernel's
-# credit; a fold that changes its inputs (the folded conv right) loses only "inputs unchanged".
-FOLD_CHECKS = {"kernel": ("weight",), "bias": ("bias",), "output": ("out",), "inputs unchanged": ("inputs_unchanged",)}
-
-
-def _fold_inputs(case: dict, values: dict) -> dict:
-    """fold_conv_bn's `after:*` tensors (the conv and batch norm as the call left them) folded into one
-    `inputs_unchanged` flag, computed here against the inputs the grader sent: never in the student's process,
-    where a file could have patched torch.equal at import."""
-    state = {k[2:]: v for k, v in case["tensors"].items() if k.startswith("w.")}
-    after = {k[len("after:"):]: v for k, v in values.items() if k.startswith("after:")}
-    unchanged = set(after) == set(state) and all(
-        type(v) is torch.Tensor and v.shape == state[k].shape and v.dtype == state[k].dtype and torch.equal(v, state[k])
-        for k, v in after.items())
-    return {**{k: v for k, v in values.items() if not k.startswith("after:")},
-            "inputs_unchanged": torch.tensor(float(unchanged))}
-
-
 def _close(a, b) -> bool:
     """Same shape, both plain CPU tensors, values within the tolerance of b's dtype."""
     if type(a) is not torch.Tensor or type(b) is not torch.Tensor or a.shape != b.shape:
@@ -333,8 +276,9 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
     has_grads = any(k.startswith("grad:") for k in expected)
     names = ["values"] + (["gradients"] if has_grads else []) + (["properties"] if "weights" in expected else []) \
         + (["permutation"] if "out@perm" in expected else [])  # the same checks whether or not it raised
-    if case["op"] == "fold_conv_bn":  # the fold's pieces are checked apart: credit follows the piece that is wrong
-        names = list(FOLD_CHECKS)
+    hooks = GRADER.get(part) if "part" in case else None  # a part declared whole in coursecore/parts/<module>.py
+    if hooks and hooks.checks:  # its pieces are checked apart: credit follows the piece that is wrong
+        names = list(hooks.checks)
     if not result.get("ok"):
         message = result.get("error", "failed")
         bug = bugs.match_error(part, message)
@@ -343,20 +287,23 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
                   for n in names]
         return checks, [bug] if bug else [], hint
     outputs = result["outputs"]
-    if case["op"] == "fold_conv_bn":
-        expected, outputs = _fold_inputs(case, expected), _fold_inputs(case, outputs)
+    if hooks and hooks.prepare:
+        expected, outputs = hooks.prepare(case, expected), hooks.prepare(case, outputs)
     value_keys = [k for k in expected if not k.startswith(("grad:", "trace:")) and k not in ("out@2", "out@perm")]
-    compare = _set_trainable_problem if case["op"] == "set_trainable" else \
-        _fold_problem if case["op"] == "fold_conv_bn" else (lambda key, want, got, _case: compare_tensor(key, want, got))
+    if hooks and hooks.describe:
+        describe = hooks.describe
+        compare = lambda key, want, got, case: describe(key, want, got, case, compare_tensor)  # noqa: E731
+    else:
+        compare = lambda key, want, got, _case: compare_tensor(key, want, got)  # noqa: E731
     problems = [m for k in value_keys if (m := compare(k, expected[k], outputs.get(k), case))]
     found = diagnose(part, case, expected, outputs, contradicted)
     if "out@2" in expected and _nondeterministic(outputs):
         problems.append("two calls in eval mode gave different outputs")
     if result.get("error"):
         problems.append(result["error"])
-    if case["op"] == "fold_conv_bn":
+    if hooks and hooks.checks:
         checks = []
-        for name, keys in FOLD_CHECKS.items():
+        for name, keys in hooks.checks.items():
             found_here = [m for k in keys if k in expected and (m := compare(k, expected[k], outputs.get(k), case))]
             checks.append(Check(f"{label} [{name}]", not found_here, "; ".join(found_here[:2])))
         if result.get("error"):

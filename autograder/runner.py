@@ -332,8 +332,6 @@ def run_case(mods, case: dict) -> dict:
         from coursecore.parts import GRADER
 
         return GRADER[case["part"]].run(mods, case, harness())
-    if case["op"] in FINETUNE_OPS:
-        return _run_finetune_case(mods, case)
     torch = _torch()
     op, p, t = case["op"], case["params"], case["tensors"]
     T, V = getattr(mods, "transformer", None), getattr(mods, "ViT", None)
@@ -507,119 +505,6 @@ def _oracle_attention_forward(attn, x, mask=None):
     q, k, v = attn.qkv(x).reshape(B, N, 3, attn.num_heads, D // attn.num_heads).permute(2, 0, 3, 1, 4)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
     return attn.proj(out.transpose(1, 2).reshape(B, N, D))
-
-
-# --------------------------------------------------------------------------------------------- finetune.py
-STAT_KEYS = ("mean", "std", "mass_fraction", "centre_edge_ratio")  # what attention_statistics returns
-FINETUNE_OPS = ("set_trainable", "attention_rollout", "attention_statistics")
-
-
-def toy_backbone(kind: str, depth, dim: int = 4, classes: int = 3):
-    """A stand-in for a timm ViT / Swin or a torchvision ResNet: the same module names and nesting (all that
-    `set_trainable` reads), tiny widths, never run forward. `depth`: blocks (ViT), blocks per stage (Swin, a
-    list) or per layer (ResNet). The ViT has a BatchNorm in its stem (a hybrid ViT): its statistics must
-    stay frozen too."""
-    torch = _torch()
-    from torch import nn
-
-    def block():
-        b = nn.Module()
-        b.norm1, b.attn, b.drop_path = nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Dropout(0.1)
-        b.norm2, b.mlp = nn.LayerNorm(dim), nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        return b
-
-    m = nn.Module()
-    if kind == "vit":
-        m.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        m.pos_embed = nn.Parameter(torch.zeros(1, 5, dim))
-        m.patch_embed = nn.Module()
-        m.patch_embed.proj, m.patch_embed.norm = nn.Conv2d(3, dim, 2, 2), nn.BatchNorm2d(dim)
-        m.pos_drop = nn.Dropout(0.1)
-        m.blocks = nn.Sequential(*(block() for _ in range(depth)))
-        m.norm, m.fc_norm, m.head_drop = nn.LayerNorm(dim), nn.Identity(), nn.Dropout(0.1)
-        m.head = nn.Linear(dim, classes)
-    elif kind == "swin":
-        m.patch_embed = nn.Module()
-        m.patch_embed.proj, m.patch_embed.norm = nn.Conv2d(3, dim, 2, 2), nn.LayerNorm(dim)
-        m.layers = nn.Sequential()
-        for i, n in enumerate(depth):
-            stage = nn.Module()
-            stage.downsample = nn.Identity() if i == 0 else nn.Linear(dim, dim)
-            stage.blocks = nn.Sequential(*(block() for _ in range(n)))
-            m.layers.append(stage)
-        m.norm = nn.LayerNorm(dim)
-        m.head = nn.Module()
-        m.head.global_pool, m.head.drop, m.head.fc = nn.Identity(), nn.Dropout(0.1), nn.Linear(dim, classes)
-    elif kind == "resnet":
-        m.conv1, m.bn1, m.relu, m.maxpool = nn.Conv2d(3, dim, 3), nn.BatchNorm2d(dim), nn.ReLU(), nn.MaxPool2d(2)
-        for name in ("layer1", "layer2", "layer3", "layer4"):
-            layer = nn.Sequential()
-            for _ in range(depth):
-                b = nn.Module()
-                b.conv1, b.bn1, b.relu = nn.Conv2d(dim, dim, 3), nn.BatchNorm2d(dim), nn.ReLU()
-                b.conv2, b.bn2 = nn.Conv2d(dim, dim, 3), nn.BatchNorm2d(dim)
-                layer.append(b)
-            setattr(m, name, layer)
-        m.avgpool, m.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(dim, classes)
-    else:
-        raise ValueError(f"unknown toy backbone {kind!r}")
-    return m
-
-
-def held_leaves(model, names) -> list:
-    """1.0 for every leaf module (no children) inside one of the subtrees `names`, else 0.0: what the trainer
-    holds in eval mode, however the subtrees are cut."""
-    held = [n for n in names if n]
-    return [float(any(name == h or name.startswith(h + ".") for h in held))
-            for name, module in model.named_modules() if name and not any(True for _ in module.children())]
-
-
-def _run_finetune_case(mods, case: dict) -> dict:
-    torch = _torch()
-    op, p, t = case["op"], case["params"], case["tensors"]
-    F_, ff = getattr(mods, "finetune", None), "finetune.py"
-    if F_ is None:
-        raise StudentError("finetune.py was not imported for this assignment")
-
-    if op == "set_trainable":
-        fn = _need(F_, "set_trainable", ff)
-        model = toy_backbone(p["kind"], p["depth"])
-        for i, param in enumerate(model.parameters()):  # a model someone froze before: full must unfreeze
-            if p.get("prefrozen") and i % 2:
-                param.requires_grad_(False)
-        names = fn(model, p["mode"], p["k"])
-        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-            raise StudentError(f"set_trainable returned a {type(names).__name__}; it must return a list of module "
-                               "names (str), e.g. ['patch_embed', 'blocks.0']")
-        known = dict(model.named_modules())
-        unknown = [n for n in names if n not in known or n == ""]
-        if unknown:
-            raise StudentError(f"set_trainable returned {unknown[0]!r}, which is not the name of a submodule of the "
-                               "model: use the dotted names of model.named_modules(), e.g. 'blocks.0'")
-        return {"requires_grad": torch.tensor([float(q.requires_grad) for q in model.parameters()]),
-                "held": torch.tensor(held_leaves(model, names))}
-
-    if op == "attention_rollout":
-        fn = _need(F_, "attention_rollout", ff)
-        maps = [t[f"A{i}"].clone() for i in range(p["layers"])]
-        return {"out": _tensor(fn(maps, p["residual_weight"]), "attention_rollout")}
-
-    if op == "attention_statistics":
-        fn = _need(F_, "attention_statistics", ff)
-        res = fn(t["a"].clone(), tuple(p["grid"]), p["mass"])
-        if not isinstance(res, dict):
-            raise StudentError(f"attention_statistics returned a {type(res).__name__}; it must return a dict with "
-                               f"the keys {', '.join(STAT_KEYS)}")
-        missing = [k for k in STAT_KEYS if k not in res]
-        if missing:
-            raise StudentError(f"attention_statistics' dict has no {missing[0]!r}: it needs {', '.join(STAT_KEYS)}")
-        for k in STAT_KEYS:
-            if type(res[k]) is not torch.Tensor:
-                raise StudentError(f"attention_statistics(...)[{k!r}] is a {type(res[k]).__name__}: return one value "
-                                   "per image, a (B,) tensor (reduce over the patches, dim=1, only)")
-        return {k: res[k] for k in STAT_KEYS}
-
-    raise ValueError(f"unknown case op {op!r}")
 
 
 def harness() -> types.SimpleNamespace:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import data_utils
-from vitcourse.course.selfcheck import statistics_by_hand
+from coursecore.parts.finetune import statistics_by_hand
 from autograder import quiz
 from vitcourse.analysis import interpret
 from vitcourse.analysis import transfer_report as R

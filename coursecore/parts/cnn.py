@@ -589,10 +589,41 @@ BUGS = (
                   "return self.head(self.head_drop(x.flatten(1)))")),
 )
 
+
+def _describe_fold(key: str, expected, actual, case: dict, compare) -> str | None:
+    """fold_conv_bn's outputs: the new kernel and bias, its output, and whether the inputs were left alone."""
+    if key == "inputs_unchanged" and type(actual) is torch.Tensor and actual.numel() == 1 and not actual.item():
+        return ("fold_conv_bn changed the conv or the batch norm it was given: build the folded weights into the "
+                "new convolution (fused) and leave the inputs untouched (the caller may still use them)")
+    if key == "bias" and actual is None:
+        return "the folded convolution has no bias: the fold always needs one (keep fused's bias=True)"
+    return compare(key, expected, actual)
+
+
+# fold_conv_bn's checks per case and the outputs each looks at: a right kernel with a wrong bias keeps the kernel's
+# credit; a fold that changes its inputs (the folded conv right) loses only "inputs unchanged".
+FOLD_CHECKS = {"kernel": ("weight",), "bias": ("bias",), "output": ("out",), "inputs unchanged": ("inputs_unchanged",)}
+
+
+def _fold_inputs(case: dict, values: dict) -> dict:
+    """fold_conv_bn's `after:*` tensors (the conv and batch norm as the call left them) folded into one
+    `inputs_unchanged` flag, computed in the grader's process against the inputs the grader sent: never in the
+    student's, where a file could have patched torch.equal at import."""
+    state = {k[2:]: v for k, v in case["tensors"].items() if k.startswith("w.")}
+    after = {k[len("after:"):]: v for k, v in values.items() if k.startswith("after:")}
+    unchanged = set(after) == set(state) and all(
+        type(v) is torch.Tensor and v.shape == state[k].shape and v.dtype == state[k].dtype and torch.equal(v, state[k])
+        for k, v in after.items())
+    return {**{k: v for k, v in values.items() if not k.startswith("after:")},
+            "inputs_unchanged": torch.tensor(float(unchanged))}
+
+
+FOLD_HOOKS = dict(describe=_describe_fold, checks=FOLD_CHECKS, prepare=_fold_inputs)
 for _part, _cases in (("cnn.batch_norm", lambda ref: _batch_norm_cases()),
                       ("cnn.fold_conv_bn", lambda ref: _fold_cases()),
                       ("cnn.mish", lambda ref: _mish_cases()),
                       ("cnn.ConvBlock.forward", _conv_block_cases),
                       ("cnn.ConvNet.forward", _convnet_cases)):
-    grader(_part, cases=_cases, run=_run, bugs=[b for b in BUGS if b.part == _part])
+    grader(_part, cases=_cases, run=_run, bugs=[b for b in BUGS if b.part == _part],
+           **(FOLD_HOOKS if _part == "cnn.fold_conv_bn" else {}))
 ### END GRADER

@@ -7,8 +7,8 @@ registered with `grader(...)` between `### BEGIN GRADER` and `### END GRADER`: a
 regions (coursetools/release.py), so students get the declaration and the check, never the cases.
 
 The grader (autograder/cases.py, runner.py, bugs.py), the self-check, the notebook's check cells, the
-feedback and tests/test_parts.py read these declarations. The parts of the first seven assignments keep their
-cases, runner code and checks in autograder/ and vitcourse/course/selfcheck.py (they share oracles and
+feedback and tests/test_parts.py read these declarations. The parts of transformer.py and ViT.py keep their
+cases, runner code and checks in autograder/ and vitcourse/course/nbchecks.py (they share oracles and
 analysers); tests/test_parts.py reports a part that has neither.
 """
 from __future__ import annotations
@@ -80,19 +80,30 @@ class GraderHooks:
         the student's code. `h` is the runner's harness (autograder/runner.py `harness()`): `need`, `leaf`,
         `load`, `forward_backward`, `module_leaves`, `tensor`, `trusted` (functions captured before the student's
         import), `StudentError`.
+    bugs: the catalogued mistakes (`Bug`), each with the hint it earns.
+    describe(key, expected, actual, case, compare): optional, a sentence on what is wrong with output `key` (or
+        None); `compare(key, expected, actual)` is the grader's generic tensor comparison, for the keys it does not
+        describe itself. For outputs that are flags per parameter or module, say, it names them.
+    checks: optional, {check name: output keys}: a case's credit split by the piece that is wrong (default: values,
+        gradients, properties).
+    prepare(case, values): optional, the outputs as the grader compares them, computed in the grader's process from
+        what the sandbox returned (e.g. a flag computed against the inputs the grader sent).
     """
 
     cases: Callable[[Any], list]
     run: Callable[[Any, dict], dict]
     bugs: tuple[Bug, ...] = ()
+    describe: Optional[Callable[..., Optional[str]]] = None
+    checks: Optional[dict] = None
+    prepare: Optional[Callable[[dict, dict], dict]] = None
 
 
 GRADER: dict[str, GraderHooks] = {}
 
 
-def grader(part: str, *, cases: Callable, run: Callable, bugs=()) -> None:
+def grader(part: str, *, cases: Callable, run: Callable, bugs=(), describe=None, checks=None, prepare=None) -> None:
     """Register the grader's side of `part` (call it inside a `### BEGIN GRADER` region)."""
-    GRADER[part] = GraderHooks(cases, run, tuple(bugs))
+    GRADER[part] = GraderHooks(cases, run, tuple(bugs), describe, checks, prepare)
 
 
 def strip_grader(text: str) -> str:

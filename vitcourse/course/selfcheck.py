@@ -30,7 +30,6 @@ from pathlib import Path
 import torch
 
 from coursecore.parts import DEPENDS, analysers
-from coursecore.parts.finetune import centre_edge_by_hand
 from coursecore.registry import MODULE_NAMES
 from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
 
@@ -123,109 +122,6 @@ CHECKS = {
 }
 
 
-# ----------------------------------------------------------------------------------------- finetune.py
-def _toy_vit(depth: int = 3, dim: int = 4) -> torch.nn.Module:
-    """The module tree of a timm ViT (cls_token, pos_embed, patch_embed with a BatchNorm, pos_drop, blocks,
-    norm, head_drop, head), tiny and never run: what set_trainable reads."""
-    from torch import nn
-
-    m = nn.Module()
-    m.cls_token, m.pos_embed = nn.Parameter(torch.zeros(1, 1, dim)), nn.Parameter(torch.zeros(1, 5, dim))
-    m.patch_embed = nn.Module()
-    m.patch_embed.proj, m.patch_embed.norm = nn.Conv2d(3, dim, 2, 2), nn.BatchNorm2d(dim)
-    m.pos_drop = nn.Dropout(0.1)
-    m.blocks = nn.Sequential(*(nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Dropout(0.1))
-                               for _ in range(depth)))
-    m.norm, m.head_drop, m.head = nn.LayerNorm(dim), nn.Dropout(0.1), nn.Linear(dim, 3)
-    return m
-
-
-def _set_trainable(F_):
-    """Each mode by its definition: which parameters learn, and that the returned subtrees cover exactly the
-    frozen leaf modules."""
-    for mode, learning in (("head", ("head",)), ("partial", ("blocks.2", "norm", "head")), ("full", ("",))):
-        model = _toy_vit()
-        frozen = F_.set_trainable(model, mode, 1)
-        if not isinstance(frozen, (list, tuple)) or not all(isinstance(n, str) for n in frozen):
-            raise AssertionError(f"set_trainable(..., {mode!r}) returned {type(frozen).__name__}: return a list of "
-                                 "module names (str)")
-        learns = lambda n: any(n == m or n.startswith(m + ".") or m == "" for m in learning)  # noqa: E731
-        for name, param in model.named_parameters():
-            if param.requires_grad != learns(name):
-                raise AssertionError(f"in {mode!r} mode parameter {name!r} {'learns' if param.requires_grad else 'is frozen'};"
-                                     f" only {', '.join(m or 'everything' for m in learning)} should learn")
-        for name, module in model.named_modules():
-            if name and not any(True for _ in module.children()):
-                held = any(name == f or name.startswith(f + ".") for f in frozen)
-                if held == learns(name):
-                    raise AssertionError(f"in {mode!r} mode module {name!r} "
-                                         + ("learns but is returned as frozen" if held else
-                                            "is frozen but no returned subtree holds it (dropouts count too)"))
-
-
-def rollout_by_hand(maps, w: float) -> torch.Tensor:
-    """Attention rollout by its definition, one image and one layer at a time (an oracle for checks)."""
-    B, _, N, _ = maps[0].shape
-    out = torch.empty(B, N, N, dtype=maps[0].dtype)
-    for b in range(B):
-        R = torch.eye(N, dtype=maps[0].dtype)
-        for A in maps:
-            mix = w * torch.eye(N, dtype=A.dtype) + (1 - w) * sum(A[b, i] for i in range(A.shape[1])) / A.shape[1]
-            mix = torch.stack([row / row.sum() for row in mix])
-            R = mix @ R
-        out[b] = R
-    return out
-
-
-def _attention_rollout(F_):
-    g = torch.Generator().manual_seed(0)
-    maps = [torch.softmax(2 * torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64), -1) for _ in range(3)]
-    for layers, w in ((1, 0.5), (3, 0.5), (3, 0.3)):
-        _close(f"attention_rollout({layers} layer(s), residual_weight={w})",
-               F_.attention_rollout([m.clone() for m in maps[:layers]], w), rollout_by_hand(maps[:layers], w))
-
-
-def statistics_by_hand(row: list[float], grid, mass: float) -> dict:
-    """attention_statistics of one image by its definition: `statistics` and a loop over sorted weights."""
-    import statistics
-
-    total, k, acc = sum(row), 0, 0.0
-    for value in sorted(row, reverse=True):
-        if acc >= mass * total - 1e-12:
-            break
-        acc += value
-        k += 1
-    centre, edge = centre_edge_by_hand(*grid)
-    mean_of = lambda mask: statistics.fmean(v for v, m in zip(row, mask) if m)  # noqa: E731
-    return {"mean": statistics.fmean(row), "std": statistics.pstdev(row), "mass_fraction": k / len(row),
-            "centre_edge_ratio": mean_of(centre) / mean_of(edge)}
-
-
-STAT_KEYS = ("mean", "std", "mass_fraction", "centre_edge_ratio")
-
-
-def _attention_statistics(F_):
-    g = torch.Generator().manual_seed(0)
-    rows = 3 * torch.softmax(1.5 * torch.randn(3, 20, generator=g, dtype=torch.float64), -1)
-    for a, grid in ((rows, (4, 5)), (torch.full((1, 16), 1 / 16, dtype=torch.float64), (4, 4))):
-        got = F_.attention_statistics(a.clone(), grid, 0.5)
-        if not isinstance(got, dict):
-            raise AssertionError(f"attention_statistics returned {type(got).__name__}: return a dict of (B,) tensors")
-        want = [statistics_by_hand(r.tolist(), grid, 0.5) for r in a]
-        for key in STAT_KEYS:
-            if key not in got:
-                raise AssertionError(f"attention_statistics' dict has no {key!r}")
-            _close(f"attention_statistics(...)[{key!r}] on grid {grid}", got[key],
-                   torch.tensor([w[key] for w in want], dtype=a.dtype))
-
-
-FINETUNE_CHECKS = {
-    "finetune.set_trainable": _set_trainable,
-    "finetune.attention_rollout": _attention_rollout,
-    "finetune.attention_statistics": _attention_statistics,
-}
-
-
 _MISSING = re.compile(r"implement ([\w.]+)|TODO \(([\w.]+)\)")
 
 
@@ -275,10 +171,7 @@ def check_all(folder: str | Path = ".", parts=None, assignment: str | None = Non
     parts = list(parts) if parts is not None else _present(folder)
     vit_parts = [p for p in parts if p in CHECKS]
     results = _run_checks(folder, vit_parts, ("transformer", "ViT"), lambda m: (m["transformer"], m["ViT"]), CHECKS)
-    finetune_parts = [p for p in parts if p in FINETUNE_CHECKS]
-    results += _run_checks(folder, finetune_parts, ("finetune",), lambda m: (m["finetune"],), FINETUNE_CHECKS)
-    legacy = {*CHECKS, *FINETUNE_CHECKS}
-    results += _run_declared(folder, [p for p in parts if p not in legacy])
+    results += _run_declared(folder, [p for p in parts if p not in CHECKS])
     return results
 
 
