@@ -24,7 +24,7 @@ from coursecore import impl
 from vitcourse.course import nbchecks
 
 NON_SPECIFIC = {grader.NOT_IMPLEMENTED_HINT, grader.GRADIENT_HINT, *bugs.GENERIC_HINTS.values()}
-CATALOGUE_HINTS = {b.hint for b in bugs.CATALOGUE}
+CATALOGUE_HINTS = {b.hint for b in bugs.catalogue()}
 
 
 def _gen(seed=0):

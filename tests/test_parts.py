@@ -34,8 +34,7 @@ def gaps() -> list[str]:
 
     from coursecore.parts import GRADER
 
-    checked = {*selfcheck.CHECKS, *selfcheck.FINETUNE_CHECKS,
-               *(p.id for p in PARTS if p.check is not None)}
+    checked = {*selfcheck.FINETUNE_CHECKS, *(p.id for p in PARTS if p.check is not None)}
     todos = {f"{Path(t.file).stem}.{t.name}" for t in stubs.todos(impl.solutions_dir())}
     graded_in = {}
     for path in sorted(NOTEBOOKS.glob("a*.py")):
@@ -67,7 +66,7 @@ def gaps() -> list[str]:
         if part not in BY_ID:
             out.append(f"course/notebooks/{sorted(notebooks)[0]}.py grades {part!r}, which no coursecore/parts/ file declares")
     references = "\n".join(path.read_text(encoding="utf-8") for path in sorted(impl.solutions_dir().glob("*.py")))
-    for bug in (*bugs.CATALOGUE, *(b for hooks in GRADER.values() for b in hooks.bugs)):
+    for bug in bugs.catalogue():
         if not bug.mutation:
             out.append(f"bug {bug.id} ({bug.part}): no mutation=(old, new), the edit of the reference that makes it")
         elif bug.mutation[0] not in references:
