@@ -32,7 +32,7 @@ TOLERANCES = {torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-9)}
 MAX_MESSAGES = 3  # failing cases described per part; the rest are counted
 MAX_ANALYSER_HINTS = 2  # analyser sentences per part, the ones that explain the most failing cases
 # The student parts each composite runs: when one of them already failed on its own, the composite is graded
-# again with a correct stand-in for it (runner's oracles), so that one bug costs points only where it is.
+# again with a correct stand-in for it (coursecore/parts/oracles.py), so that one bug costs points only where it is.
 MAX_SEARCH_DEPTH = 3  # how deep to look for the student files inside an uploaded folder
 HIDDEN_ANCESTORS = 3  # parents of a submission hidden from the student process (course/autograded/<student>)
 MIN_HIDDEN_DEPTH = 2  # never hide /x itself: '/', 'x' are two path parts
@@ -222,39 +222,9 @@ def _nondeterministic(outputs: dict) -> bool:
 
 
 def case_sizes(case: dict) -> dict:
-    """The public sizes of a case (those its label shows), under the shape legend's letters."""
-    if "sizes" in case:  # a declared part's cases say their own
-        return dict(case["sizes"])
-    op, p, t = case["op"], case["params"], case["tensors"]
-    sizes: dict = {}
-    x = t.get("x")
-    if op == "attention":
-        sizes.update(zip("BhNd", t["q"].shape))
-    elif op == "split_heads":
-        sizes.update(zip("BND", x.shape), h=p["heads"], d=p["dim"] // p["heads"])
-    elif op == "merge_heads":
-        B, h, N, d = x.shape
-        sizes.update(B=B, h=h, N=N, d=d, D=h * d)
-    elif op in ("attention_forward", "mlp", "block"):
-        sizes.update(zip("BND", x.shape))
-        if "heads" in p:
-            sizes.update(h=p["heads"], d=p["dim"] // p["heads"])
-    elif op == "patchify":
-        sizes.update(zip("BCHW", x.shape), P=p["patch_size"])
-    elif op == "unpatchify":
-        P, (H, W) = p["patch_size"], p["image_size"]
-        sizes.update(B=x.shape[0], N=x.shape[1], P=P, H=H, W=W, C=x.shape[2] // (P * P))
-    elif op == "sincos_1d":
-        sizes.update(n=p["n"], D=p["dim"])
-    elif op == "sincos_2d":
-        sizes.update(grid_h=p["grid_h"], grid_w=p["grid_w"], D=p["dim"])
-    elif op == "patch_embed":
-        sizes.update(zip("BCHW", x.shape), P=p["patch_size"], D=p["dim"])
-    elif op in ("forward_features", "model"):
-        cfg = p["config"]
-        sizes.update(B=x.shape[0], D=cfg["embed_dim"], h=cfg["num_heads"], d=cfg["embed_dim"] // cfg["num_heads"],
-                     P=cfg["patch_size"])
-    return sizes
+    """The public sizes of a case (those its label shows), under the shape legend's letters: the case's own
+    `sizes` (a declared part's cases say them), else none."""
+    return dict(case.get("sizes", {}))
 
 
 def analyse_case(part: str, case: dict, expected: dict, result: dict) -> list[str]:

@@ -13,10 +13,11 @@ This file is used twice, with the same code path on both sides:
   `JOBDIR/out/<part>.pt`. Progress goes to `JOBDIR/out/status.jsonl`, one JSON object per line, so that
   the grader knows which part was running when the process died or hung.
 
-It imports nothing but the standard library and torch (it is copied alone into the sandbox) and it never
-sees the expected outputs: the grader compares. The oracle layers below are written with torch
-built-ins so that a part can be graded in isolation (Block.forward with correct sub-layers, ViT parts when
-the student's transformer.py does not import).
+It imports the standard library, torch and, for the parts declared in coursecore/parts/<module>.py (their
+cases say which), that package: the sandbox copies coursecore/ into the job's lib/ beside this file. It never sees
+the expected outputs: the grader compares. A part's own run (`run(mods, case, h)` of its grader region) uses the
+harness below (`harness()`): this file's helpers, the functions captured before the student's import, and the
+tracing and patching a part needs to grade one piece of a model in isolation.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import json
 import os
 import sys
 import types
-from typing import Optional
 
 # The student modules, in import order, come in job.json from coursecore/registry.py (this file is copied
 # alone into the sandbox, so it does not import the registry).
@@ -37,139 +37,12 @@ class StudentError(Exception):
     """The student's code did something the template does not allow (wrong return type, renamed class)."""
 
 
-# --------------------------------------------------------------------------------------------- oracles
+# --------------------------------------------------------------------------------------------- helpers
 def _torch():
     import torch  # noqa: PLC0415 - imported late: the sandbox sets sys.path first
     return torch
 
 
-def _oracle_activations():
-    from torch import nn
-    return {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU,
-            "tanh": nn.Tanh, "silu": nn.SiLU}
-
-
-_ORACLES = []
-
-
-def oracle_classes():
-    """Oracle layers with the template's parameter names, built from torch built-ins only (built once)."""
-    if not _ORACLES:
-        _ORACLES.append(_build_oracles())
-    return _ORACLES[0]
-
-
-def _build_oracles():
-    torch = _torch()
-    from torch import nn
-    import torch.nn.functional as F
-
-    class OracleAttention(nn.Module):
-        def __init__(self, dim, num_heads, qkv_bias=True):
-            super().__init__()
-            self.num_heads = num_heads
-            self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-            self.proj = nn.Linear(dim, dim)
-
-        def forward(self, x, mask=None):
-            B, N, D = x.shape
-            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, h, d)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 × (B, h, N, d)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
-            return self.proj(out.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
-
-    class OracleMlp(nn.Module):
-        def __init__(self, dim, hidden_dim, act="gelu"):
-            super().__init__()
-            self.fc1 = nn.Linear(dim, hidden_dim)
-            self.act = _oracle_activations()[act]()
-            self.fc2 = nn.Linear(hidden_dim, dim)
-
-        def forward(self, x):
-            return self.fc2(self.act(self.fc1(x)))
-
-    class OracleBlock(nn.Module):
-        def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=True, drop=0.0, attn_drop=0.0,
-                     drop_path=0.0, act="gelu", norm_eps=1e-6, fused_attn=True):
-            super().__init__()
-            self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-            self.attn = OracleAttention(dim, num_heads, qkv_bias)
-            self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-            self.mlp = OracleMlp(dim, int(dim * mlp_ratio), act)
-
-        def forward(self, x, mask=None):
-            x = x + self.attn(self.norm1(x), mask)
-            return x + self.mlp(self.norm2(x))
-
-    class OraclePatchEmbed(nn.Module):
-        def __init__(self, in_chans, embed_dim, patch_size):
-            super().__init__()
-            self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-        def forward(self, x):
-            return self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
-
-    def oracle_sincos_1d(num_positions, dim):
-        pos = torch.arange(num_positions, dtype=torch.float32)
-        omega = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-        angles = torch.outer(pos, omega)  # (num_positions, D/2)
-        return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(num_positions, dim)
-
-    def oracle_sincos_2d(grid_h, grid_w, dim):
-        rows = oracle_sincos_1d(grid_h, dim // 2)[:, None, :].expand(grid_h, grid_w, dim // 2)
-        cols = oracle_sincos_1d(grid_w, dim // 2)[None, :, :].expand(grid_h, grid_w, dim // 2)
-        return torch.cat([rows, cols], dim=-1).reshape(grid_h * grid_w, dim)
-
-    def oracle_attention(q, k, v, mask=None, dropout=None):
-        # The weights come out of the built-in too: attending to the identity matrix returns them.
-        eye = torch.eye(q.shape[-2], dtype=q.dtype).expand(*q.shape[:-1], q.shape[-2])
-        weights = F.scaled_dot_product_attention(q, k, eye, attn_mask=mask)  # (B, h, N, N)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), weights
-
-    def oracle_split_heads(attn, x):
-        return x.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)  # (B, h, N, d)
-
-    def oracle_merge_heads(attn, x):
-        return x.transpose(1, 2).flatten(2)  # (B, N, D)
-
-    def oracle_mlp_forward(mlp, x):
-        return mlp.fc2(mlp.act(mlp.fc1(x)))
-
-    def oracle_block_forward(block, x, mask=None):
-        x = x + block.attn(block.norm1(x), mask)
-        return x + block.mlp(block.norm2(x))
-
-    def oracle_patch_embed_forward(embed, x):
-        return embed.proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
-
-    def oracle_forward_features(model, x):
-        x = model.patch_embed(x)
-        if model.cls_token is not None:
-            x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        if model.pos_embed is not None:
-            x = x + model.pos_embed
-        for block in model.blocks:
-            x = block(x)
-        return model.norm(x)
-
-    return types.SimpleNamespace(Attention=OracleAttention, Mlp=OracleMlp, Block=OracleBlock,
-                                 PatchEmbed=OraclePatchEmbed, sincos_1d=oracle_sincos_1d, sincos_2d=oracle_sincos_2d,
-                                 attention=oracle_attention, split_heads=oracle_split_heads,
-                                 merge_heads=oracle_merge_heads, mlp_forward=oracle_mlp_forward,
-                                 block_forward=oracle_block_forward, patch_embed_forward=oracle_patch_embed_forward,
-                                 forward_features=oracle_forward_features)
-
-
-def fallback_transformer(reason: str) -> types.ModuleType:
-    """A stand-in `transformer` module so that ViT.py imports when the student's transformer.py does not."""
-    module = types.ModuleType("transformer")
-    module.ACTIVATIONS = _oracle_activations()
-    module.Block = oracle_classes().Block
-    module.AUTOGRADER_FALLBACK = reason
-    return module
-
-
-# --------------------------------------------------------------------------------------------- helpers
 def _need(module, name: str, filename: str):
     """module.name, or a StudentError that says the template's name is missing."""
     reason = getattr(module, "AUTOGRADER_FALLBACK", None)
@@ -302,25 +175,6 @@ class _Patch:
         self.saved.clear()
 
 
-def _substitute_attention(T, attns, oracle_parts, patch: _Patch, store: Optional[dict] = None) -> None:
-    """Correct stand-ins for the student's attention / split / merge (parts that failed on their own)."""
-    oracle = oracle_classes()
-    if "transformer.attention" in oracle_parts:
-        patch.set(T, "attention", oracle.attention)
-    if store is not None:
-        patch.set(T, "attention", _recording(T.attention, "attention", store))
-    for attn in attns:
-        for part, method in (("transformer.Attention.split_heads", "split_heads"),
-                             ("transformer.Attention.merge_heads", "merge_heads")):
-            fn = getattr(attn, method)
-            if part in oracle_parts:
-                fn = types.MethodType(getattr(oracle, method), attn)
-            if store is not None:
-                fn = _recording(fn, method, store)
-            if part in oracle_parts or store is not None:
-                patch.set(attn, method, fn)
-
-
 def _module_leaves(module) -> dict:
     return {f"param:{n}": p for n, p in module.named_parameters()}
 
@@ -332,185 +186,14 @@ def run_case(mods, case: dict) -> dict:
         from coursecore.parts import GRADER
 
         return GRADER[case["part"]].run(mods, case, harness())
-    torch = _torch()
-    op, p, t = case["op"], case["params"], case["tensors"]
-    T, V = getattr(mods, "transformer", None), getattr(mods, "ViT", None)
-    tf, vf = "transformer.py", "ViT.py"
-    oracle = oracle_classes()
-    state = {k[2:]: v for k, v in t.items() if k.startswith("w.")}
-
-    if op == "attention":
-        q, k, v = _leaf(t["q"]), _leaf(t["k"]), _leaf(t["v"])
-        res = _need(T, "attention", tf)(q, k, v, t.get("mask"))
-        if not isinstance(res, (tuple, list)) or len(res) != 2:
-            raise StudentError(f"attention returned a {type(res).__name__}; it must return the pair (out, weights)")
-        out, weights = _tensor(res[0], "attention (out)"), _tensor(res[1], "attention (weights)")
-        result = {"out": out, "weights": weights}
-        if out.requires_grad and out.shape == t["g"].shape and weights.shape == t["gw"].shape:
-            total = (out * t["g"]).sum() + (weights * t["gw"]).sum()
-            result.update(_grads(total, {"q": q, "k": k, "v": v}))
-        return result
-
-    if op in ("split_heads", "merge_heads"):
-        attn = _need(T, "Attention", tf)(p["dim"], p["heads"])
-        x = _leaf(t["x"])
-        return _forward_backward(lambda: getattr(attn, op)(x), {"x": x}, {}, t["g"], f"Attention.{op}")
-
-    if op == "attention_forward":
-        attn = _need(T, "Attention", tf)(p["dim"], p["heads"], p["qkv_bias"], fused_attn=False)
-        _load(attn, state, "Attention")
-        attn.eval()
-        x = _leaf(t["x"])
-        traces: dict = {}
-        patch = _Patch()
-        handles = _trace(attn, ["qkv", "proj"], traces)
-        try:
-            _substitute_attention(T, [attn], p.get("oracle", ()), patch, traces)
-            result = _forward_backward(lambda: attn(x, t.get("mask")), {"x": x}, _module_leaves(attn), t["g"],
-                                       "Attention.forward", permuted=_permuted(attn, x, t))
-        finally:
-            patch.restore()
-            for handle in handles:
-                handle.remove()
-        return {**result, **traces}
-
-    if op == "mlp":
-        mlp = _need(T, "Mlp", tf)(p["dim"], p["hidden"], p["act"], p["drop"])
-        _load(mlp, state, "Mlp")
-        mlp.eval()
-        x = _leaf(t["x"])
-        return _forward_backward(lambda: mlp(x), {"x": x}, _module_leaves(mlp), t["g"], "Mlp.forward", repeat=True,
-                                 permuted=_permuted(mlp, x, t))
-
-    if op == "block":
-        block = _need(T, "Block", tf)(p["dim"], p["heads"], p["mlp_ratio"], True, p["drop"], p["drop"],
-                                      p["drop"], p["act"], p["norm_eps"])
-        # Correct sub-layers: this part grades Block.forward alone, not Attention or Mlp.
-        block.attn = oracle.Attention(p["dim"], p["heads"])
-        block.mlp = oracle.Mlp(p["dim"], int(p["dim"] * p["mlp_ratio"]), p["act"])
-        _load(block, state, "Block")
-        block.eval()
-        x = _leaf(t["x"])
-        mask = t.get("mask")
-        traces: dict = {}
-        handles = _trace(block, ["norm1", "attn", "norm2", "mlp"], traces)
-        call = (lambda: block(x, mask)) if mask is not None else (lambda: block(x))
-        try:
-            result = _forward_backward(call, {"x": x}, _module_leaves(block), t["g"], "Block.forward", repeat=True,
-                                       permuted=_permuted(block, x, t))
-        finally:
-            for handle in handles:
-                handle.remove()
-        return {**result, **traces}
-
-    if op == "patchify":
-        x = _leaf(t["x"])
-        fn = _need(V, "patchify", vf)
-        return _forward_backward(lambda: fn(x, p["patch_size"]), {"x": x}, {}, t["g"], "patchify")
-
-    if op == "unpatchify":
-        x = _leaf(t["x"])
-        fn = _need(V, "unpatchify", vf)
-        size = tuple(p["image_size"])
-        return _forward_backward(lambda: fn(x, p["patch_size"], size), {"x": x}, {}, t["g"], "unpatchify")
-
-    if op == "sincos_1d":
-        return {"out": _tensor(_need(V, "sincos_1d_embedding", vf)(p["n"], p["dim"]), "sincos_1d_embedding")}
-
-    if op == "sincos_2d":
-        fn = _need(V, "sincos_2d_embedding", vf)
-        # A correct 1-D table underneath: this part grades the 2-D layout alone.
-        saved = V.sincos_1d_embedding
-        V.sincos_1d_embedding = oracle.sincos_1d
-        try:
-            return {"out": _tensor(fn(p["grid_h"], p["grid_w"], p["dim"]), "sincos_2d_embedding")}
-        finally:
-            V.sincos_1d_embedding = saved
-
-    if op == "patch_embed":
-        embed = _need(V, "PatchEmbed", vf)(tuple(p["image_size"]), p["patch_size"], p["in_chans"], p["dim"])
-        _load(embed, state, "PatchEmbed")
-        embed.eval()
-        x = _leaf(t["x"])
-        return _forward_backward(lambda: embed(x), {"x": x}, _module_leaves(embed), t["g"], "PatchEmbed.forward")
-
-    if op in ("forward_features", "model"):
-        cfg = dict(p["config"])
-        cfg["image_size"] = tuple(cfg["image_size"])
-        vit_class = _need(V, "ViT", vf)
-        subs = set(p.get("oracle", ()))
-        patch = _Patch()
-        traces: dict = {}
-        handles = []
-        try:
-            # Correct sin-cos tables where the student's failed on their own (they are built in __init__).
-            if "ViT.sincos_1d_embedding" in subs and hasattr(V, "sincos_1d_embedding"):
-                patch.set(V, "sincos_1d_embedding", oracle.sincos_1d)
-            if "ViT.sincos_2d_embedding" in subs and hasattr(V, "sincos_2d_embedding"):
-                patch.set(V, "sincos_2d_embedding", oracle.sincos_2d)
-            if op == "forward_features" and hasattr(V, "Block"):
-                # Build with correct blocks: a broken transformer.py must not cost forward_features' points.
-                patch.set(V, "Block", oracle.Block)
-            model = vit_class(**cfg)
-            if op == "forward_features":
-                patch.restore()
-                # Correct patch embedding and blocks: this part grades forward_features' own steps.
-                model.patch_embed = oracle.PatchEmbed(cfg["in_chans"], cfg["embed_dim"], cfg["patch_size"])
-                model.blocks = torch.nn.ModuleList(
-                    oracle.Block(cfg["embed_dim"], cfg["num_heads"], cfg["mlp_ratio"], act=cfg["act"],
-                                 norm_eps=cfg["norm_eps"]) for _ in range(cfg["depth"]))
-                call, what = (lambda: model.forward_features(x)), "ViT.forward_features"
-            else:
-                _need(T, "Block", tf)  # says so when transformer.py did not import
-                _substitute_model(T, model, subs, patch)
-                call, what = (lambda: model(x)), "ViT.forward"
-            names = ["patch_embed", *(f"blocks.{i}" for i in range(cfg["depth"])), "norm", "head"]
-            handles = _trace(model, names, traces)
-            _load(model, state, "ViT")
-            model.eval()
-            x = _leaf(t["x"])
-            result = _forward_backward(call, {"x": x}, _module_leaves(model), t["g"], what, repeat=True)
-        finally:
-            patch.restore()
-            for handle in handles:
-                handle.remove()
-        return {**result, **traces}
-
-    raise ValueError(f"unknown case op {op!r}")
-
-
-def _substitute_model(T, model, subs: set, patch: _Patch) -> None:
-    """Correct stand-ins inside a whole student ViT for the parts that already failed on their own."""
-    oracle = oracle_classes()
-    if "ViT.ViT.forward_features" in subs:
-        patch.set(model, "forward_features", types.MethodType(oracle.forward_features, model))
-    if "ViT.PatchEmbed.forward" in subs and hasattr(model, "patch_embed"):
-        patch.set(model.patch_embed, "forward", types.MethodType(oracle.patch_embed_forward, model.patch_embed))
-    for block in getattr(model, "blocks", ()):
-        if "transformer.Block.forward" in subs:
-            patch.set(block, "forward", types.MethodType(oracle.block_forward, block))
-        if "transformer.Mlp.forward" in subs and hasattr(block, "mlp"):
-            patch.set(block.mlp, "forward", types.MethodType(oracle.mlp_forward, block.mlp))
-    attns = [b.attn for b in getattr(model, "blocks", ()) if hasattr(b, "attn")]
-    if "transformer.Attention.forward" in subs:
-        for attn in attns:
-            patch.set(attn, "forward", types.MethodType(_oracle_attention_forward, attn))
-    _substitute_attention(T, attns, subs, patch)
-
-
-def _oracle_attention_forward(attn, x, mask=None):
-    """Attention.forward from the module's own qkv / proj layers and torch's fused attention."""
-    F = _torch().nn.functional
-    B, N, D = x.shape
-    q, k, v = attn.qkv(x).reshape(B, N, 3, attn.num_heads, D // attn.num_heads).permute(2, 0, 3, 1, 4)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
-    return attn.proj(out.transpose(1, 2).reshape(B, N, D))
+    raise ValueError(f"unknown case op {case['op']!r}")
 
 
 def harness() -> types.SimpleNamespace:
     """What a declared part's run(mods, case, h) may use: the runner's own helpers and its trusted captures."""
     return types.SimpleNamespace(torch=_torch, need=_need, leaf=_leaf, load=_load, tensor=_tensor, grads=_grads,
                                  forward_backward=_forward_backward, module_leaves=_module_leaves, trusted=_trusted,
+                                 trace=_trace, recording=_recording, Patch=_Patch, permuted=_permuted,
                                  StudentError=StudentError)
 
 
@@ -530,19 +213,20 @@ TRUSTED: dict = {}
 
 class Guard:
     """What a student file may patch at import or during a call — torch's functions, Tensor's and Module's
-    methods, the builtins, this runner's own helpers — put back as they were before every case.
+    methods, the builtins, this runner's own helpers, the declared parts' runs and oracles (coursecore/parts/) and
+    their registry — put back as they were before every case.
 
     So a file that replaces torch.equal, torch.allclose, Tensor.__eq__ or torch.testing.assert_close gets what its
     honest twin gets: its own code and the runner both run with the originals.
     """
 
     def __init__(self, objects):
-        self.saved = [(obj, dict(vars(obj))) for obj in objects]
+        self.saved = [(obj, dict(_namespace(obj))) for obj in objects]
         self.trusted = dict(TRUSTED)
 
     def restore(self) -> None:
         for obj, saved in self.saved:
-            current = vars(obj)
+            current = _namespace(obj)
             is_class = isinstance(obj, type)
             if is_class:  # a method added to a class (Tensor.__eq__ over TensorBase's) is taken away again;
                 for key in [k for k in current if k not in saved]:  # a module keeps what imports added to it
@@ -563,15 +247,27 @@ class Guard:
 _MISSING = object()
 
 
+def _namespace(obj) -> dict:
+    """What the guard keeps of `obj`: a module's or a class's attributes; a registry (a dict), its entries."""
+    return obj if type(obj) is dict else vars(obj)
+
+
 def guard(torch) -> Guard:
     import builtins
 
     import torch.nn.functional as F
     import torch.testing
 
+    # The declared parts (the job's lib/), imported before the student's files: their runs, oracles and registry
+    # are put back before every case like this runner's own helpers.
+    from coursecore.parts import GRADER
+
     runner_globals = sys.modules[__name__] if __name__ in sys.modules else None
     objects = [torch, torch.Tensor, torch.nn.Module, torch.nn.Parameter, F, torch.testing, builtins]
-    return Guard(objects + ([runner_globals] if runner_globals is not None else []))
+    core = [m for name, m in sorted(sys.modules.items())
+            if m is not None and (name == "coursecore" or name.startswith("coursecore."))]
+    return Guard(objects + ([runner_globals] if runner_globals is not None else []) + core
+                 + [GRADER, *GRADER.values()])
 
 
 def capture_trusted(torch) -> None:
@@ -653,7 +349,9 @@ def main(jobdir: str) -> int:
                     reason = f"SyntaxError: {err.msg} ({name}.py, line {err.lineno})"
                 say(event="import_failed", module=name, reason=reason)
                 sys.modules.pop(name, None)
-        if name == "transformer":
+        if name == "transformer":  # torch's layers under the template's names, so that ViT.py still imports
+            from coursecore.parts.oracles import fallback_transformer
+
             loaded[name] = sys.modules["transformer"] = fallback_transformer(reason)
         else:
             loaded[name] = types.SimpleNamespace(AUTOGRADER_FALLBACK=reason)

@@ -70,6 +70,16 @@ def closure(names) -> tuple[str, ...]:
     return tuple(m.name for m in STUDENT_MODULES if m.name in wanted)
 
 
+
+# How a student is told that a TODO is still open: a stub's banner title, and the mark every "not done" message
+# carries (the notebook checks, the self-check and the Colab helpers all say it the same way).
+NOT_IMPLEMENTED_MARK = "not implemented yet"
+
+
+def banner_title(name: str) -> str:
+    """How a stub's banner names a TODO ("TODO (Attention.split_heads)"): what messages tell students to search for."""
+    return f"TODO ({name})"
+
 # What an assignment's notebook writes that the grader reads, handed in beside the notebook and the student
 # modules (the hand-in cell zips exactly these; `runs/` and other checkpoints stay behind).
 OUTPUTS: dict[str, tuple[str, ...]] = {

@@ -21,10 +21,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from coursecore.registry import STUDENT_FILES
+from coursecore.registry import STUDENT_FILES, banner_title
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-from vitcourse.course.colab import banner_title  # noqa: E402,F401 - student-facing (the release has no stubs.py)
 
 
 TODO_RE = re.compile(r"^(?P<indent>\s*)### TODO (?P<name>[\w.]+): (?P<what>.+)$")

@@ -13,7 +13,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import feedback_variants as fv
 from coursecore.parts import analysers
@@ -24,7 +23,7 @@ from coursecore import impl
 from vitcourse.course import nbchecks
 
 NON_SPECIFIC = {grader.NOT_IMPLEMENTED_HINT, grader.GRADIENT_HINT, *bugs.GENERIC_HINTS.values()}
-CATALOGUE_HINTS = {b.hint for b in bugs.every_bug()}
+CATALOGUE_HINTS = {b.hint for b in bugs.catalogue()}
 
 
 def _gen(seed=0):

@@ -129,7 +129,8 @@ BAD = {
 NEEDS_NAMESPACES = {"reads_solutions"}  # expectations that hold only where Linux namespaces work
 
 # --------------------------------------------------------------------------------- bug catalogue
-# (bug id -> file, old, new): each catalogued bug's own mutation of the reference (Bug.mutation, autograder/bugs.py).
+# (bug id -> file, old, new): each catalogued bug's own mutation of the reference (Bug.mutation: autograder/bugs.py,
+# or the `bugs=` of a part's grader region in coursecore/parts/<module>.py).
 def _file_of(bug) -> str:
     """The reference file the mutation edits: the bug's module, or for a bug of any part the one holding the text."""
     module = bug.part.split(".", 1)[0]
@@ -140,7 +141,7 @@ def _file_of(bug) -> str:
     return holding[0]
 
 
-MUTATIONS = {b.id: (_file_of(b), *b.mutation) for b in bugs.CATALOGUE if not b.part.startswith(("finetune.", "cnn."))}
+MUTATIONS = {b.id: (_file_of(b), *b.mutation) for b in bugs.catalogue() if not b.part.startswith(("finetune.", "cnn."))}
 # Bugs graded together: one bug per part in a group (the parts are graded in isolation, with oracle
 # sub-layers), so each group costs one grading. Composite parts may lose points for any bug. Derived from the
 # catalogue: group i holds the i-th bug of every part, in catalogue order, so a new bug needs no entry here.
@@ -154,7 +155,7 @@ def _bug_part(bug_id):
 
 def _groups() -> list[list[str]]:
     rank, groups = {}, []
-    for bug in bugs.CATALOGUE:
+    for bug in bugs.catalogue():
         if bug.id in MUTATIONS:
             part = _bug_part(bug.id)
             rank[part] = rank.get(part, -1) + 1
@@ -192,7 +193,7 @@ def reports(tmp_path_factory):
 def test_catalogue_mutations_cover_every_bug():
     # finetune.py's bugs (assignment 6) have their mutants in tests/test_finetune_grading.py, cnn.py's
     # (assignment 7) in tests/test_cnn_grading.py.
-    assert all(b.mutation for b in bugs.CATALOGUE), [b.id for b in bugs.CATALOGUE if not b.mutation]
+    assert all(b.mutation for b in bugs.catalogue()), [b.id for b in bugs.catalogue() if not b.mutation]
     assert sorted(b for g in GROUPS for b in g) == sorted(MUTATIONS)
     for group in GROUPS:
         own = [_bug_part(b) for b in group]

@@ -224,7 +224,7 @@ def test_visible_checks_catch_the_mutants(name, check, tmp_path):
 
 def test_every_catalogued_finetune_bug_has_a_mutant():
 
-    assert {m[3] for m in MUTANTS.values() if m[3]} == {b.id for b in bugs.every_bug() if b.part.startswith("finetune.")}
+    assert {m[3] for m in MUTANTS.values() if m[3]} == {b.id for b in bugs.catalogue() if b.part.startswith("finetune.")}
 
 
 def test_without_an_assignment_a_finetune_folder_grades_only_its_own_parts(tmp_path):

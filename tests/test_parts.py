@@ -28,14 +28,12 @@ HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", re.S)
 
 
 def gaps() -> list[str]:
-    from autograder import bugs, cases
+    from autograder import bugs
     from coursetools import stubs
-    from vitcourse.course import selfcheck
 
     from coursecore.parts import GRADER
 
-    checked = {*selfcheck.CHECKS,
-               *(p.id for p in PARTS if p.check is not None)}
+    checked = {p.id for p in PARTS if p.check is not None}
     todos = {f"{Path(t.file).stem}.{t.name}" for t in stubs.todos(impl.solutions_dir())}
     graded_in = {}
     for path in sorted(NOTEBOOKS.glob("a*.py")):
@@ -46,7 +44,7 @@ def gaps() -> list[str]:
         out.append("two declarations share an id: " + ", ".join(p.id for p in PARTS if [q.id for q in PARTS].count(p.id) > 1))
     for part in PARTS:
         where = f"{part.id} (coursecore/parts/{part.module}.py)"
-        if part.id not in cases.CASE_BUILDERS and part.id not in GRADER:
+        if part.id not in GRADER:
             out.append(f"{where}: no hidden cases (a `grader(...)` region beside it, or autograder/cases.py)")
         if part.id not in checked:
             out.append(f"{where}: no public check (`check=` of its Part, or vitcourse/course/selfcheck.py)")
@@ -67,7 +65,7 @@ def gaps() -> list[str]:
         if part not in BY_ID:
             out.append(f"course/notebooks/{sorted(notebooks)[0]}.py grades {part!r}, which no coursecore/parts/ file declares")
     references = "\n".join(path.read_text(encoding="utf-8") for path in sorted(impl.solutions_dir().glob("*.py")))
-    for bug in bugs.every_bug():
+    for bug in bugs.catalogue():
         if not bug.mutation:
             out.append(f"bug {bug.id} ({bug.part}): no mutation=(old, new), the edit of the reference that makes it")
         elif bug.mutation[0] not in references:

@@ -7,9 +7,9 @@ registered with `grader(...)` between `### BEGIN GRADER` and `### END GRADER`: a
 regions (coursetools/release.py), so students get the declaration and the check, never the cases.
 
 The grader (autograder/cases.py, runner.py, bugs.py), the self-check, the notebook's check cells, the
-feedback and tests/test_parts.py read these declarations. The parts of transformer.py and ViT.py keep their
-cases, runner code and checks in autograder/ and vitcourse/course/nbchecks.py (they share oracles and
-analysers); tests/test_parts.py reports a part that has neither.
+feedback and tests/test_parts.py read these declarations. Every part of transformer.py, ViT.py, finetune.py and
+cnn.py is declared whole (transformer.py's and ViT.py's share their checks' ground, coursecore/parts/checks.py, and
+the grader's oracles, coursecore/parts/oracles.py); tests/test_parts.py reports a part that lacks a piece.
 """
 from __future__ import annotations
 
@@ -78,8 +78,10 @@ class GraderHooks:
     run(mods, case, h): run one case on `mods.<module>` (the student's, or the reference for the expected
         outputs) and return named output tensors ('out', 'grad:<input>'); it runs in the grader's sandbox next to
         the student's code. `h` is the runner's harness (autograder/runner.py `harness()`): `need`, `leaf`,
-        `load`, `forward_backward`, `module_leaves`, `tensor`, `trusted` (functions captured before the student's
-        import), `StudentError`.
+        `load`, `forward_backward`, `module_leaves`, `tensor`, `grads`, `trusted` (functions captured before the
+        student's import), `trace` / `recording` (a submodule's or a function's outputs as 'trace:<name>'),
+        `Patch` (attributes set for one case, then restored), `permuted` (the call on permuted tokens),
+        `StudentError`.
     bugs: the catalogued mistakes (`Bug`), each with the hint it earns.
     describe(key, expected, actual, case, compare): optional, a sentence on what is wrong with output `key` (or
         None); `compare(key, expected, actual)` is the grader's generic tensor comparison, for the keys it does not

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from coursecore import settings
+from coursecore.registry import NOT_IMPLEMENTED_MARK
 
 # ---- the one place to configure where the course lives ---------------------------------------------------
 # Public repository that holds the *student* release (never the solutions): the badges open its notebooks.
@@ -63,14 +64,7 @@ ASSIGNMENT_REQUIREMENTS = {
     "a6_transfer": {"timm": "timm>=0.9.16", "pytorch_grad_cam": "grad-cam>=1.5"},
 }
 MIN_PYTHON = (3, 11)  # pyproject.toml's requires-python
-NOT_IMPLEMENTED_MARK = "not implemented yet"
 FAILED_MARK = "✗"  # starts every failure line a student sees (printed to stderr: a red box in Jupyter and Colab)
-
-
-def banner_title(name: str) -> str:
-    """How a stub's banner names a TODO ("TODO (Attention.split_heads)"): what messages tell students to search for."""
-    return f"TODO ({name})"
-
 
 DATA_ROOT_ENV = settings.DATA_ROOT.name  # a folder in the CIFAR python layout (read as is, never downloaded)
 OFFLINE_DATA = "digits"  # embedded in scikit-learn: every notebook runs offline and under the grader
@@ -315,9 +309,12 @@ def offline_message(name: str, err) -> str:
 
 def student_frame(err: BaseException) -> str:
     """' (ViT.py, line 42: `x = x.view(B, N)`)': the last line of a student's file the error passed through, or ''."""
+    import coursecore
     from coursecore.registry import STUDENT_FILES
 
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).name in STUDENT_FILES]
+    core = Path(coursecore.__file__).resolve().parent  # coursecore/parts/<module>.py: the checks, not the student's
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if Path(f.filename).name in STUDENT_FILES and core not in Path(f.filename).resolve().parents]
     if not frames:
         return ""
     f = frames[-1]

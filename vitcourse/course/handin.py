@@ -20,7 +20,6 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from coursecore import files
 from coursecore.registry import files_for, outputs_for

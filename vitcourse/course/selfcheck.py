@@ -12,14 +12,13 @@ Run `python -m vitcourse check [FOLDER]`, or in a notebook::
 Every check uses a public oracle only: a torch built-in (`F.scaled_dot_product_attention`, `F.unfold`,
 `F.conv2d`), an identity the docstrings promise (merge_heads inverts split_heads, fused == manual), or a
 property (rows sum to 1, shapes, every parameter gets a gradient). Passing it does not guarantee full marks:
-the grader uses more sizes and configurations. This module imports only torch and the student's files, so
-it ships to students without the grader.
+the grader uses more sizes and configurations. Each part's declaration in coursecore/parts/<module>.py brings its
+check (`Part.check`, the one its notebook cell runs too). This module imports only
+torch, the course's shipped packages and the student's files, so it ships to students without the grader.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import math
 import re
 import sys
@@ -30,11 +29,11 @@ from pathlib import Path
 import torch
 
 from coursecore.parts import DEPENDS, analysers
+from coursecore.parts.checks import CheckFailed
 from coursecore.registry import MODULE_NAMES
 from vitcourse.course.colab import NOT_IMPLEMENTED_MARK
 
 OK, TODO, WRONG, UNCHECKED = "ok", "not done", "wrong", "no check"
-ATOL, RTOL = 1e-5, 1e-4  # float32 tolerances of every comparison below
 
 
 @dataclass
@@ -63,63 +62,6 @@ def load_modules(folder: str | Path, names) -> dict:
         for name in MODULE_NAMES:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
-
-
-def load_student(folder: str | Path):
-    """Import transformer.py and ViT.py from `folder` (ViT.py does `from transformer import ...`)."""
-    mods = load_modules(folder, ("transformer", "ViT"))
-    return mods["transformer"], mods["ViT"]
-
-
-def _close(name: str, actual, expected, part: str = "", sizes: dict | None = None, key: str = "out") -> None:
-    """Raise what differs, with the analysers' reading of the error when one of them is sure."""
-    if not isinstance(actual, torch.Tensor):
-        raise AssertionError(f"{name} is a {type(actual).__name__}, expected a torch.Tensor")
-    if actual.shape == expected.shape and torch.allclose(actual, expected, RTOL, ATOL):
-        return
-    found = analysers.analyse_part(part, {key: expected}, {key: actual.detach()}, sizes or {}) if part else []
-    hint = f" Hint: {found[0].message}" if found else ""
-    if actual.shape != expected.shape:
-        raise AssertionError(f"{name} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}.{hint}")
-    err = (actual - expected).abs().max().item()
-    raise AssertionError(f"{name} differs from the oracle by up to {err:.3g}.{hint}")
-
-
-# ----------------------------------------------------------------------------------------- checks
-def _notebook(check: str, target):
-    """The public check of a transformer.py / ViT.py part is its notebook check (vitcourse/course/nbchecks.py):
-    one check system, so a notebook cell and `python -m vitcourse check` say the same. `target(T, V)` picks
-    what the notebook passes it; the notebook's OK line is not printed here, "not implemented yet" is TODO."""
-
-    def run(T, V):
-        from vitcourse.course import nbchecks
-
-        with contextlib.redirect_stdout(io.StringIO()):
-            try:
-                getattr(nbchecks, check).strict(target(T, V))
-            except nbchecks.CheckFailed as err:
-                if NOT_IMPLEMENTED_MARK in str(err):
-                    raise NotImplementedError(str(err)) from None
-                raise
-    run.__name__ = check
-    return run
-
-
-CHECKS = {
-    "transformer.attention": _notebook("check_attention", lambda T, V: T.attention),
-    "transformer.Attention.split_heads": _notebook("check_split_heads", lambda T, V: T.Attention),
-    "transformer.Attention.merge_heads": _notebook("check_merge_heads", lambda T, V: T.Attention),
-    "transformer.Attention.forward": _notebook("check_attention_module", lambda T, V: T.Attention),
-    "transformer.Mlp.forward": _notebook("check_mlp", lambda T, V: T.Mlp),
-    "transformer.Block.forward": _notebook("check_block", lambda T, V: T.Block),
-    "ViT.patchify": _notebook("check_patchify", lambda T, V: V.patchify),
-    "ViT.unpatchify": _notebook("check_unpatchify", lambda T, V: V.unpatchify),
-    "ViT.sincos_1d_embedding": _notebook("check_sincos_1d", lambda T, V: V.sincos_1d_embedding),
-    "ViT.sincos_2d_embedding": _notebook("check_sincos_2d", lambda T, V: V.sincos_2d_embedding),
-    "ViT.PatchEmbed.forward": _notebook("check_patch_embed", lambda T, V: V.PatchEmbed),
-    "ViT.ViT.forward_features": _notebook("check_forward_features", lambda T, V: V.ViT),
-    "ViT.model": _notebook("check_model", lambda T, V: V.ViT),
-}
 
 
 _MISSING = re.compile(r"implement ([\w.]+)|TODO \(([\w.]+)\)")
@@ -169,25 +111,29 @@ def check_all(folder: str | Path = ".", parts=None, assignment: str | None = Non
         present = set(_present(folder))
         parts = [p for p in parts_through(assignment) if p in present]
     parts = list(parts) if parts is not None else _present(folder)
-    vit_parts = [p for p in parts if p in CHECKS]
-    results = _run_checks(folder, vit_parts, ("transformer", "ViT"), lambda m: (m["transformer"], m["ViT"]), CHECKS)
-    results += _run_declared(folder, [p for p in parts if p not in CHECKS])
-    return results
+    results = _run_declared(folder, parts)
+    order = {p: i for i, p in enumerate(parts)}
+    return sorted(results, key=lambda r: order[r.part])  # the report's order, whichever check ran first
 
 
 def _run_declared(folder: Path, parts: list) -> list[Result]:
-    """Parts declared whole in coursecore/parts/<module>.py: their own public check. A part without one is listed,
+    """Parts declared in coursecore/parts/<module>.py: their own public check. A part without one is listed,
     never silently left out of "n/m parts look done"."""
     from types import SimpleNamespace
 
     from coursecore.parts import BY_ID
+    from coursecore.registry import closure
 
     checks = {p: BY_ID[p].check for p in parts if p in BY_ID and BY_ID[p].check is not None}
+    # Modules that import one another are checked in one run (ViT.py with the transformer.py it imports): one
+    # import of each for all their parts, and a composite (ViT.model) sees the verdicts of the parts it uses.
+    groups: dict[str, list[str]] = {}
+    for p in checks:
+        groups.setdefault(closure((BY_ID[p].module,))[0], []).append(p)
     results = []
-    # One import of each module for all its parts (and a composite's `uses` are judged in the same run).
-    for module in dict.fromkeys(BY_ID[p].module for p in checks):
-        results += _run_checks(folder, [p for p in checks if BY_ID[p].module == module], (module,),
-                               lambda m: (SimpleNamespace(**m),), checks)
+    for group in groups.values():
+        modules = closure({BY_ID[p].module for p in group})
+        results += _run_checks(folder, group, modules, lambda m: (SimpleNamespace(**m),), checks)
     results += [Result(p, UNCHECKED, "no self-check for this part yet: only the grader checks it")
                 for p in parts if p not in checks]
     return results
@@ -212,6 +158,9 @@ def _run_checks(folder: Path, parts: list, modules: tuple, args_of, table: dict)
             results.append(Result(part, OK))
         except NotImplementedError as err:
             results.append(Result(part, TODO, _not_done(part, err)))
+        except CheckFailed as err:  # a check that reached a stub says so in its own words
+            stub = NOT_IMPLEMENTED_MARK in str(err)
+            results.append(Result(part, TODO, _not_done(part, err)) if stub else Result(part, WRONG, str(err)))
         except AssertionError as err:
             results.append(Result(part, WRONG, str(err)))
         except Exception as err:  # noqa: BLE001 - a student-facing message, not a traceback
