@@ -333,8 +333,14 @@ def todo_guard(part: str, where: str) -> Iterator[None]:
     try:
         yield
     except NotImplementedError as err:
-        print(f"{part} is {NOT_IMPLEMENTED_MARK} ({err}). Write it in {where}, then re-run this cell.",
-              file=sys.stdout)
+        # Blame the stub that raised ("cnn.py: implement ConvNet.forward"): the cell may need other parts too.
+        raised = re.fullmatch(r"(\S+\.py): implement ([\w.]+)", str(err).strip())
+        if raised and raised.group(2) != part:
+            print(f"this cell needs {raised.group(2)}, which is {NOT_IMPLEMENTED_MARK}. Write it in {raised.group(1)}, "
+                  "then re-run this cell.", file=sys.stdout)
+        else:
+            print(f"{part} is {NOT_IMPLEMENTED_MARK} ({err}). Write it in {where}, then re-run this cell.",
+                  file=sys.stdout)
     except Exception as err:  # noqa: BLE001 - re-raised below unless it came from the student's code
         frame = student_frame(err)
         if not frame:
