@@ -139,6 +139,15 @@ def test_todo_guard_reports_stubs_and_keeps_real_errors(capsys):
             raise ValueError("a real bug must surface")
 
 
+def test_todo_guard_blames_the_stub_that_raised(capsys):
+    """a7's fold timing builds a network: a ConvNet.forward stub stops it, and fold_conv_bn (done) is not blamed."""
+    with colab.todo_guard("fold_conv_bn", "cnn.py"):
+        raise NotImplementedError("cnn.py: implement ConvNet.forward")
+    out = capsys.readouterr().out
+    assert f"needs ConvNet.forward, which is {colab.NOT_IMPLEMENTED_MARK}" in out and "cnn.py" in out
+    assert "fold_conv_bn" not in out
+
+
 def test_offline_data_falls_back_to_digits(monkeypatch, capsys):
     monkeypatch.setenv("VITCOURSE_FAST", "1")  # never download while testing
     monkeypatch.delenv(colab.DATA_ROOT_ENV, raising=False)
