@@ -205,12 +205,19 @@ def _accuracy(values, params, points, folder, context):
     return result.score, result.message
 
 
+def _cnn_config(params: dict):
+    """The network a cnn_count question is about: `model` with the CNN options the call names (num_classes, ...)."""
+    from coursecore import counts as complexity
+
+    return complexity.cnn_config(params["model"], **{k: params[k] for k in complexity.CNN_OPTIONS if k in params})
+
+
 def _cnn_count_key(params: dict) -> int:
     from autograder import quiz
     from coursecore import counts as complexity
 
     if params["quantity"] == "folded_params":
-        return quiz.folded_cnn_parameters(complexity.cnn_config(params["model"]))
+        return quiz.folded_cnn_parameters(_cnn_config(params))
     if params["quantity"] == "conv_flops":
         c_in, c_out, k, H, W = (int(params[key]) for key in ("in_chans", "out_chans", "kernel_size", "height", "width"))
         return complexity.FLOPS_PER_MAC * c_in * c_out * k * k * H * W
@@ -249,7 +256,7 @@ def _cnn_count(values, params, points, folder, context):
     quantity = params.pop("quantity")
     expected = _cnn_count_key({**params, "quantity": quantity})
     if quantity == "folded_params":
-        cfg = complexity.cnn_config(params["model"])
+        cfg = _cnn_config(params)
         unfolded = complexity.count_cnn_parameters(cfg)["total"]
         bn = sum(layer.params for layer in complexity.cnn_layers(cfg) if layer.kind == "bn")
         slips = {unfolded: "this is the count before folding: each batch norm's 2·C_out parameters (weight and "

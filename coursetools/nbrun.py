@@ -103,3 +103,47 @@ def hidden_scores(nb) -> dict[str, tuple[float, float]]:
     return out
 
 
+
+
+def _output_text(cell) -> str:
+    """Everything a cell showed as text: streams, plain-text, Markdown and HTML results."""
+    parts = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            parts.append(o.get("text", ""))
+        for mime in ("text/plain", "text/markdown", "text/html"):
+            parts.append(str(o.get("data", {}).get(mime, "")))
+    return "\n".join(parts)
+
+
+def answers_shown_early(nb, min_digits: int = 3) -> list[str]:
+    """Autograded numeric answers that an executed notebook printed before the student's own answer cell.
+
+    For each test cell's `grade_answer(...)` call with a correct value (`answers.answer_key`), every output of the
+    cells above the answer's solution cell is searched for that number, written as Python would print it
+    (94538, 94,538, 94_538, 94 538). Values under `min_digits` digits (a 2, a 0.5) appear in any output and are
+    not searched: no table of the course prints such an answer. Returns one line per leak."""
+    import re
+
+    from autograder import answers
+
+    leaks = []
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+            continue
+        for call in answers.calls(cell.source):
+            key = answers.answer_key(call)
+            if not isinstance(key, int) or len(str(abs(key))) < min_digits:
+                continue
+            given = max((j for j in range(i) if cells[j].metadata.get("nbgrader", {}).get("solution")
+                         and cells[j].cell_type == "code"), default=i)  # the student's answer cell above
+            forms = {f"{key}", f"{key:,}", f"{key:_}", f"{key:,}".replace(",", " "), f"{key:,}".replace(",", "\u202f")}
+            pattern = re.compile(r"(?<![\d.,_])(" + "|".join(map(re.escape, forms)) + r")(?![\d_]|[.,]\d)")
+            for j in range(given):
+                if pattern.search(_output_text(cells[j])):
+                    name = call.params.get("name", call.check)
+                    leaks.append(f"{name} = {key:,} is printed by cell {j} (before its answer cell {given}): "
+                                 f"{cells[j].source.strip().splitlines()[0][:80] if cells[j].source.strip() else ''}")
+    return leaks

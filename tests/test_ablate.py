@@ -151,3 +151,15 @@ def test_position_similarity_against_a_loop_and_the_heat_maps_of_trained_models(
     torch.testing.assert_close(rows, state["pos_embed"][0, 1:])  # the class token's row dropped
     fig, path = ablate.plot_position_similarity(runs, out)
     assert path.is_file() and len(fig.axes) >= 4  # 2 trained + 2 fixed tables (+ colour bar)
+
+
+def test_a_pick_at_the_edge_of_the_grid_says_to_widen_it():
+    """Issue 29: a7's tuning picked 1e-2, the end of its grid, and the text did not say so."""
+    from vitcourse.analysis.ablate import edge_of_grid
+
+    grid = {"lr": [1e-3, 3e-3, 1e-2]}
+    assert "Add 0.03" in edge_of_grid(grid, {"lr": 1e-2}) and "largest" in edge_of_grid(grid, {"lr": 1e-2})
+    assert "Add 0.0003" in edge_of_grid(grid, {"lr": 1e-3})
+    assert edge_of_grid(grid, {"lr": 3e-3}) is None  # bracketed
+    assert "Add 8" in edge_of_grid({"depth": [2, 4, 6]}, {"depth": 6})
+    assert edge_of_grid({"act": ["relu", "mish"]}, {"act": "mish"}) is None  # not a numeric axis

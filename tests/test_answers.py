@@ -158,3 +158,25 @@ def test_scrub_removes_copies_of_hidden_lines_in_any_form():
     # Public text of the notebook (the question itself) stays.
     question = next(c.source for c in source.cells if "Question 1." in c.source).split("### BEGIN SOLUTION")[0]
     assert feedback.scrub_text(question, secret) == (question, 0)
+
+
+def test_a_table_that_prints_an_answer_before_its_cell_is_reported():
+    """nbrun.answers_shown_early on stand-in cells: a folded count printed above its answer cell is a leak,
+    the same number after the answer cell (or in the student's own cell) is not. The real notebooks: the source runs
+    of tests/test_lifecycle.py, test_a6_lifecycle.py and test_cnn_notebook.py."""
+    from coursetools import nbrun
+
+    call = ('grade_answer("cnn_count", FOLDED_PARAMS, points=1, name="FOLDED_PARAMS", quantity="folded_params", '
+            'model="bn_cnn", num_classes=100)')
+    key = answers.answer_key(answers.calls(call)[0])
+
+    def nb(printed_first: str):
+        table = new_code_cell("print(table)", outputs=[new_output("stream", name="stdout", text=printed_first)])
+        solution = new_code_cell("FOLDED_PARAMS = 1", metadata={"nbgrader": {"solution": True, "grade_id": "s"}})
+        test = new_code_cell(call, metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "t", "points": 1}})
+        after = new_code_cell("print(table)", outputs=[new_output("stream", name="stdout", text=f"{key:,}")])
+        return new_notebook(cells=[table, solution, test, after])
+
+    assert nbrun.answers_shown_early(nb(f"| bn_cnn | {key:,} |"))
+    assert nbrun.answers_shown_early(nb(f"params={key}"))
+    assert not nbrun.answers_shown_early(nb(f"| bn_cnn | {key + 1:,} | 1{key} |"))

@@ -259,3 +259,25 @@ def test_cnn_recipes_build_and_train_through_the_cli(tmp_path):
 def test_stub_convnet_has_the_reference_state_dict():
     ref, stub = cnn_models.reference(), cnn_models.stubs()
     stub.ConvNet(stub.CONFIGS["bn_cnn"]).load_state_dict(ref.build("bn_cnn").state_dict(), strict=True)
+
+
+def test_batch_norm_dependence_measures_eval_against_batch_statistics(ref):
+    """Issue 29: batch norm's downsides, measured. Eval mode gives the same predictions at every batch size; the
+    model's running statistics are left as trained; a network without batch norm is refused with a reason."""
+    from vitcourse.analysis import cnn_report
+
+    C = ref.cnn  # the reference: the measurement is the library's, not a TODO
+    torch.manual_seed(0)
+    net = C.ConvNet(C.ConvNetConfig(stages=((4,), (6,)), image_size=8, in_chans=1, num_classes=3, batch_norm=True))
+    with torch.no_grad():  # running statistics away from 0 and 1
+        net.train()(torch.randn(32, 1, 8, 8) * 2 + 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.randn(130, 1, 8, 8) * 2 + 1, torch.randint(0, 3, (130,))
+    result = cnn_report.batch_norm_dependence(net.eval(), x, y, batch_sizes=(2, 64))
+    eval_row = result["rows"]["eval mode (running statistics)"]
+    assert eval_row[2] == eval_row[64]  # the same 128 images, predicted alone: the batch does not matter
+    assert result["changed"][2] > 0  # batch statistics of two images move predictions
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert "batch 2" in result["markdown"] and "predictions that change" in result["markdown"]
+    with pytest.raises(ValueError, match="no batch norm"):
+        cnn_report.batch_norm_dependence(C.ConvNet(C.ConvNetConfig(image_size=8, in_chans=1, batch_norm=False)), x, y)

@@ -11,6 +11,7 @@ def test_a7_source_notebook_passes_with_the_reference(tmp_path):
     path = nbrun.prepare_source_run("a7_cnn", tmp_path)
     nb, errors = nbrun.execute_notebook(path)
     assert not errors, "\n".join(f"cell {e.index} ({e.grade_id}): {e.ename}: {e.evalue[:300]}" for e in errors)
+    assert not nbrun.answers_shown_early(nb)  # issue 29: no answer printed before it is asked
     scores = nbrun.hidden_scores(nb)
     assert {"test_batch_norm", "test_fold_conv_bn", "test_mish", "test_folded_params", "test_conv_flops"} <= set(scores)
     for gid, (score, points) in scores.items():

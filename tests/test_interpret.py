@@ -225,3 +225,23 @@ def test_disagreement_counts_match_a_plain_count():
         assert row["both_wrong"] == sum(a[i] != k and b[i] != k for i in idx)
         assert row["a_only"] + row["b_only"] + row["both_wrong"] + row["both_right"] == row["n"]
         assert row["acc_a"] == pytest.approx(np.mean([a[i] == k for i in idx]))
+
+
+def test_attention_overlays_share_one_stated_colour_scale():
+    """Issue 29: a map that varies by 5% must not look as focused as a peaked one (no min-max per map), and the
+    scale is on a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vitcourse.analysis.plots import plot_attention_overlays
+
+    g = torch.Generator().manual_seed(0)
+    flat = 1 + 0.05 * torch.rand(2, 16, generator=g)
+    peaked = torch.softmax(3 * torch.randn(2, 16, generator=g), -1)
+    fig = plot_attention_overlays(torch.rand(2, 3, 32, 32, generator=g), {"peaked": peaked, "flat": flat})
+    overlays = [ax.images[-1] for ax in fig.axes if len(ax.images) == 2]
+    assert len(overlays) == 4 and len({im.get_clim() for im in overlays}) == 1
+    lo, hi = overlays[0].get_clim()
+    flat_values = [im.get_array() for im in overlays[1::2]]
+    assert lo == 0 and all(v.max() - v.min() < 0.1 * (hi - lo) for v in flat_values)  # flat stays one colour
+    assert any("uniform" in ax.get_ylabel() for ax in fig.axes)  # the colour bar says what 1 means

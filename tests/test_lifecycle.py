@@ -40,12 +40,14 @@ def _stderr_in_tests(nb) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+@pytest.mark.parametrize("assignment", [*ASSIGNMENTS, "a4_resnet_tradeoffs"])  # a6, a7: their own test files
 def test_source_notebook_passes_with_the_reference(assignment, tmp_path):
     path = nbrun.prepare_source_run(assignment, tmp_path)
     nb, errors = nbrun.execute_notebook(path)
     assert not errors, "\n".join(f"cell {e.index} ({e.grade_id}): {e.ename}: {e.evalue[:300]}" for e in errors)
     assert not _stderr_in_tests(nb)
+    # Issue 29: no table prints an autograded answer before the student gives it (a1, a3: no numeric key).
+    assert not nbrun.answers_shown_early(nb)
     for gid, (score, points) in nbrun.hidden_scores(nb).items():
         assert score == pytest.approx(points), f"{gid}: the hidden grader gave the reference {score}/{points}"
 

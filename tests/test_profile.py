@@ -84,3 +84,20 @@ def test_profile_cli_writes_report_and_trace(tmp_path, capsys):
     assert json.loads((tmp_path / "p.trace.json").read_text())["traceEvents"]
     assert "absent: kernel" in capsys.readouterr().out
     assert main(["profile", "--model", "mish_cnn", "--steps", "0"]) == 2
+
+
+def test_profiling_writes_nothing_to_stderr(tmp_path):
+    """Issue 29: kineto's own log lines ("USDT ... profiler_start", "gpuGetDeviceCount failed with code 35" on a
+    machine without a GPU) reach a notebook through the kernel's stderr; profiling through the library is quiet.
+    In a fresh process, as a notebook kernel would be."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from torch import nn; from vitcourse.analysis import profile as P; "
+            "m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(3)); m(torch.zeros(1, 3, 8, 8)); "
+            "batches = [(torch.randn(4, 3, 8, 8), torch.randint(0, 3, (4,))) for _ in range(4)]; "
+            "P.profile_training(m, batches, device='cpu', wait=1, warmup=1, active=1); print('ok')")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "KINETO_LOG_LEVEL"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+    assert "USDT" not in run.stderr and "gpuGetDeviceCount" not in run.stderr, run.stderr[-2000:]

@@ -139,12 +139,17 @@ def test_course_setup_online_with_local_files_uses_them_at_224(monkeypatch, tmp_
     assert counts.min() == counts.max() == min(S.ONLINE_SHOTS, fake.train_labels.bincount().min())
 
 
-def test_fast_course_setup_pretrains_small_backbones_and_few_shot_digits(tmp_path):
+def test_fast_course_setup_pretrains_small_backbones_and_few_shot_digits(tmp_path, capsys):
     setup = S.course_setup("cifar10", out_dir=tmp_path, fast=True)
     assert not setup.online and setup.fast and set(setup.specs) == {"vit", "swin"}
     assert all((tmp_path / spec.weights.split("/")[-1]).is_file() for spec in setup.specs.values())
     assert setup.splits.num_classes == 5 and setup.recipe.epochs == S.FAST_EPOCHS
     assert setup.mode_lr == D.MODE_LR and setup.partial_blocks == D.PARTIAL_BLOCKS
+    # Issue 29: the a6 setup cell says what it is doing while it pretrains, and that it reuses the cache later.
+    said = capsys.readouterr().out
+    assert all(f"{arch}: pretraining" in said and f"{arch}: pretrained in" in said for arch in ("vit", "swin")), said
+    S.course_setup("cifar10", out_dir=tmp_path, fast=True)
+    assert "pretrained earlier" in capsys.readouterr().out
 
 
 def test_model_inputs_resize_like_the_model_so_attention_maps_see_the_backbones_input():

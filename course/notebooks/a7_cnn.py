@@ -10,7 +10,8 @@
 #   Mish CNN, VGG-16 for 32 px), with parameters and FLOPs in closed form;
 # * **training** on the course's pipeline: the learning rate tuned on a small subset first, the Mish CNN with
 #   and without batch norm, the deep Mish CNN and VGG-16;
-# * **looking inside**: first-layer filters and early/middle/late feature maps;
+# * **looking inside** your trained network: first-layer filters and early/middle/late feature maps on
+#   the course's test images, beside a pretrained ResNet-50's;
 # * **profiling** a training step (kernels, memory copies, data loading, CPU work), and measuring your own
 #   change to VGG-16 against it: faster *and* more accurate?
 #
@@ -100,11 +101,12 @@ with todo_guard("fold_conv_bn", "cnn.py"):
         net.train()(torch.randn(16, 3, 32, 32))
     timing = cnn_report.fold_speedup(net, torch.randn(8 if fast_mode() else 64, 3, 32, 32),
                                      repeats=2 if fast_mode() else 20)
-    print({k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()})
+    print(cnn_report.describe_fold(timing))
 
 # %% [markdown]
-# The two networks agree to float32 round-off (`max_abs_diff`), and the folded one has fewer parameters: each
-# batch norm's 2·C_out (γ and β) became C_out biases (the running statistics were buffers all along).
+# The two networks agree to float32 round-off (the largest difference of their logits, printed above), and the
+# folded one has fewer parameters: each batch norm's 2·C_out (γ and β) became C_out biases (the running
+# statistics were buffers all along). How many exactly is section 8's first question.
 
 # %% [markdown]
 # ## 3. Mish
@@ -156,10 +158,15 @@ grade_part("cnn.ConvNet.forward")
 
 # %%
 print(cnn_report.family_table(cnn))
+print("\nforward MFLOPs per image, stage by stage (closed form):")
+print(cnn_report.stage_flops_table())
 
 # %% [markdown]
-# Widths double as the pools halve H and W, so every stage costs about the same number of FLOPs; VGG-16's
-# 13 convolutions cost roughly 20× the 3-conv CNN for a few points of CIFAR accuracy.
+# Widths double as the pools halve H and W, so a convolution's cost, C_in·C_out·9·H·W, stays put from one stage to
+# the next: read it in the second table. The first stage is the exception (it starts from 3 input channels), and
+# VGG-16's middle stages cost more because they hold more convolutions; its last stage, on 2×2 maps, less. The
+# last column gives each network's cost in units of the 3-conv Mish CNN: what VGG-16's 13 convolutions spend for
+# a few points of CIFAR accuracy.
 
 # %% [markdown]
 # ## 5. Tuning on a small subset, then training with and without batch norm
@@ -204,6 +211,7 @@ with todo_guard("ConvNet.forward", "cnn.py"):
     best = ablate.best_variant(tuning)  # on validation accuracy, never test
     LR = best["options"]["lr"]
     print(f"best on validation: {best['variant']} ({best['value']:.1%}); both networks below train with lr = {LR:g}")
+    print(ablate.edge_of_grid(TUNE_GRID, best["options"]) or "the best rate lies inside the grid: it is bracketed")
 
 # %% [markdown]
 # One seed ranks the rates only roughly (the table's interval columns need two or more seeds); a rate whose
@@ -211,14 +219,14 @@ with todo_guard("ConvNet.forward", "cnn.py"):
 # the chosen rate, with and without batch norm:
 
 # %%
-histories = {}
+histories, trained = {}, {}
 with todo_guard("ConvNet.forward", "cnn.py"):
     for name in ("mish_cnn", "bn_cnn"):
         config, recipe = default_recipe(splits.name, name, num_classes=splits.num_classes, in_chans=splits.in_chans)
         model = build_model(name, config, implementation=cnn)
         model(torch.zeros(2, splits.in_chans, splits.image_size, splits.image_size))  # a stub stops here (todo_guard)
         result = train(model, splits, dataclasses.replace(recipe, lr=LR, progress=False))
-        histories[name] = result.history
+        histories[name], trained[name] = result.history, model  # section 6 looks inside the trained networks
         print(f"{name}: best validation accuracy {result.best_val_acc:.3f}")
     for name, history in histories.items():
         plot_history(history, title=f"{name} on {splits.name}")
@@ -228,6 +236,21 @@ with todo_guard("ConvNet.forward", "cnn.py"):
 # Batch norm lets the same learning rate make progress sooner: every layer sees inputs of a stable scale, so
 # the early loss drops faster. Compare the first epochs of the two curves (in fast mode there are only a few
 # steps: run the notebook yourself to see the real curves).
+
+# %% [markdown]
+# **What batch norm costs.** A trained batch-norm network normalises with its running statistics in eval mode: a
+# test image's prediction does not depend on the images next to it. In train mode it uses each batch's own mean
+# and variance, as during training, and then it does, and a small batch gives noisy statistics (with batch 2,
+# every channel is normalised over two images). The table measures both on the test set with your trained
+# `bn_cnn`: the accuracy with each batch size, and the share of test images whose predicted class changes.
+
+# %%
+if "bn_cnn" not in trained:
+    print("no trained bn_cnn yet (ConvNet.forward in cnn.py): nothing to measure")
+else:
+    test_x = features.normalise_like_training(features.course_images(splits, count=1024)[0], splits)
+    test_y = splits.test_labels[:len(test_x)]
+    print(cnn_report.batch_norm_dependence(trained["bn_cnn"], test_x, test_y, batch_sizes=(2, 64))["markdown"])
 
 # %% [markdown]
 # **The deep Mish CNN and VGG-16** train with their own documented recipes (`vitcourse/training/recipes.py`;
@@ -254,35 +277,52 @@ with todo_guard("ConvNet.forward", "cnn.py"):
 # %% [markdown]
 # ## 6. Looking inside: filters and feature maps
 #
-# First-layer filters of a trained network are easy to read (edges, colour blobs); deeper feature maps
-# respond to larger, more abstract patterns. With torchvision's pretrained ResNet-50 weights (Colab, or a
-# local file in `WEIGHTS`) the maps are ImageNet features and the top-5 predictions are shown; offline the
-# course's ResNet-18 (same stage names) stands in.
+# Your trained `bn_cnn` from section 5, on the course's own test images. Its first-layer filters before and after
+# training (each filter scaled to its own range: the pattern, not the size), then what its early, middle and late
+# blocks respond to in a test image: the first channels of each block's output, before the stage's max-pool.
+# Early maps keep the image's layout (edges, strokes); late ones are coarse and respond to larger patterns. On
+# the 8×8 digits offline the maps are tiny and a few training steps barely move the filters from their random
+# start; on CIFAR with a GPU the first-layer filters turn into colour blobs and oriented edges.
+
+# %%
+images, names = features.course_images(splits, count=4)
+if "bn_cnn" not in trained:
+    print("no trained bn_cnn yet (section 5 needs ConvNet.forward in cnn.py): nothing to show")
+else:
+    net = trained["bn_cnn"].cpu().eval()
+    untrained = build_model("bn_cnn", default_recipe(splits.name, "bn_cnn", num_classes=splits.num_classes,
+                                                     in_chans=splits.in_chans)[0], implementation=cnn)
+    features.plot_filters({"bn_cnn before training": untrained, "after training": net})
+    plt.show()
+    maps, logits = features.feature_maps(net, features.normalise_like_training(images, splits),
+                                         features.convnet_layers(net))
+    guess = [splits.class_names[int(k)] for k in logits.argmax(-1)]
+    features.plot_feature_maps(images[0], {label: fmap[0] for label, fmap in maps.items()},
+                               title=f"bn_cnn on a test image: a {names[0]!r}, predicted {guess[0]!r}")
+    plt.show()
+
+# %% [markdown]
+# **A pretrained ImageNet network.** torchvision's ResNet-50 (Colab downloads its weights; elsewhere pass a local
+# file in `WEIGHTS`) on the same test images, upsampled to 224 px: its first layer has 64 7×7 filters learnt from
+# 1.2 million images, and its top-5 ImageNet guesses show what it makes of a small, blurred CIFAR image (a CIFAR
+# "ship" often reads as a "container ship" or a "fireboat"; the digits are out of its world).
 
 # %%
 WEIGHTS = None  # a local resnet50 weights file (e.g. resnet50-11ad3fa6.pth), or None
 try:
     backbone, categories = features.load_pretrained("resnet50", WEIGHTS, download=not fast_mode())
 except features.WeightsUnavailableError as err:
-    print(f"no pretrained ResNet-50 here ({err}); the course's ResNet-18 stands in")
-    backbone, categories = features.fallback_model(), None
-grid = features.filter_grid(backbone)
-plt.imshow(grid.permute(1, 2, 0).clamp(0, 1))
-plt.axis("off")
-plt.title("first-layer filters")
-plt.show()
-
-# %%
-image = torch.rand(1, 3, 64, 64) if categories is None else torch.rand(1, 3, 224, 224)
-maps, logits = features.feature_maps(backbone, features.imagenet_normalize(image))
-for label, fmap in maps.items():
-    print(f"{label}: feature map of shape {tuple(fmap.shape)}")
-    plt.imshow(features.feature_map_grid(fmap[0]).permute(1, 2, 0))
-    plt.axis("off")
-    plt.title(label)
+    print(f"no pretrained ResNet-50 here ({err}): the figures above are of your own network")
+    backbone = None
+if backbone is not None:
+    features.plot_filters({"ResNet-50 (ImageNet)": backbone})
     plt.show()
-if categories is not None:
-    print(features.top_k(logits, categories))
+    maps, logits = features.feature_maps(backbone, features.for_imagenet(images))
+    features.plot_feature_maps(images[0], {label: fmap[0] for label, fmap in maps.items()},
+                               title=f"ResNet-50 on a test image: a {names[0]!r}")
+    plt.show()
+    for name, top in zip(names, features.top_k(logits, categories)):
+        print(f"{name}: " + ", ".join(f"{c} {p:.0%}" for c, p in top))
 
 # %% [markdown]
 # ## 7. Where a training step's time goes
@@ -331,7 +371,7 @@ with todo_guard("ConvNet.forward", "cnn.py"):
 
 # %% [markdown]
 # Read the verdict with its evidence: a step-time ratio within 5% of 1 is timing noise ("about as fast"), and
-# with one seed an accuracy difference of a point or two can be the seed alone. Question 3 asks you to
+# with one seed an accuracy difference of a point or two can be the seed alone. Question 4 asks you to
 # defend your change with these numbers.
 
 # %% [markdown]
@@ -339,8 +379,8 @@ with todo_guard("ConvNet.forward", "cnn.py"):
 #
 # Compute by hand (a few lines of arithmetic, not by building the model):
 #
-# * `FOLDED_PARAMS`: the parameters of `bn_cnn` (3 convs 32-64-128 with batch norm, 3×3, RGB 32 px, K = 10)
-#   after `fold_batch_norms()`;
+# * `FOLDED_PARAMS`: the parameters of `bn_cnn` (3 convs 32-64-128 with batch norm, 3×3, RGB 32 px) built for
+#   CIFAR-100 (K = 100 classes), after `fold_batch_norms()`;
 # * `CONV_FLOPS`: the forward FLOPs, for one image, of a 3×3 'same' convolution from 64 to 128 channels on a
 #   16×16 feature map (the bias not counted, as FlopCounterMode counts).
 
@@ -349,7 +389,7 @@ FOLDED_PARAMS = None
 CONV_FLOPS = None
 ### BEGIN SOLUTION
 convs = [(3, 32), (32, 64), (64, 128)]
-FOLDED_PARAMS = sum(cin * cout * 9 + cout for cin, cout in convs) + 128 * 10 + 10
+FOLDED_PARAMS = sum(cin * cout * 9 + cout for cin, cout in convs) + 128 * 100 + 100
 CONV_FLOPS = 2 * 64 * 128 * 9 * 16 * 16
 ### END SOLUTION
 
@@ -357,7 +397,8 @@ CONV_FLOPS = 2 * 64 * 128 * 9 * 16 * 16
 nbchecks.check_answered("FOLDED_PARAMS", FOLDED_PARAMS, int)
 ### BEGIN HIDDEN TESTS
 from autograder.nb import grade_answer
-grade_answer("cnn_count", FOLDED_PARAMS, points=1, name="FOLDED_PARAMS", quantity="folded_params", model="bn_cnn")
+grade_answer("cnn_count", FOLDED_PARAMS, points=1, name="FOLDED_PARAMS", quantity="folded_params", model="bn_cnn",
+             num_classes=100)
 ### END HIDDEN TESTS
 
 # %% tests=test_conv_flops points=1
@@ -408,8 +449,30 @@ grade_answer("cnn_count", CONV_FLOPS, points=1, name="CONV_FLOPS", quantity="con
 # is the order that folds).
 # ### END SOLUTION
 
+# %% [markdown] answer=q_bn_downsides points=3
+# **Question 3.** Using the batch-norm table of section 5, what are batch norm's downsides? When does a network
+# with batch norm behave differently at test time from training, and what would you use instead for training
+# with batches of 2 (a large model on one GPU), and why?
+#
+# ### BEGIN SOLUTION
+# **Model answer.** Batch norm makes each example's output depend on the other examples of its batch while
+# training: the mean and variance are the batch's. With small batches those statistics are noisy estimates (batch
+# 2: two values per channel and position), so training is noisy and the running averages that eval mode uses can
+# disagree with what the network saw in training: the table shows the accuracy with batch statistics falling at
+# batch 2 while eval mode is the same at every batch size, and a share of predictions changing with the batch.
+# Train/eval mismatch: a model evaluated in train mode (or with statistics of a shifted distribution) behaves
+# differently; running statistics computed on different data (fine-tuning, domain shift) are stale. Alternatives
+# that do not normalise over the batch: LayerNorm or GroupNorm (statistics per example, over channels or groups
+# of channels), as transformers and detectors with small batches use; or keep BN frozen in eval mode.
+#
+# **Mark scheme (3 points).** 1: batch statistics make outputs depend on the batch; small batches make them
+# noisy, citing the table's numbers. 1: the train/eval difference (running vs batch statistics, stale or
+# mismatched statistics). 1: an alternative (GroupNorm / LayerNorm / frozen BN) with the reason (per-example
+# statistics).
+# ### END SOLUTION
+
 # %% [markdown] answer=q_profile points=3
-# **Question 3.** Using your profile table, which share dominates the training step of each network, and
+# **Question 4.** Using your profile table, which share dominates the training step of each network, and
 # what is the smallest change that would cut VGG-16's step time while keeping or raising its accuracy on
 # 32-pixel images? Support it with numbers from your profile and change tables.
 #

@@ -509,6 +509,24 @@ def best_variant(results: Iterable[dict], metric: str = "best_val_acc") -> dict:
             "value": ranking[order[0]][1], "seeds": common, "ranking": [ranking[i] for i in order]}
 
 
+def edge_of_grid(grid: dict, options: dict) -> Optional[str]:
+    """A sentence when the chosen `options` sit at the end of a numeric axis of `grid` ({axis: [values]}): the best
+    value may lie beyond it, so the grid should be widened on that side before the choice is trusted; else None."""
+    for axis, values in grid.items():
+        numeric = sorted(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+        chosen = options.get(axis)
+        if len(numeric) < 3 or chosen not in (numeric[0], numeric[-1]):
+            continue
+        side, (a, b) = ("largest", numeric[-2:]) if chosen == numeric[-1] else ("smallest", numeric[:2][::-1])
+        if all(isinstance(v, int) for v in numeric):  # one more step of the grid's own spacing: even for counts,
+            beyond = f"{b + (b - a)}"
+        else:  # geometric for rates and the like, rounded as one would write it
+            beyond = f"{b * (b / a):.1g}" if a else f"{2 * b:.1g}"
+        return (f"{axis} = {chosen:g} is the {side} value of the grid {numeric}: the best {axis} may lie beyond it. "
+                f"Add {beyond} to the grid and re-run the cell (the finished runs are reused) before trusting it.")
+    return None
+
+
 def _pct(x: Optional[float]) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 

@@ -185,3 +185,76 @@ def top_k(logits: torch.Tensor, categories: Sequence[str], k: int = DEFAULT_TOP_
         raise ValueError(f"{logits.shape[-1]} logits but {len(categories)} category names")
     probs, index = logits.softmax(dim=-1).topk(min(k, len(categories)), dim=-1)  # (B, k) each
     return [[(categories[i], float(p)) for p, i in zip(row_p, row_i)] for row_p, row_i in zip(probs, index)]
+
+
+# ---- the student's own network, on the course's data ------------------------------------------------------
+def convnet_layers(model: nn.Module) -> dict[str, str]:
+    """{early, middle, late: module name} for a course ConvNet (cnn.py): the first block of the first, middle and
+    last stage, before that stage's max-pool, so the maps keep the stage's full resolution. Any other model: the
+    ResNet stages of FEATURE_LAYERS."""
+    stages = getattr(model, "stages", None)
+    if not isinstance(stages, nn.Sequential):
+        return dict(FEATURE_LAYERS)
+    picks = {"early": 0, "middle": len(stages) // 2, "late": len(stages) - 1}
+    return {label: f"stages.{i}.0" for label, i in picks.items()}
+
+
+def course_images(splits, count: int = 4, split: str = "test") -> tuple[torch.Tensor, list[str]]:
+    """The first `count` images of a split as floats in [0, 1], (B, C, H, W), with their class names."""
+    images = getattr(splits, f"{split}_images")[:count].float() / 255.0
+    labels = getattr(splits, f"{split}_labels")[:count].tolist()
+    return images, [splits.class_names[int(k)] for k in labels]
+
+
+def normalise_like_training(images: torch.Tensor, splits) -> torch.Tensor:
+    """Images in [0, 1] normalised with the data's own mean and std, as the course's trainer feeds them."""
+    mean = torch.tensor(splits.mean, dtype=images.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(splits.std, dtype=images.dtype).view(1, -1, 1, 1)
+    return (images - mean) / std
+
+
+def for_imagenet(images: torch.Tensor, size: int = 224, arch: str = DEFAULT_ARCH) -> torch.Tensor:
+    """Course images in [0, 1] (B, C, H, W), grey or RGB, as an ImageNet model expects them: RGB, `size`×`size`
+    (bilinear), normalised with the weights' mean and std."""
+    x = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images  # (B, 3, H, W)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return imagenet_normalize(x, arch)
+
+
+def plot_filters(models: dict[str, nn.Module], nrow: int = 8):
+    """One panel per model: its first layer's filters (`filter_grid`), e.g. {"before training": ..., "after": ...}."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False)
+    for ax, (name, model) in zip(axes[0], models.items()):
+        weight = first_conv(model).weight
+        ax.imshow(filter_grid(weight, nrow=nrow).permute(1, 2, 0).clamp(0, 1))
+        ax.set_title(f"{name}: {weight.shape[0]} filters {weight.shape[2]}×{weight.shape[3]}", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_maps(image: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "", num_channels: int = 8):
+    """The image, then per labelled layer its first `num_channels` channels (each scaled to its own range: the
+    pattern a channel responds to, not its size). image: (C, H, W) in [0, 1]; maps: {label: (C', H', W')}."""
+    import matplotlib.pyplot as plt
+
+    rows = len(maps)
+    fig, axes = plt.subplots(rows, num_channels + 1, figsize=(1.2 * (num_channels + 1), 1.3 * rows), squeeze=False)
+    pic = image.detach().float().cpu()
+    for r, (label, fmap) in enumerate(maps.items()):
+        axes[r][0].imshow(pic[0] if pic.shape[0] == 1 else pic.permute(1, 2, 0), cmap="gray" if pic.shape[0] == 1 else None)
+        axes[r][0].set_title("input" if r == 0 else "", fontsize=7)
+        for c in range(num_channels):
+            ax = axes[r][c + 1]
+            if c < fmap.shape[0]:
+                ax.imshow(fmap[c].detach().float().cpu(), cmap="viridis")
+            if c == 0:
+                ax.set_title(f"{label}: {fmap.shape[0]} × {fmap.shape[1]}×{fmap.shape[2]}", fontsize=7, loc="left")
+        for ax in axes[r]:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

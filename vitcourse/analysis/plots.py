@@ -154,34 +154,51 @@ def plot_similarity_maps(table: torch.Tensor, grid: tuple[int, int], queries: Se
     return fig
 
 
-def _overlay(ax, picture: np.ndarray, heat: np.ndarray, title: str = "") -> None:
-    """An image with a heat map (any size: stretched over the image) on top."""
+def _overlay(ax, picture: np.ndarray, heat: np.ndarray, title: str = "", vmin=None, vmax=None):
+    """An image with a heat map (any size: stretched over the image) on top; returns the heat map's image.
+
+    vmin / vmax: the colour scale (default: the map's own range)."""
     grey = picture.shape[-1] == 1
     ax.imshow(picture[..., 0] if grey else picture, cmap="gray" if grey else None)
     h, w = picture.shape[:2]
-    ax.imshow(heat, cmap="jet", alpha=0.45, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+    shown = ax.imshow(heat, cmap="jet", alpha=0.45, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear",
+                      vmin=vmin, vmax=vmax)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
+    return shown
 
 
 def plot_attention_overlays(images: torch.Tensor, maps: dict, title: str = "", grid: Optional[tuple[int, int]] = None):
     """One row per image: the image, then each named map (B, H'·W') of patch weights laid on the patch grid.
 
     `maps`: {name: (B, H'·W') tensor}, e.g. {"last layer": A[:, :, 0, 1:].mean(1), "rollout": R[:, 0, 1:]}.
+
+    Every map is drawn on one colour scale, shared by the whole figure and stated on its colour bar: a patch's
+    share of its map's total weight times the number of patches, so 1 is what uniform attention gives every
+    patch and 3 is three times that. A map that varies by 5% then looks flat, as it is (a scale of its own per
+    map, min to max, would paint it as sharply focused as one that varies 100-fold).
     """
     pics = _to_display(images)
     B = len(pics)
-    fig, axes = plt.subplots(B, 1 + len(maps), figsize=((1 + len(maps)) * 1.6, B * 1.6), squeeze=False)
+    scaled = {}
+    for name, weights in maps.items():
+        w = torch.as_tensor(weights).detach().double().cpu()[:B]  # (B, H'·W')
+        scaled[name] = (w / w.sum(-1, keepdim=True) * w.shape[-1]).float()  # 1 = uniform
+    top = max(float(w.max()) for w in scaled.values())
+    fig, axes = plt.subplots(B, 1 + len(maps), figsize=((1 + len(maps)) * 1.6 + 0.9, B * 1.6), squeeze=False,
+                             constrained_layout=True)
+    shown = None
     for b in range(B):
         axes[b][0].imshow(pics[b][..., 0] if pics.shape[-1] == 1 else pics[b], cmap="gray" if pics.shape[-1] == 1 else None)
         axes[b][0].axis("off")
-        for j, (name, weights) in enumerate(maps.items(), start=1):
-            w = torch.as_tensor(weights[b]).detach().float().cpu()
-            gh, gw = grid or (int(round(len(w) ** 0.5)),) * 2
-            _overlay(axes[b][j], pics[b], (w / w.max()).reshape(gh, gw).numpy(), name if b == 0 else "")
+        for j, (name, w) in enumerate(scaled.items(), start=1):
+            gh, gw = grid or (int(round(w.shape[-1] ** 0.5)),) * 2
+            shown = _overlay(axes[b][j], pics[b], w[b].reshape(gh, gw).numpy(), name if b == 0 else "", 0.0, top)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes[:, 1:].ravel().tolist(), shrink=0.8,
+                     label="attention × patches (1 = uniform), one scale for all maps")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

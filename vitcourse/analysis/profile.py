@@ -36,6 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Kineto (torch.profiler's tracer) writes its own log lines to the process's stderr: "USDT ... profiler_start" around
+# every trace and, on a machine without a GPU, "ERROR ... gpuGetDeviceCount failed with code 35". Jupyter forwards
+# them into the notebook, where they read as failures. Level 6 keeps it quiet; it is read when the first trace
+# starts, so setting it here (imported before any profiling) is in time. A value someone set is kept.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
 CATEGORIES = ("kernel", "memcpy", "memset", "data_loading", "cpu_execution", "other")
 PRIORITY = CATEGORIES[:-1]  # who owns a microsecond covered by several events; 'other' is what is left
 GPU_CATEGORIES = ("kernel", "memcpy", "memset")

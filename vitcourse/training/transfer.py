@@ -344,9 +344,12 @@ def _run_probe(splits, net, cfg, device, cache, start) -> ModeResult:
 
 
 def run_transfer(splits: DatasetSplits, spec: BackboneSpec, modes: Iterable[str] = MODES,
-                 cfg: Optional[TrainConfig] = None, mode_lr: Optional[dict] = None, **kw) -> list[ModeResult]:
+                 cfg: Optional[TrainConfig] = None, mode_lr: Optional[dict] = None, log=None, **kw) -> list[ModeResult]:
     """Every mode in `modes` with the same recipe `cfg` (one call of `run_mode` each); `mode_lr` gives a mode
-    its own peak learning rate (e.g. {"head": 5e-3}: a new head alone tolerates a larger step)."""
+    its own peak learning rate (e.g. {"head": 5e-3}: a new head alone tolerates a larger step). `log` hears one
+    line per mode as it starts and ends (a notebook cell that trains for minutes must not sit silent)."""
+    import time
+
     cfg = cfg or TrainConfig(epochs=10, progress=False)
     mode_lr = mode_lr or {}
     modes = list(modes)
@@ -354,5 +357,14 @@ def run_transfer(splits: DatasetSplits, spec: BackboneSpec, modes: Iterable[str]
     if unknown:
         raise ValueError(f"unknown modes {unknown}: choose from {', '.join(MODES)}")
     cache = kw.pop("cache", None) or FeatureCache()
-    return [run_mode(splits, spec, mode, dataclasses.replace(cfg, lr=mode_lr.get(mode, cfg.lr)), cache=cache, **kw)
-            for mode in modes]
+    results = []
+    for i, mode in enumerate(modes, start=1):
+        if log:
+            log(f"{spec.name}: mode {mode} ({i}/{len(modes)}) ...")
+        start = time.perf_counter()
+        results.append(run_mode(splits, spec, mode, dataclasses.replace(cfg, lr=mode_lr.get(mode, cfg.lr)), cache=cache,
+                                **kw))
+        if log:
+            log(f"{spec.name}: mode {mode} done in {time.perf_counter() - start:.0f} s, test accuracy "
+                f"{results[-1].test_accuracy:.1%}")
+    return results

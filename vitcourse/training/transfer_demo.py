@@ -132,23 +132,33 @@ def recipe_key(arch: str, cfg: TrainConfig, seed: int, views: Sequence[str] = UP
 
 def pretrain(arch: str, out_dir: Path, cfg: TrainConfig = PRETRAIN_CONFIG, seed: int = 0,
              views: Sequence[str] = UPSTREAM_VIEWS, reuse: bool = True,
-             arch_spec: Optional[tuple[str, dict]] = None) -> tuple[Path, float]:
+             arch_spec: Optional[tuple[str, dict]] = None, log: Optional[Callable] = None) -> tuple[Path, float]:
     """Train DEMO_ARCHS[arch] (or `arch_spec`, a (timm name, overrides) pair, named `arch`) from scratch on
     `upstream_splits` and save its weights: (file, upstream test accuracy). With `reuse`, a file of the same
-    `recipe_key` in `out_dir` is returned instead (its accuracy is read from the .json written beside it)."""
+    `recipe_key` in `out_dir` is returned instead (its accuracy is read from the .json written beside it).
+    `log`: told before and after a pretraining (it takes a while: a notebook cell must not sit silent), and when
+    the cached file is used."""
     name, kwargs = arch_spec or DEMO_ARCHS[arch]
     key = recipe_key(arch, cfg, seed, views, arch_spec)
     path = Path(out_dir) / f"{arch}_digits0-4x{len(views)}views_{key}.pth"
     meta = path.with_suffix(".json")
     if reuse and path.is_file() and meta.is_file():
-        return path, float(json.loads(meta.read_text())["upstream_test_accuracy"])
+        acc = float(json.loads(meta.read_text())["upstream_test_accuracy"])
+        if log:
+            log(f"{arch}: the backbone pretrained earlier ({path}, upstream test accuracy {acc:.1%})")
+        return path, acc
     splits = upstream_splits(seed, views)
     runtime.seed_everything(seed)
     net = P.create_backbone(name, splits.num_classes, pretrained=False, in_chans=splits.in_chans, **kwargs)
+    if log:
+        log(f"{arch}: pretraining {name} from scratch on the digits 0-4 ({len(splits.train_labels):,} images, "
+            f"{cfg.epochs} epochs; once, then cached in {path.parent}) ...")
     start = time.perf_counter()
     train(net, splits, dataclasses.replace(cfg, seed=seed))
     train_s = time.perf_counter() - start
     acc = evaluate(net, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std).accuracy
+    if log:
+        log(f"{arch}: pretrained in {train_s:.0f} s, upstream test accuracy {acc:.1%}")
     P.save_weights(net, path)
     meta.write_text(json.dumps({"upstream_test_accuracy": acc, "train_time_s": train_s, "arch": arch,
                                 "seed": seed, "views": list(views), "pretrain_config": cfg.to_dict()}, indent=2))

@@ -107,15 +107,16 @@ def course_setup(data: str = "cifar10", data_dir=None, weights: Optional[dict] =
     return offline_setup(out_dir, seed=seed, fast=fast, notes=notes)
 
 
-def offline_setup(out_dir="runs/a6", seed: int = 0, fast: bool = False, notes=None) -> CourseSetup:
-    """Backbones pretrained on the digits 0-4 (cached in out_dir), the few-shot digits 5-9 as the task."""
+def offline_setup(out_dir="runs/a6", seed: int = 0, fast: bool = False, notes=None, log=print) -> CourseSetup:
+    """Backbones pretrained on the digits 0-4 (cached in out_dir), the few-shot digits 5-9 as the task.
+    `log` hears what each backbone's pretraining is doing (None: quiet)."""
     pre_cfg, fine_cfg = D.PRETRAIN_CONFIG, D.FINETUNE_CONFIG
     if fast:
         pre_cfg = dataclasses.replace(pre_cfg, epochs=FAST_PRETRAIN_EPOCHS, warmup_epochs=0)
         fine_cfg = dataclasses.replace(fine_cfg, epochs=FAST_EPOCHS, warmup_epochs=0)
     specs = {}
     for arch, (name, kwargs) in D.DEMO_ARCHS.items():
-        path, _ = D.pretrain(arch, Path(out_dir), pre_cfg, seed)
+        path, _ = D.pretrain(arch, Path(out_dir), pre_cfg, seed, log=log)
         specs[arch] = BackboneSpec(name, weights=str(path), arch=kwargs)
     task = D.few_shot(data_utils.load_dataset("digits", classes=D.TARGET_CLASSES, val_size=0, seed=seed),
                       D.DEFAULT_SHOTS, seed)
