@@ -8,13 +8,28 @@ to `ROUND_DIGITS`; the total is the sum of the rounded part scores, so it is the
 """
 from __future__ import annotations
 
-from coursecore.parts import ViT, cnn, finetune, transformer
-from coursecore.parts.part import GRADER, Bug, Part  # noqa: F401 - GRADER: filled by the imports above
+import importlib
+
+from coursecore.parts.part import GRADER, Bug, Part  # noqa: F401 - GRADER: filled by the declarations' imports
+from coursecore.registry import MODULE_NAMES
 
 ROUND_DIGITS = 2  # part scores are rounded so that totals do not drift with float summation
 
-# Every declared part, in report order: the module files' order, each file's own order.
-PARTS: tuple[Part, ...] = (*transformer.PARTS, *ViT.PARTS, *finetune.PARTS, *cnn.PARTS)
+# Every declared part, in report order: the registry's module order (coursecore/registry.py), each declaration
+# file's own order. A registered student module `<name>` declares its parts in coursecore/parts/<name>.py: found
+# here by its name, so a new module needs no line in this file.
+def _declarations(name: str):
+    try:
+        return importlib.import_module(f"coursecore.parts.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"coursecore.parts.{name}":
+            raise
+        raise ImportError(f"the student module {name!r} is registered in coursecore/registry.py but has no "
+                          f"coursecore/parts/{name}.py: declare its graded parts there (PARTS = () if it has none; "
+                          "docs/extending.md)") from None
+
+
+PARTS: tuple[Part, ...] = tuple(part for name in MODULE_NAMES for part in _declarations(name).PARTS)
 BY_ID: dict[str, Part] = {p.id: p for p in PARTS}
 
 POINTS: dict[str, float] = {p.id: p.points for p in PARTS}
