@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from coursecore import course_root
+from coursecore.registry import NOT_IMPLEMENTED_MARK
 
 REPO = Path(__file__).resolve().parents[1]
 PART = "transformer.LayerScale.forward"
@@ -111,6 +112,9 @@ def test_the_self_check_and_the_notebook_check_know_it(walked):
             "from vitcourse.course import nbchecks\n"
             f"nbchecks.check_part({PART!r}); print(nbchecks.RESULTS)")
     assert f"'{PART}': (True" in _run(walked, "-c", cell).stdout
+    # On the generated stub the cell says "not implemented yet" like every other check cell (Run All's contract).
+    stub = _run(walked, "-c", cell.replace("'solutions'", "'student_src'")).stdout
+    assert f"'{PART}': (False" in stub and NOT_IMPLEMENTED_MARK in stub, stub
 
 
 def test_the_release_ships_the_declaration_without_its_grader_region(walked):
