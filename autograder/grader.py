@@ -259,6 +259,9 @@ def case_sizes(case: dict) -> dict:
 
 def analyse_case(part: str, case: dict, expected: dict, result: dict) -> list[str]:
     """Analyser hints for one failing case: the shape of the error, or torch's error translated."""
+    hooks = GRADER.get(part) if "part" in case else None
+    if hooks and hooks.analyse:  # a declared part's own analysers, in its module's words
+        return [m for m in hooks.analyse(case, expected, result) if m]
     sizes = case_sizes(case)
     if not result.get("ok"):
         message = result.get("error", "")
@@ -289,7 +292,8 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
     outputs = result["outputs"]
     if hooks and hooks.prepare:
         expected, outputs = hooks.prepare(case, expected), hooks.prepare(case, outputs)
-    value_keys = [k for k in expected if not k.startswith(("grad:", "trace:")) and k not in ("out@2", "out@perm")]
+    # Recorded intermediates ('trace:') and re-runs on designed inputs ('probe:') feed the analysers, never the score.
+    value_keys = [k for k in expected if not k.startswith(("grad:", "trace:", "probe:")) and k not in ("out@2", "out@perm")]
     if hooks and hooks.describe:
         describe = hooks.describe
         compare = lambda key, want, got, case: describe(key, want, got, case, compare_tensor)  # noqa: E731

@@ -243,6 +243,7 @@ PARTS = (
 # The grader's side: hidden cases, the run of one case in the sandbox, the catalogued bugs. Not in a release.
 from coursecore.parts.draws import _gen, _randn  # noqa: E402
 from coursecore.parts.part import Bug, grader  # noqa: E402
+from typing import Optional  # noqa: E402
 
 # (kind, depth, mode, k, prefrozen): every mode, the three backbone families, k inside one stage and across
 # stages (Swin, ResNet), and models frozen before (full and scratch must unfreeze everything).
@@ -267,6 +268,12 @@ def _set_trainable_cases(ref=None):
         label += ", some parameters frozen beforehand" if prefrozen else ""
         cases.append({"op": "set_trainable", "params": {"kind": kind, "depth": depth, "mode": mode, "k": k,
                                                         "prefrozen": prefrozen}, "tensors": {}, "label": label})
+    for kind, depth in (("vit", 3), ("resnet", 1)):  # partial_blocks outside 1..len(blocks): a ValueError (step 2)
+        blocks = depth if kind == "vit" else 4 * depth
+        out_of_range = [0, blocks + 1]
+        cases.append({"op": "set_trainable_range", "params": {"kind": kind, "depth": depth, "k": out_of_range},
+                      "tensors": {}, "label": f"set_trainable({FAMILY[kind]} with {blocks} blocks, 'partial', "
+                                               f"partial_blocks={' and '.join(map(str, out_of_range))})"})
     return cases
 
 
@@ -299,6 +306,8 @@ def _statistics_cases(ref=None):
         (3, (3, 5), 0.3, torch.float64, "scaled"),  # rows that do not sum to 1
         (2, (8, 8), 0.5, torch.float32, "uniform"),  # the mass is reached exactly at half the patches
         (1, (6, 4), 0.8, torch.float64, "peaked"),
+        (2, (10, 10), 0.5, torch.float32, "softmax"),  # ViT-S/16 at 160 px: the edge ring and the centre's
+        (1, (14, 14), 0.5, torch.float64, "peaked"),  # complement differ from 10×10 up (224 px: 14×14)
     ]
     cases = []
     for i, (B, grid, mass, dtype, kind) in enumerate(sizes):
@@ -341,6 +350,19 @@ def _run(mods, case: dict, h) -> dict:
                                "model: use the dotted names of model.named_modules(), e.g. 'blocks.0'")
         return {"requires_grad": torch.tensor([float(q.requires_grad) for q in model.parameters()]),
                 "held": torch.tensor(held_leaves(model, names))}
+
+    if op == "set_trainable_range":
+        fn = h.need(F_, "set_trainable", ff)
+        raised = []  # per k: 1 a ValueError, 0 no error, -1 another exception
+        for k in p["k"]:
+            try:
+                fn(toy_backbone(p["kind"], p["depth"]), "partial", k)
+                raised.append(0.0)
+            except ValueError:
+                raised.append(1.0)
+            except Exception:  # noqa: BLE001 - the wrong kind of error is this check's result
+                raised.append(-1.0)
+        return {"raises_value_error": torch.tensor(raised)}
 
     if op == "attention_rollout":
         fn = h.need(F_, "attention_rollout", ff)
@@ -465,6 +487,15 @@ def _statistics_variant(kind: str):
 
 def _describe_set_trainable(key: str, expected, actual, case: dict, compare) -> str | None:
     """set_trainable's outputs are flags per parameter / leaf module: name the ones that are wrong."""
+    if key == "raises_value_error":  # per out-of-range k: 1 a ValueError, 0 no error, -1 another exception
+        if type(actual) is not torch.Tensor or actual.shape != expected.shape:
+            return compare(key, expected, actual)
+        for k, flag in zip(case["params"]["k"], actual.tolist()):
+            if flag != 1:
+                did = "raised another exception" if flag < 0 else "returned normally"
+                return (f"set_trainable(model, 'partial', partial_blocks={k}) {did}: raise a ValueError when "
+                        "partial_blocks is not in 1..len(blocks_of(model)) (the banner's step 2)")
+        return None
     if type(actual) is not torch.Tensor or actual.shape != expected.shape:
         return compare(key, expected, actual)
     wrong = (actual != expected).nonzero().flatten().tolist()
@@ -595,9 +626,289 @@ BUGS = (
                   "a[:, edge].mean(dim=1) / a[:, centre].mean(dim=1)")),
 )
 
+# ---- the analysers: each part's quantities on their own, with generated wrong versions (analysers.decompose),
+# computed here from the case's inputs, never from the reference's source.
+def _unit(name: str) -> str:
+    """The unit a parameter or module belongs to: a block ('blocks.2', 'layers.1.blocks.0', 'layer4.1'), a
+    parameter on the model itself ('cls_token'), or a top-level child ('patch_embed', 'norm', 'head')."""
+    parts = name.split(".")
+    if parts[0] == "blocks" and len(parts) > 1:
+        return ".".join(parts[:2])
+    if parts[0] == "layers" and len(parts) > 3 and parts[2] == "blocks":
+        return ".".join(parts[:4])
+    if parts[0] == "layers" and len(parts) > 2:
+        return ".".join(parts[:3])
+    if parts[0].startswith("layer") and parts[0][5:].isdigit() and len(parts) > 1:
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def _listing(names: list) -> str:
+    names = list(dict.fromkeys(names))
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def _trainable_finding(c: dict, expected, actual) -> Optional[str]:
+    """Which units learn that should not, and the pattern behind it (the first blocks, one block too many …)."""
+    p = c["params"]
+    model = toy_backbone(p["kind"], p["depth"])
+    names = [n for n, _ in model.named_parameters()]
+    e, a = expected.tolist(), actual.tolist()
+    extra = [_unit(n) for n, x, y in zip(names, e, a) if y and not x]
+    missing = [_unit(n) for n, x, y in zip(names, e, a) if x and not y]
+    mode, k = p["mode"], p["k"]
+    blocks = [_unit(f"{n}.x") for n in _block_names(model)]
+    learning_blocks = [b for b in blocks if any(_unit(n) == b and y for n, y in zip(names, a))]
+    if mode in ("full", "scratch") and missing:
+        return (f"in {mode!r} mode every parameter learns, also the ones frozen before the call: {_listing(missing)} "
+                "stay frozen. Call model.requires_grad_(True)")
+    roots = [u for u in extra if "." not in u and u in dict(model.named_parameters())]
+    if roots:
+        return (f"{_listing(roots)} sit on the model itself, not in a child module, and still learn: freezing each "
+                "child misses them; model.requires_grad_(False) first, then unfreeze the learning modules")
+    if mode == "partial" and learning_blocks != blocks[-k:]:
+        if learning_blocks == blocks[:k]:
+            return (f"partial mode trains the FIRST {k} block(s) ({_listing(learning_blocks)}); it trains the LAST "
+                    f"{k}, blocks_of(model)[-k:] ({_listing(blocks[-k:])})")
+        if learning_blocks == blocks[-k - 1:]:
+            return (f"one block too many learns: partial_blocks={k} means the last {k} block(s), blocks[-k:] "
+                    f"({_listing(blocks[-k:])}), not {_listing(learning_blocks)}")
+        if k > 1 and learning_blocks == blocks[-k + 1:]:
+            return (f"one block too few learns: partial_blocks={k} means the last {k} blocks, blocks[-k:] "
+                    f"({_listing(blocks[-k:])})")
+    if "norm" in missing and mode == "partial":
+        return ("the final norm stays frozen: in partial mode it learns with the last blocks (final_norm_of(model)), "
+                "since it normalises the features the head reads")
+    if "norm" in extra and mode == "head":
+        return "in head mode only the classifier learns: the final norm must stay frozen"
+    head = _unit(next(n for n, _ in model.named_parameters() if n.startswith(("head", "fc"))))
+    if head in missing:
+        return f"the classifier ({head}) is frozen: it learns in every mode (classifier_of(model))"
+    parts = []
+    if extra:
+        parts.append(f"{_listing(extra)} learn(s) but should be frozen")
+    if missing:
+        parts.append(f"{_listing(missing)} {'is' if len(set(missing)) == 1 else 'are'} frozen but should learn")
+    return f"in {mode!r} mode with partial_blocks={k}: " + "; ".join(parts) if parts else None
+
+
+def _block_names(model) -> list:
+    if hasattr(model, "blocks"):
+        return [f"blocks.{i}" for i in range(len(model.blocks))]
+    if hasattr(model, "layers"):
+        return [f"layers.{i}.blocks.{j}" for i, stage in enumerate(model.layers) for j in range(len(stage.blocks))]
+    return [f"{name}.{i}" for name in ("layer1", "layer2", "layer3", "layer4") for i in range(len(getattr(model, name)))]
+
+
+def _held_finding(c: dict, expected, actual) -> Optional[str]:
+    p = c["params"]
+    model = toy_backbone(p["kind"], p["depth"])
+    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    e, a = expected.tolist(), actual.tolist()
+    if e and not any(a) and any(e):
+        return ("no module is returned as frozen: return the names of the largest frozen subtrees (e.g. "
+                "'patch_embed', 'blocks.0') so the trainer holds them in eval mode")
+    wrong = [n for (n, _), x, y in zip(leaves, e, a) if y and not x]
+    if wrong:
+        return (f"the returned names hold {_listing(wrong)}, which learn(s): return the frozen subtrees, not the "
+                "learning modules (skip a child that is a learning module)")
+    missing = [(n, m) for (n, m), x, y in zip(leaves, e, a) if x and not y]
+    if missing and all(not any(True for _ in m.parameters()) for _, m in missing):
+        return (f"the parameter-free modules outside the learning ones ({_listing([n for n, _ in missing])}) are not "
+                "returned: dropouts and activations are part of the frozen model too and must be held in eval mode")
+    if missing:
+        return f"{_listing([n for n, _ in missing])} are frozen, but no returned subtree holds them"
+    return None
+
+
+def _analyse_set_trainable(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [analysers.explain_error(result.get("error", ""), "finetune.set_trainable", {})]
+    a = result["outputs"]
+    found = []
+    if c["op"] == "set_trainable_range":
+        got = a.get("raises_value_error")
+        message = _describe_set_trainable("raises_value_error", expected["raises_value_error"], got, c,
+                                          lambda *args: None)
+        return [message] if message else []
+    for key, explain in (("requires_grad", _trainable_finding), ("held", _held_finding)):
+        e, g = expected.get(key), a.get(key)
+        if type(g) is torch.Tensor and g.shape == e.shape and not torch.equal(g, e):
+            found.append(explain(c, e, g))
+    return found[:1]
+
+
+def _rollout_components():
+    return {
+        "heads": [("mean", None), ("sum", "the heads are summed: average them, A.mean(dim=1)"),
+                  ("max", "the heads are combined with a max: average them, A.mean(dim=1)"),
+                  ("first", "only the first head is used: average over the heads, A.mean(dim=1)")],
+        "residual": [("weighted", None),
+                     ("none", "the residual is left out: each layer's mixing is residual_weight·I + "
+                              "(1 - residual_weight)·(mean over heads)"),
+                     ("swapped", "the two weights are swapped: the identity gets residual_weight, the attention "
+                                 "1 - residual_weight"),
+                     ("plain", "the identity is added without the weights: residual_weight·I + "
+                               "(1 - residual_weight)·(mean over heads)")],
+        "norm": [("rows", None),
+                 ("columns", "each layer's mixing is normalised over its columns (dim=-2): divide every ROW by its "
+                             "sum, a.sum(dim=-1, keepdim=True)"),
+                 ("none", "the rows of each layer's mixing are not renormalised to sum to 1")],
+        "product": [("left", None),
+                    ("right", "the layers are multiplied in the wrong order: a later layer acts after the earlier "
+                              "ones, so it multiplies from the left, R = a @ R"),
+                    ("elementwise", "the layers are combined with an elementwise product (a * R): rollout is a "
+                                    "matrix product, R = a @ R"),
+                    ("last", "each layer replaces the rollout instead of multiplying into it: R = a @ R")],
+        "first": [("same", None), ("bare", "the residual is left out of the first layer: start from R = I and mix "
+                                           "every layer, the first too, with residual_weight·I")],
+        "returned": [("all", None),
+                     ("cls", "only the class token's row is returned: return the whole rollout R of shape (B, N, N) "
+                             "(the caller reads R[:, 0, 1:])"),
+                     ("cls_patches", "only the class token's row over the patches is returned: return the whole "
+                                     "rollout R of shape (B, N, N)")],
+    }
+
+
+def _rollout_hypotheses(c: dict):
+    from coursecore.parts import analysers
+
+    t, p = c["tensors"], c["params"]
+    maps = [t[f"A{i}"].double() for i in range(p["layers"])]
+    w = p["residual_weight"]
+    B, _, N, _ = maps[0].shape
+    eye = torch.eye(N, dtype=torch.float64)
+    out = []
+    for picks, wrong in analysers.variants(_rollout_components()):
+        def mix(A, first: bool):
+            heads = {"mean": A.mean(1), "sum": A.sum(1), "max": A.amax(1), "first": A[:, 0]}[picks["heads"]]
+            if first and picks["first"] == "bare":
+                return heads
+            a = {"weighted": w * eye + (1 - w) * heads, "none": heads, "swapped": (1 - w) * eye + w * heads,
+                 "plain": eye + heads}[picks["residual"]]
+            if picks["norm"] == "rows":
+                a = a / a.sum(-1, keepdim=True)
+            elif picks["norm"] == "columns":
+                a = a / a.sum(-2, keepdim=True)
+            return a
+
+        R = None
+        for i, A in enumerate(maps):
+            a = mix(A, i == 0)
+            if R is None:
+                R = a if picks["first"] == "bare" else {"left": a, "right": a, "elementwise": a * eye,
+                                                        "last": a}[picks["product"]]
+                continue
+            R = {"left": a @ R, "right": R @ a, "elementwise": a * R, "last": a}[picks["product"]]
+        R = {"all": R, "cls": R[:, 0], "cls_patches": R[:, 0, 1:]}[picks["returned"]]
+        out.append(("; ".join(wrong), R))
+    return out
+
+
+def _analyse_rollout(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [analysers.explain_error(result.get("error", ""), "finetune.attention_rollout", {})]
+    found = analysers.decompose([analysers.Step("the rollout R", expected.get("out"), result["outputs"].get("out"),
+                                                lambda: _rollout_hypotheses(c), name_unexplained=False)])
+    return [found.message] if found else []
+
+
+def _statistics_hypotheses(c: dict, key: str):
+    from coursecore.parts import analysers
+
+    a = c["tensors"]["a"].double()
+    grid, mass = tuple(c["params"]["grid"]), c["params"]["mass"]
+    B, n = a.shape
+    p = a / a.sum(1, keepdim=True)
+    if key == "mean":
+        return [("the statistics are averaged over the images too: return one value per image, a (B,) tensor "
+                 "(reduce over the patches, dim=1, only)", a.mean()),
+                ("the mean is taken over the images (dim=0): take it over the patches, dim=1", a.mean(0)),
+                ("the weights are summed, not averaged over the patches", a.sum(1)),
+                ("the mean is of the normalised row: the mean of the raw weights a_i", p.mean(1))]
+    if key == "std":
+        return [("the std divides by n - 1: the statistic is the population std (unbiased=False)", a.std(1)),
+                ("this is the variance, not the standard deviation: take its square root (a.std(dim=1, "
+                 "unbiased=False))", a.var(1, unbiased=False)),
+                ("this is the variance with n - 1, not the population standard deviation", a.var(1)),
+                ("the std is of the normalised row: the std of the raw weights a_i", p.std(1, unbiased=False)),
+                ("the std is taken over the images too: one value per image, over the patches (dim=1)", a.std())]
+    if key == "mass_fraction":
+        components = {
+            "norm": [("p", None), ("raw", "the raw weights are compared with `mass`: normalise each row to sum to 1 "
+                                          "first")],
+            "order": [("desc", None), ("asc", "the weights are sorted in ascending order: sort them in DESCENDING "
+                                              "order, so k is the fewest patches that hold the mass"),
+                      ("none", "the cumulative sum runs over the unsorted weights (patch order): sort each row in "
+                               "descending order first")],
+            "count": [("below+1", None), ("below", "one patch short: the entries below `mass` do not yet hold it; "
+                                                   "add the patch that reaches it (k = count + 1)"),
+                      ("le+1", "a sum that lands exactly on `mass` counts one patch too many: count the entries "
+                               "strictly below mass - 1e-12, then add one")],
+            "divide": [("n", None), ("no", "this is the count of patches k, not the fraction: divide k by the number "
+                                           "of patches H'·W'")],
+        }
+        out = []
+        for picks, wrong in analysers.variants(components):
+            q = p if picks["norm"] == "p" else a
+            q = {"desc": q.sort(1, descending=True).values, "asc": q.sort(1).values, "none": q}[picks["order"]]
+            cum = q.cumsum(1)
+            k = {"below+1": (cum < mass - 1e-12).sum(1) + 1, "below": (cum < mass - 1e-12).sum(1),
+                 "le+1": (cum <= mass + 1e-12).sum(1) + 1}[picks["count"]].double()
+            out.append(("; ".join(wrong), k / n if picks["divide"] == "n" else k))
+        return out
+    centre, edge = (torch.tensor(m) for m in centre_edge_by_hand(*grid))
+    gh, gw = grid
+    r = torch.arange(gh)[:, None].expand(gh, gw).reshape(-1)
+    col = torch.arange(gw)[None, :].expand(gh, gw).reshape(-1)
+    quarter = (r >= gh // 4) & (r < gh - gh // 4) & (col >= gw // 4) & (col < gw - gw // 4)
+    ratio = lambda c_, e_: a[:, c_].mean(1) / a[:, e_].mean(1)  # noqa: E731
+    return [("centre_edge_ratio is upside down: the centre mean divided by the edge mean", ratio(edge, centre)),
+            ("the edge mask is the complement of the centre: the edge is the outer ring only (first or last row or "
+             "column); the patches between the centre and the ring count in neither", ratio(centre, ~centre)),
+            ("the centre is everything inside the ring: it is the middle half in each direction (⌊H'/4⌋ rows and "
+             "⌊W'/4⌋ columns trimmed on every side)", ratio(~edge, edge)),
+            ("the centre includes patches of the outer ring: exclude the edge from the centre", ratio(quarter, edge)),
+            ("centre_edge_ratio divides the sums: divide the MEANS (the centre and the edge hold different numbers "
+             "of patches)", a[:, centre].sum(1) / a[:, edge].sum(1)),
+            ("the centre mean is divided by the mean over all patches: divide by the edge mean",
+             a[:, centre].mean(1) / a.mean(1))]
+
+
+STAT_WORDS = {"mean": "the mean", "std": "the std", "mass_fraction": "mass_fraction",
+              "centre_edge_ratio": "centre_edge_ratio"}
+
+
+def _analyse_statistics(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [analysers.explain_error(result.get("error", ""), "finetune.attention_statistics", {})]
+    a, found = result["outputs"], []
+    for key in STAT_KEYS:  # each statistic on its own: a mistake in one never hides another
+        hint = ("k is an integer count, and k / n gives the default dtype float32: convert it, k.to(a.dtype) / n "
+                "(every statistic is in cls_attention's dtype)" if key == "mass_fraction" else
+                "every statistic is in cls_attention's dtype")
+        step = analysers.Step(STAT_WORDS[key], expected.get(key), a.get(key),
+                              lambda key=key: _statistics_hypotheses(c, key), name_unexplained=False, dtype_hint=hint)
+        finding = analysers.decompose([step])
+        if finding:
+            found.append(finding.message)
+    return found
+
+
+ANALYSERS = {"finetune.set_trainable": _analyse_set_trainable, "finetune.attention_rollout": _analyse_rollout,
+             "finetune.attention_statistics": _analyse_statistics}
+
+
 CASES = {"finetune.set_trainable": _set_trainable_cases, "finetune.attention_rollout": _rollout_cases,
          "finetune.attention_statistics": _statistics_cases}
 for _declared in PARTS:
     grader(_declared.id, cases=CASES[_declared.id], run=_run, bugs=[b for b in BUGS if b.part == _declared.id],
-           describe=_describe_set_trainable if _declared.id == "finetune.set_trainable" else None)
+           describe=_describe_set_trainable if _declared.id == "finetune.set_trainable" else None,
+           analyse=ANALYSERS[_declared.id])
 ### END GRADER
