@@ -381,7 +381,7 @@ def agrees(actual, expected, dtype: Optional[torch.dtype] = None) -> bool:
         return False
     rtol, atol = DTYPE_TOLERANCES.get(dtype or expected.dtype, (1e-4, 1e-5))
     a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
-    return bool(torch.allclose(a, e, rtol, atol, equal_nan=False))
+    return bool(torch.allclose(a, e, rtol, atol, equal_nan=True))  # NaN where the hypothesis has NaN (sqrt of < 0)
 
 
 @dataclass(frozen=True)
@@ -414,13 +414,36 @@ def decompose(steps: list[Step]) -> Optional[Finding]:
                 continue
             return Finding("decomposition", f"{step.what} has the right values but dtype {str(step.actual.dtype)[6:]} "
                                             f"instead of {str(step.expected.dtype)[6:]}: {step.dtype_hint}.")
-        for description, value in step.hypotheses():
+        try:
+            hypotheses = list(step.hypotheses())
+        except Exception:  # noqa: BLE001 - hypotheses that cannot be built for this case say nothing
+            hypotheses = []
+        for description, value in hypotheses:
             dtype = step.expected.dtype  # the case's: hypotheses are computed in float64
             if type(value) is torch.Tensor and not agrees(value, step.expected) and agrees(step.actual, value, dtype):
                 return Finding("decomposition", f"{step.what} is not right: {description}.")
+        constant = _constant_off(step.expected, step.actual)
+        if constant:
+            return Finding("decomposition", f"{step.what} is not right: it is the correct value {constant}.")
         if step.name_unexplained:
             return Finding("decomposition", f"the first quantity that differs is {step.what}.")
         return None
+    return None
+
+
+def _constant_off(expected, actual) -> Optional[str]:
+    """'times c' or 'plus c' when actual = c · expected or expected + c for one constant c (in no part's words)."""
+    if not _usable(expected, actual) or actual.shape != expected.shape:
+        return None
+    e, a = expected.detach().double().flatten(), actual.detach().double().flatten()
+    if e.abs().max() < 1e-8:
+        return None
+    c = float((a @ e) / (e @ e))
+    if abs(c) > 1e-6 and abs(c - 1) > 1e-4 and agrees(actual, expected.double() * c, expected.dtype):
+        return f"times the constant {c:.4g}: the steps are right up to a factor applied once too often or missing"
+    shift = float((a - e).mean())
+    if abs(shift) > 1e-6 and agrees(actual, expected.double() + shift, expected.dtype):
+        return f"plus the constant {shift:.4g}: a term is added once too often or missing"
     return None
 
 

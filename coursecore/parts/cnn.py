@@ -301,6 +301,22 @@ def _oracle_cnn_layers(module) -> None:
             _oracle_cnn_layers(child)
 
 
+MISH_POINTS = torch.tensor([0.0, -30.0, 30.0])  # mish(0) = 0; mish(x) → 0 far left, → x far right
+BLOCK_CALLS = ("conv", "bn", "act")  # ConvBlock.forward calls each once, in this order
+NET_CALLS = ("stages", "global_pool", "head_drop", "head")  # ConvNet.forward, through forward_features
+
+
+def _record_calls(module, names) -> tuple:
+    """Forward hooks that append 1, 2, … (the position of the submodule in `names`) to a list at every call: the
+    order in which the student's forward calls the layers built for it (an analyser reads it; it is never scored)."""
+    calls, hooks = [], []
+    for i, name in enumerate(names, 1):
+        sub = getattr(module, name, None)
+        if sub is not None:
+            hooks.append(sub.register_forward_hook(lambda m, args, out, i=i: calls.append(i) and None))
+    return calls, hooks
+
+
 def _run(mods, case: dict, h) -> dict:
     """One case on the student's cnn.py (in the grader's sandbox); `h` is the runner's harness."""
     import types
@@ -365,7 +381,13 @@ def _run(mods, case: dict, h) -> dict:
     if op == "mish":
         fn = h.need(C_, "mish", cf)
         x = h.leaf(t["x"])
-        return h.forward_backward(lambda: fn(x), {"x": x}, {}, t["g"], "mish")
+        result = h.forward_backward(lambda: fn(x), {"x": x}, {}, t["g"], "mish")
+        try:  # a probe for the analysers (never scored): mish at 0, far left and far right
+            with torch.no_grad():
+                result["probe:points"] = h.tensor(fn(MISH_POINTS.to(t["x"].dtype)), "mish")
+        except Exception:  # noqa: BLE001 - a probe is for the hint only
+            pass
+        return result
 
     if op == "conv_block":
         cfg = h.need(C_, "ConvNetConfig", cf)(batch_norm=p["batch_norm"], act=p["act"], fused_bn=True)
@@ -374,7 +396,13 @@ def _run(mods, case: dict, h) -> dict:
         _oracle_cnn_layers(block)  # this part grades ConvBlock.forward alone, not mish or batch_norm
         block.train(p["training"])
         x = h.leaf(t["x"])
-        return h.forward_backward(lambda: block(x), {"x": x}, h.module_leaves(block), t["g"], "ConvBlock.forward")
+        calls, hooks = _record_calls(block, BLOCK_CALLS)
+        result = h.forward_backward(lambda: (calls.clear(), block(x))[1], {"x": x}, h.module_leaves(block), t["g"],
+                                    "ConvBlock.forward")
+        for hook in hooks:
+            hook.remove()
+        result["probe:calls"] = torch.tensor([float(c) for c in calls])
+        return result
 
     if op == "convnet":
         config = {**p["config"], "stages": tuple(tuple(s) for s in p["config"]["stages"]), "fused_bn": True}
@@ -388,13 +416,17 @@ def _run(mods, case: dict, h) -> dict:
         model.eval()
         x = h.leaf(t["x"])
         seen = {}  # what reaches the head: the analysers read dropout, pooling and flattening mistakes from it
+        calls, call_hooks = _record_calls(model, NET_CALLS)
 
         def record(module, args, out) -> None:  # returns None: a forward hook's return value replaces the output
             seen.setdefault("in", args[0].detach().clone())
         hook = model.head.register_forward_hook(record)
-        result = h.forward_backward(lambda: model(x), {"x": x}, h.module_leaves(model), t["g"], "ConvNet.forward",
-                                    repeat=True)
+        result = h.forward_backward(lambda: (calls.clear(), model(x))[1], {"x": x}, h.module_leaves(model), t["g"],
+                                    "ConvNet.forward", repeat=True)
         hook.remove()
+        for call_hook in call_hooks:
+            call_hook.remove()
+        result["probe:calls"] = torch.tensor([float(c) for c in calls])
         try:  # probes for the analysers (never scored): the given feature extractor's outputs
             with torch.no_grad():
                 result["probe:stages"] = h.tensor(model.stages(t["x"]), "ConvNet.stages")
@@ -659,12 +691,28 @@ def _error_hint(part: str, message: str) -> Optional[str]:
     if part == "cnn.batch_norm" and re.search(r"Dimension out of range|shape '\[.*\]' is invalid", message):
         return ("batch norm averages over _reduce_dims(x), every axis but C (axis 1): x may be (B, C), (B, C, L) or "
                 "(B, C, H, W), so do not hard-code (0, 2, 3), and keep the statistics of shape (C,).")
-    if part == "cnn.ConvBlock.forward" and re.search(r"expected input.*to have \d+ channels|size mismatch", message):
-        return "the layers of ConvBlock run in the order conv -> bn -> act (the batch norm sees the conv's C_out channels)."
-    return analysers.explain_error(message, part, {})
+    if part == "cnn.ConvBlock.forward" and re.search(r"expected input.*to have \d+ channels|size mismatch|"
+                                                     r"running_mean should contain \d+ elements", message):
+        return ("the layers run in the wrong order: ConvBlock is conv -> bn -> act, and the batch norm normalises the "
+                "conv's C_out output channels")
+    if part == "cnn.ConvBlock.forward" and re.search(r"modified by an inplace operation", message):
+        return ("self.act is nn.ReLU(inplace=True) for ReLU blocks: it overwrites its input, so applying it to a tensor "
+                "that is still needed (twice, or before the batch norm) breaks the gradient: conv -> bn -> act, with "
+                "self.act applied once, last")
+    if re.search(r"NoneType", message):
+        what = {"cnn.fold_conv_bn": "bn.weight, bn.bias or conv.bias is None here (a batch norm without affine, a conv "
+                                    "without bias): count a missing weight as 1 and a missing bias as 0",
+                "cnn.batch_norm": "weight and bias may be None (then they count as 1 and 0), and so may the running "
+                                  "statistics in training: update them only when they are given"}.get(part)
+        if what:
+            return what
+    if part == "cnn.fold_conv_bn" and re.search(r"size of tensor a \(\d+\) must match", message):
+        return ("the scale s (C_out,) does not broadcast against the kernel (C_out, C_in / groups, k, k): reshape it "
+                "to one value per OUTPUT channel, s.view(-1, 1, 1, 1)")
+    return analysers.explain_error(message, "", {})  # torch's wording, never another module's
 
 
-def _bn_hypotheses(c: dict, key: str):
+def _bn_hypotheses(c: dict, key: str, actual=None):
     """Wrong versions of batch_norm's quantities on case `c`: 'xhat' (the normalised tensor), 'out' (after the
     affine step, given the right xhat), 'running_mean' and 'running_var' (after the call)."""
     from coursecore.parts import analysers
@@ -683,9 +731,9 @@ def _bn_hypotheses(c: dict, key: str):
     b = t["bias"].double() if "bias" in t else None
     if key == "xhat":
         means = [("batch", None), ("running", None), ("updated", None), ("per_image", None), ("batch_axis", None),
-                 ("zero", None)]
+                 ("zero", None), ("running_var", None)]
         variances = [("biased", None), ("unbiased", None), ("running", None), ("updated", None), ("per_image", None),
-                     ("batch_axis", None)]
+                     ("batch_axis", None), ("running_mean", None), ("uncentred", None)]
         if not training:  # eval: the running statistics are the right ones
             means[0], means[1] = means[1], means[0]
             variances[0], variances[2] = variances[2], variances[0]
@@ -704,10 +752,14 @@ def _bn_hypotheses(c: dict, key: str):
                 return mu.view(shape) if kind == "mean" else var_b.view(shape)
             if which == "unbiased":
                 return var_u.view(shape)
+            if which == "uncentred":
+                return (x * x).mean(dims).view(shape)
             if which == "biased":
                 return var_b.view(shape)
             if which == "running":
                 return None if rm is None else (rm if kind == "mean" else rv).view(shape)
+            if which in ("running_var", "running_mean"):  # the two running statistics exchanged
+                return None if rm is None else (rv if which == "running_var" else rm).view(shape)
             if which == "updated":
                 if rm is None:
                     return None
@@ -723,13 +775,23 @@ def _bn_hypotheses(c: dict, key: str):
             words = []
             correct_mean = "batch" if training else "running"
             correct_var = "biased" if training else "running"
-            if mean == var and mean != correct_mean and mean in source_words:
+            if (mean, var) == ("running_var", "running_mean"):
+                words.append(f"{mode} uses running_var as the mean and running_mean as the variance: they are "
+                             "exchanged")
+            elif mean == var and mean != correct_mean and mean in source_words:
                 words.append(f"{mode} normalises with {source_words[mean]} instead of {right_source}")
             else:
-                if mean != correct_mean:
+                if mean == "running_var":
+                    words.append(f"{mode} subtracts running_var instead of running_mean")
+                elif mean != correct_mean:
                     words.append("the mean is not subtracted" if mean == "zero" else
                                  f"{mode} subtracts {source_words.get(mean, mean)} mean instead of {right_source}")
-                if var != correct_var:
+                if var == "running_mean":
+                    words.append(f"{mode} divides by running_mean instead of running_var")
+                elif var == "uncentred":
+                    words.append("the variance is the mean of x², not of (x - mean)²: var = ((x - mean)²).mean over "
+                                 "_reduce_dims(x), or x.var(..., unbiased=False)")
+                elif var != correct_var:
                     if var == "unbiased" and training:
                         words.append("the batch is normalised with the unbiased variance (divided by n - 1): "
                                      "normalise with the biased one (unbiased=False); only the running update uses "
@@ -753,6 +815,8 @@ def _bn_hypotheses(c: dict, key: str):
             denom = {"rsqrt": (var + eps).sqrt(), "eps_outside": var.sqrt() + eps, "no_sqrt": var + eps,
                      "no_eps": var.sqrt()}[picks["form"]]
             out.append((describe(picks["mean"], picks["var"], form), (x - mean) / denom))
+        out += _bn_fitted_xhat(x, actual, mu if training else rm, var_b if training else rv, eps, dims, shape,
+                               mode, right_source)
         return out
     if key == "out":
         if w is None and b is None:
@@ -761,13 +825,35 @@ def _bn_hypotheses(c: dict, key: str):
         xhat = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
         W = w.view(shape) if w is not None else torch.ones(())
         Bb = b.view(shape) if b is not None else torch.zeros(())
-        return [("weight and bias are exchanged: y = x̂ · weight + bias", xhat * Bb + W),
-                ("the bias is not added: y = x̂ · weight + bias", xhat * W),
-                ("the weight does not multiply: y = x̂ · weight + bias", xhat + Bb),
-                ("the bias is subtracted: y = x̂ · weight + bias", xhat * W - Bb),
+        hyps = [("weight and bias are exchanged: y = x̂ · weight + bias", xhat * Bb + W),
                 ("the bias is added before the weight multiplies: y = x̂ · weight + bias, not (x̂ + bias) · weight",
-                 (xhat + Bb) * W),
-                ("neither weight nor bias is applied: y = x̂ · weight + bias when they are given", xhat)]
+                 (xhat + Bb) * W)]
+        scaled = {"mul": xhat * W, "div": xhat / W, "none": xhat, "add": xhat + W}
+        shifts = {"add": Bb, "none": torch.zeros(()), "sub": -Bb}
+        for picks, wrong in analysers.variants({
+                "weight": [("mul", None), ("div", "x̂ is divided by the weight: multiply, y = x̂ · weight + bias"),
+                           ("none", "the weight does not multiply: y = x̂ · weight + bias"),
+                           ("add", "the weight is added: multiply, y = x̂ · weight + bias")],
+                "bias": [("add", None), ("none", "the bias is not added: y = x̂ · weight + bias"),
+                         ("sub", "the bias is subtracted: y = x̂ · weight + bias")]}):
+            hyps.append(("; ".join(wrong), scaled[picks["weight"]] + shifts[picks["bias"]]))
+        if type(actual) is torch.Tensor and actual.shape == x.shape:  # y = x̂·α_c + β_c fitted per channel
+            y = actual.double().transpose(0, 1).reshape(x.shape[1], -1)
+            z = xhat.transpose(0, 1).reshape(x.shape[1], -1)
+            zc, yc = z - z.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+            alpha = (zc * yc).sum(1) / (zc * zc).sum(1)
+            beta = y.mean(1) - alpha * z.mean(1)
+            fit = (xhat * alpha.view(shape) + beta.view(shape))
+            W1 = w if w is not None else torch.ones_like(alpha)
+            B1 = b if b is not None else torch.zeros_like(alpha)
+            scale_ok = bool(torch.allclose(alpha, W1, 1e-4, 1e-6))
+            shift_ok = bool(torch.allclose(beta, B1, 1e-4, 1e-6))
+            if scale_ok != shift_ok:
+                hyps.append(("the normalised tensor is right, but the shift per channel is not the bias: add bias once, "
+                             "y = x̂ · weight + bias" if scale_ok else
+                             "the normalised tensor is right, but the scale per channel is not the weight: multiply by "
+                             "weight once, y = x̂ · weight + bias", fit))
+        return hyps
     if rm is None:
         return []
     old = rm if key == "running_mean" else rv
@@ -779,25 +865,70 @@ def _bn_hypotheses(c: dict, key: str):
                 (f"{name} is replaced in eval mode (training=False): eval mode only reads the running statistics",
                  batch)]
     hyps = [(f"{name} did not change: update the caller's tensor in place ({name}.mul_(1 - momentum).add_(...)); "
-             f"`{name} = ...` only rebinds a local name", old),
-            (f"{name} keeps `momentum` of the old value: momentum is the weight of the NEW batch, "
-             "running = (1 - momentum)·running + momentum·batch", m * old + (1 - m) * batch),
-            (f"{name} is replaced by the batch value: blend it, (1 - momentum)·running + momentum·batch", batch),
-            (f"{name} gets the batch value without the factor momentum: (1 - momentum)·running + momentum·batch",
-             (1 - m) * old + batch)]
+             f"`{name} = ...` only rebinds a local name", old)]
+    values = [(batch, None)]
     if key == "running_var":
-        for words, value in ((f"running_var is updated with the biased variance (divided by n): the running update uses "
-                              f"the UNBIASED one, biased · n / (n - 1), with n = B·H·W = {n} values per channel", var_b),
-                             (f"Bessel's correction uses n = B = {B}, the batch size: n is the number of values per "
-                              f"channel, B·H·W = {n} here (x.numel() // C)", var_b * B / (B - 1) if B > 1 else None),
-                             ("Bessel's correction is applied twice: the unbiased variance (n - 1) times n / (n - 1) "
-                              "again", var_u * n / (n - 1)),
-                             ("running_var is updated with the standard deviation, not the variance",
-                              var_u.sqrt())):
-            if value is not None:
-                hyps += [(words, (1 - m) * old + m * value), (words + "; and momentum is the weight of the NEW batch",
-                                                              m * old + (1 - m) * value)]
+        values += [(var_b, f"running_var is updated with the biased variance (divided by n): the running update uses "
+                           f"the UNBIASED one, biased · n / (n - 1), with n = B·H·W = {n} values per channel"),
+                   (var_b * (n - 1) / n, "Bessel's correction is inverted: the unbiased variance is biased · n / (n - 1), "
+                                         "not · (n - 1) / n"),
+                   (var_u * n / (n - 1), "Bessel's correction is applied twice: the unbiased variance (n - 1) times "
+                                         "n / (n - 1) again"),
+                   (var_u.sqrt(), "running_var is updated with the standard deviation, not the variance")]
+        if B > 1 and B != n:
+            values.append((var_b * B / (B - 1), f"Bessel's correction uses n = B = {B}, the batch size: n is the number "
+                                                f"of values per channel, B·H·W = {n} here (x.numel() // C)"))
+    else:
+        values.append((x.mean(), "running_mean is updated with the mean over every axis, C too: one mean per channel"))
+    blends = [("new", None),
+              ("old", f"{name} keeps `momentum` of the old value: momentum is the weight of the NEW batch, "
+                      "running = (1 - momentum)·running + momentum·batch"),
+              ("replace", f"{name} is replaced by the batch value: blend it, (1 - momentum)·running + momentum·batch"),
+              ("no_factor", f"{name} gets the batch value without the factor momentum: (1 - momentum)·running + "
+                            "momentum·batch"),
+              ("no_decay", f"the old {name} is not multiplied by (1 - momentum): running = (1 - momentum)·running + "
+                           "momentum·batch")]
+    delta = batch - old  # a momentum other than the one passed: fitted from the student's own update
+    if actual is not None and type(actual) is torch.Tensor and actual.shape == old.shape and delta.abs().max() > 1e-6:
+        fitted = float(((actual.double() - old) * delta).sum() / (delta * delta).sum())
+        if abs(fitted - m) > 1e-3 and abs(fitted - (1 - m)) > 1e-3 and 0 < fitted < 1:
+            hyps.append((f"{name} is blended with momentum {fitted:.3g}, not the momentum passed ({m:g}): use the "
+                         "argument, running = (1 - momentum)·running + momentum·batch", old + fitted * delta))
+    for picks, wrong in analysers.variants({"value": values, "blend": blends}):
+        v = picks["value"]
+        blended = {"new": (1 - m) * old + m * v, "old": m * old + (1 - m) * v, "replace": v * torch.ones_like(old),
+                   "no_factor": (1 - m) * old + v, "no_decay": old + m * v}[picks["blend"]]
+        hyps.append(("; ".join(wrong), blended))
     return hyps
+
+
+def _bn_fitted_xhat(x, actual, mean, var, eps, dims, shape, mode, right_source) -> list:
+    """The student's x̂ read as (x - μ'_c) / d'_c per channel (a least-squares fit): which of the two pieces is
+    wrong when one is right, and what the wrong denominator is when it is a known function of the variance."""
+    if type(actual) is not torch.Tensor or actual.shape != x.shape or mean is None:
+        return []
+    C = x.shape[1]
+    xs = x.transpose(0, 1).reshape(C, -1)
+    ys = actual.double().transpose(0, 1).reshape(C, -1)
+    xc, yc = xs - xs.mean(1, keepdim=True), ys - ys.mean(1, keepdim=True)
+    slope = (xc * yc).sum(1) / (xc * xc).sum(1)  # 1 / d'
+    if not torch.isfinite(slope).all() or (slope.abs() < 1e-12).any():
+        return []
+    mu_fit = xs.mean(1) - ys.mean(1) / slope
+    fit = (x - mu_fit.view(shape)) * slope.view(shape)
+    d_fit = 1 / slope
+    mean_ok = bool(torch.allclose(mu_fit, mean, 1e-4, 1e-5))
+    denominators = {"sqrt(var + eps)": (var + eps).sqrt(), "var + eps": var + eps, "(var + eps)²": (var + eps) ** 2,
+                    "sqrt(var) + eps": var.sqrt() + eps, "1": torch.ones_like(var),
+                    "sqrt(var + eps) twice": var + eps}
+    named = next((k for k, v in denominators.items() if torch.allclose(d_fit, v, 1e-4, 1e-6)), None)
+    if mean_ok and named != "sqrt(var + eps)":
+        how = f"by {named}" if named else "by something else per channel"
+        return [(f"the mean subtracted is right, but x - mean is divided {how}: divide by sqrt(var + eps), with "
+                 f"{right_source}", fit)]
+    if not mean_ok and named == "sqrt(var + eps)":
+        return [(f"the denominator is right, but {mode} subtracts another mean than {right_source}", fit)]
+    return []
 
 
 def _analyse_batch_norm(c: dict, expected: dict, result: dict) -> list:
@@ -808,14 +939,14 @@ def _analyse_batch_norm(c: dict, expected: dict, result: dict) -> list:
     a = result["outputs"]
     steps = [analysers.Step("the normalised tensor x̂ = (x - mean) / sqrt(var + eps) (batch_norm called without "
                             "weight and bias)", expected.get("probe:xhat"), a.get("probe:xhat"),
-                            lambda: _bn_hypotheses(c, "xhat")),
+                            lambda: _bn_hypotheses(c, "xhat", a.get("probe:xhat"))),
              analysers.Step("the output (x̂ · weight + bias)", expected.get("out"), a.get("out"),
-                            lambda: _bn_hypotheses(c, "out"), name_unexplained=False)]
+                            lambda: _bn_hypotheses(c, "out", a.get("out")), name_unexplained=False)]
     if "running_mean" in expected:
         steps += [analysers.Step("running_mean after the call", expected["running_mean"], a.get("running_mean"),
-                                 lambda: _bn_hypotheses(c, "running_mean")),
+                                 lambda: _bn_hypotheses(c, "running_mean", a.get("running_mean"))),
                   analysers.Step("running_var after the call", expected["running_var"], a.get("running_var"),
-                                 lambda: _bn_hypotheses(c, "running_var"))]
+                                 lambda: _bn_hypotheses(c, "running_var", a.get("running_var")))]
     found = analysers.decompose(steps)
     return [found.message] if found else []
 
@@ -833,10 +964,12 @@ def _fold_scales(c: dict):
     denom = [((var + eps).sqrt(), None), (var.sqrt(), "bn.eps is ignored: s = bn.weight / sqrt(running_var + bn.eps)"),
              (var.sqrt() + eps, "eps is added outside the square root: s = bn.weight / sqrt(running_var + eps)"),
              (var + eps, "the scale divides by the variance, not by its square root: sqrt(running_var + eps)"),
-             (1.0 / (var + eps).sqrt(), "the scale multiplies by sqrt(running_var + eps) instead of dividing by it")]
+             (1.0 / (var + eps).sqrt(), "the scale multiplies by sqrt(running_var + eps) instead of dividing by it"),
+             (1.0, "the scale does not divide by sqrt(running_var + eps)")]
     yield (numer[0][0] / denom[0][0]) * torch.ones_like(var), None
-    for picks, wrong in analysers.variants({"numer": numer, "denom": denom}):
-        yield (picks["numer"] / picks["denom"]) * torch.ones_like(var), "; ".join(wrong)
+    for picks, wrong in analysers.variants({"numer": numer, "denom": denom, "power": [
+            (1, None), (2, "the scale is applied twice (s²): multiply by s = bn.weight / sqrt(running_var + eps) once")]}):
+        yield ((picks["numer"] / picks["denom"]) ** picks["power"]) * torch.ones_like(var), "; ".join(wrong)
 
 
 def _fold_hypotheses(c: dict, key: str, student_weight=None):
@@ -847,15 +980,17 @@ def _fold_hypotheses(c: dict, key: str, student_weight=None):
     cb = t["w.conv.bias"].double() if "w.conv.bias" in t else torch.zeros_like(mean)
     out = []
     if key == "weight":
+        out.append(("the kernel is not scaled: multiply each output channel of conv.weight by s = bn.weight / "
+                    "sqrt(running_var + eps)", w))
         for s, words in _fold_scales(c):
             if words:
                 out.append((words, w * s.view(-1, 1, 1, 1)))
+            out.append(("the kernel is divided by the scale s: multiply each output channel by s = bn.weight / "
+                        "sqrt(running_var + eps)" + (f"; {words}" if words else ""), w / s.view(-1, 1, 1, 1)))
             if w.shape[1] == s.shape[0]:
                 out.append(("the kernel is scaled along its input-channel axis: batch norm scales OUTPUT channels, "
                             "the kernel is (C_out, C_in / groups, k, k), so use s.view(-1, 1, 1, 1)"
                             + (f"; {words}" if words else ""), w * s.view(1, -1, 1, 1)))
-        out.append(("the kernel is not scaled: multiply each output channel of conv.weight by s = bn.weight / "
-                    "sqrt(running_var + eps)", w))
         return out
     scales = list(_fold_scales(c))
     kernel_wrong = type(student_weight) is torch.Tensor and student_weight.shape == w.shape \
@@ -872,12 +1007,15 @@ def _fold_hypotheses(c: dict, key: str, student_weight=None):
                ("0", "the convolution's own bias is left out: it counts as 0 only when conv.bias is None")],
         "mean": [("-s·mean", None), ("-mean", "running_mean is not scaled by s: batch norm multiplies "
                                               "(conv output - running_mean) by s"),
-                 ("0", "running_mean is not subtracted")],
-        "beta": [("beta", None), ("0", "bn.bias (β) is not added"), ("-beta", "bn.bias (β) is subtracted")],
+                 ("0", "running_mean is not subtracted"),
+                 ("-s·var", "running_var is subtracted where the bias needs running_mean"),
+                 ("+s·mean", "running_mean is added: the bias subtracts it, s·(conv.bias - running_mean)")],
+        "beta": [("beta", None), ("0", "bn.bias (β) is not added"), ("-beta", "bn.bias (β) is subtracted"),
+                 ("s·beta", "bn.bias (β) is scaled by s: batch norm adds it after the scaling")],
     }
     for s, s_words in scales:
         terms = {"s·cb": s * cb, "cb": cb, "0": torch.zeros_like(mean), "-s·mean": -s * mean, "-mean": -mean,
-                 "beta": beta, "-beta": -beta}
+                 "beta": beta, "-beta": -beta, "-s·var": -s * t["w.bn.running_var"].double(), "s·beta": s * beta, "+s·mean": s * mean}
         prefix = f"{s_words}; " if s_words else ""
         out.append((prefix + "the bias's sign is flipped: s·(conv.bias - running_mean) + bn.bias, not "
                     "s·(running_mean - conv.bias)", s * (mean - cb) + beta))
@@ -912,8 +1050,26 @@ def _analyse_fold(c: dict, expected: dict, result: dict) -> list:
 
 
 def _mish_hypotheses(c: dict):
+    from coursecore.parts import analysers
+
     x = c["tensors"]["x"].double()
     sp = F.softplus(x)
+    grid = []  # outer · g(inner): every way of getting one or two of mish's three pieces wrong
+    for picks, wrong in analysers.variants({
+            "outer": [("x", None), ("softplus", "the factor in front is softplus(x), not x"),
+                      ("sigmoid", "the factor in front is sigmoid(x), not x"),
+                      ("one", "the result is not multiplied by x")],
+            "g": [("tanh", None), ("sigmoid", "sigmoid is used where mish has tanh"),
+                  ("id", "the tanh is missing")],
+            "inner": [("softplus", None), ("x", "tanh's argument is x, not softplus(x)"),
+                      ("sigmoid", "tanh's argument is sigmoid(x), not softplus(x) = log(1 + eˣ)"),
+                      ("relu", "ReLU is used where mish has softplus(x) = log(1 + eˣ)"),
+                      ("exp", "exp(x) is used where mish has softplus(x) = log(1 + eˣ)")]}):
+        outer = {"x": x, "softplus": sp, "one": torch.ones_like(x), "sigmoid": torch.sigmoid(x)}[picks["outer"]]
+        inner = {"softplus": sp, "x": x, "sigmoid": torch.sigmoid(x), "relu": torch.relu(x),
+                 "exp": torch.exp(x.clamp(max=80))}[picks["inner"]]
+        g = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "id": lambda v: v}[picks["g"]]
+        grid.append(("; ".join(wrong) + ": mish is x · tanh(softplus(x))", outer * g(inner)))
     return [("this is Swish (SiLU), x · sigmoid(x): mish is x · tanh(softplus(x))", x * torch.sigmoid(x)),
             ("sigmoid is used where mish has tanh: x · tanh(softplus(x))", x * torch.sigmoid(sp)),
             ("the result is not multiplied by x: mish is x · tanh(softplus(x))", torch.tanh(sp)),
@@ -923,7 +1079,7 @@ def _mish_hypotheses(c: dict):
             ("exp(x) is used where mish has softplus(x) = log(1 + eˣ)", x * torch.tanh(torch.exp(x))),
             ("this is GELU: mish is x · tanh(softplus(x))", F.gelu(x)),
             ("this is ReLU: mish is x · tanh(softplus(x))", torch.relu(x)),
-            ("this is softplus alone: mish is x · tanh(softplus(x))", sp)]
+            ("this is softplus alone: mish is x · tanh(softplus(x))", sp)] + grid
 
 
 def _analyse_mish(c: dict, expected: dict, result: dict) -> list:
@@ -933,7 +1089,22 @@ def _analyse_mish(c: dict, expected: dict, result: dict) -> list:
         return [_error_hint("cnn.mish", result.get("error", ""))]
     found = analysers.decompose([analysers.Step("mish(x)", expected.get("out"), result["outputs"].get("out"),
                                                 lambda: _mish_hypotheses(c), name_unexplained=False)])
-    return [found.message] if found else []
+    if found:
+        return [found.message]
+    points = result["outputs"].get("probe:points")
+    if type(points) is not torch.Tensor or points.shape != MISH_POINTS.shape:
+        return []
+    zero, left, right = points.double().tolist()
+    if abs(zero) > 1e-6:
+        return [f"mish(0) is {zero:.4g}, but x · tanh(softplus(x)) is 0 at x = 0: the factor x is missing or something "
+                "is added"]
+    if abs(right - 30) > 1e-3:
+        return [f"mish(30) is {right:.4g}, but for large x tanh(softplus(x)) → 1, so mish(x) ≈ x: check the tanh and "
+                "the softplus (log(1 + eˣ), F.softplus)"]
+    if abs(left) > 1e-3:
+        return [f"mish(-30) is {left:.4g}, but for very negative x softplus(x) → 0, so mish(x) → 0: check the softplus "
+                "(log(1 + eˣ), F.softplus) and the tanh"]
+    return []
 
 
 def _block_hypotheses(c: dict):
@@ -954,11 +1125,13 @@ def _block_hypotheses(c: dict):
              act(z)),
             ("the activation is missing: conv -> bn -> act", bn(z)),
             ("the activation runs before the batch norm: the order is conv -> bn -> act", bn(act(z))),
+            ("the activation runs twice, before and after the batch norm: conv -> bn -> act, once", act(bn(act(z)))),
             ("a max-pool is added: ConvBlock is conv -> bn -> act, the stage's 2×2 pool comes after the blocks "
              "(ConvNet adds it)", F.max_pool2d(act(bn(z)), 2)),
             (f"the activation is {other_name}, not self.act (the config chooses it): conv -> bn -> self.act",
              other(bn(z))),
-            ("only the convolution runs: conv -> bn -> act", z)]
+            ("only the convolution runs: conv -> bn -> act", z),
+            ("the batch norm runs twice: conv -> bn -> act, each once", act(bn(bn(z))))]
     if p["batch_norm"]:
         mode = "eval" if not p["training"] else "train"
         flipped = not p["training"]
@@ -975,7 +1148,11 @@ def _analyse_block(c: dict, expected: dict, result: dict) -> list:
     out = result["outputs"].get("out")
     found = analysers.decompose([analysers.Step("the block's output", expected.get("out"), out,
                                                 lambda: _block_hypotheses(c), name_unexplained=False)])
-    return [found.message] if found else []
+    if found:
+        return [found.message]
+    calls = _calls_finding(expected.get("probe:calls"), result["outputs"].get("probe:calls"), BLOCK_CALLS,
+                           "ConvBlock.forward is self.act(self.bn(self.conv(x))), each layer once")
+    return [calls] if calls else []
 
 
 def _net_hypotheses(c: dict, expected: dict):
@@ -1005,14 +1182,17 @@ def _net_hypotheses(c: dict, expected: dict):
 
 def _dropout_active(c: dict, expected: dict, actual: dict) -> Optional[str]:
     """The head's input is the features with some entries zeroed and the rest scaled by 1 / (1 - p): dropout ran."""
-    p = c["params"]["config"].get("drop_rate", 0.0)
     got, feats = actual.get("probe:head.in"), expected.get("probe:features")
-    if not p or type(got) is not torch.Tensor or type(feats) is not torch.Tensor or got.shape != feats.shape:
+    if type(got) is not torch.Tensor or type(feats) is not torch.Tensor or got.shape != feats.shape:
         return None
     g, f = got.double(), feats.double()
     zero = g.abs() <= 1e-6
-    scaled = (g - f / (1 - p)).abs() <= 1e-4 * (1 + f.abs())
-    if zero.any() and bool((zero | scaled).all()) and not torch.allclose(g, f):
+    live = ~zero & (f.abs() > 1e-6)
+    if not live.any():
+        return None
+    factor = float((g[live] / f[live]).median())  # 1 / (1 - p), whatever p the code used
+    scaled = (g - f * factor).abs() <= 1e-4 * (1 + f.abs())
+    if zero.any() and factor > 1 and bool((zero | scaled).all()) and not torch.allclose(g, f):
         return ("dropout is active in eval mode: some pooled features are zeroed and the rest scaled by "
                 "1 / (1 - drop_rate). Use self.head_drop (an nn.Dropout follows model.eval()), or F.dropout(..., "
                 "training=self.training)")
@@ -1030,7 +1210,54 @@ def _analyse_net(c: dict, expected: dict, result: dict) -> list:
         return [dropped]
     found = analysers.decompose([analysers.Step("the output (the logits)", expected.get("out"), a.get("out"),
                                                 lambda: _net_hypotheses(c, expected), name_unexplained=False)])
-    return [found.message] if found else []
+    if found:
+        return [found.message]
+    head_in = analysers.decompose([analysers.Step("the head's input (the pooled features after dropout, which is off in "
+                                                  "eval mode)", expected.get("probe:head.in"), a.get("probe:head.in"),
+                                                  name_unexplained=False)])
+    if head_in:
+        return [head_in.message]
+    calls = _calls_finding(expected.get("probe:calls"), a.get("probe:calls"), NET_CALLS,
+                           "ConvNet.forward is self.head(self.head_drop(self.forward_features(x))), and "
+                           "forward_features runs self.stages, then self.global_pool")
+    if calls:
+        return [calls]
+    monotone = _elementwise_of(expected.get("out"), a.get("out"))
+    return [monotone] if monotone else []
+
+
+def _elementwise_of(expected, actual) -> Optional[str]:
+    """The logits passed through some increasing elementwise function (their order kept, values changed)."""
+    if type(expected) is not torch.Tensor or type(actual) is not torch.Tensor or actual.shape != expected.shape:
+        return None
+    e, a = expected.double().flatten(), actual.double().flatten()
+    order = e.argsort()
+    steps = a[order].diff()
+    if (steps >= -1e-9).all() and not analysers_agree(a, e):
+        return ("the output is an increasing function of the correct logits, applied elementwise: return the head's "
+                "output as it is (raw logits, no activation or normalisation after self.head)")
+    return None
+
+
+def analysers_agree(a, e) -> bool:
+    from coursecore.parts import analysers
+
+    return analysers.agrees(a, e)
+
+
+def _calls_finding(expected, actual, names, recipe: str) -> Optional[str]:
+    """What the student's forward called, against the recipe: a layer never called, called twice, or out of order."""
+    if type(expected) is not torch.Tensor or type(actual) is not torch.Tensor or torch.equal(expected, actual):
+        return None
+    got = [names[int(c) - 1] for c in actual.tolist()]
+    counts = {n: got.count(n) for n in names}
+    never = [f"self.{n}" for n in names if counts[n] == 0 and n in [names[int(c) - 1] for c in expected.tolist()]]
+    twice = [f"self.{n}" for n in names if counts[n] > 1]
+    if never:
+        return f"{', '.join(never)} {'is' if len(never) == 1 else 'are'} never called: {recipe}"
+    if twice:
+        return f"{', '.join(twice)} {'is' if len(twice) == 1 else 'are'} called more than once: {recipe}"
+    return f"the layers are called in the order {', '.join('self.' + n for n in got)}: {recipe}"
 
 
 ANALYSERS = {"cnn.batch_norm": _analyse_batch_norm, "cnn.fold_conv_bn": _analyse_fold, "cnn.mish": _analyse_mish,

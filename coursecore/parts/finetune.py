@@ -367,7 +367,18 @@ def _run(mods, case: dict, h) -> dict:
     if op == "attention_rollout":
         fn = h.need(F_, "attention_rollout", ff)
         maps = [t[f"A{i}"].clone() for i in range(p["layers"])]
-        return {"out": h.tensor(fn(maps, p["residual_weight"]), "attention_rollout")}
+        result = {"out": h.tensor(fn(maps, p["residual_weight"]), "attention_rollout")}
+        # Probes for the analysers (never scored): one layer alone, its heads made equal, residual weights 0 and 1,
+        # and the batch reversed. Each isolates one piece of the recipe; a probe that fails leaves no key.
+        A0, w = t["A0"], p["residual_weight"]
+        probes = {"one": ([A0], w), "equal_heads": ([A0.mean(1, keepdim=True).expand_as(A0)], w), "w0": ([A0], 0.0),
+                  "w1": ([A0], 1.0), "batch_reversed": ([t[f"A{i}"].flip(0) for i in range(p["layers"])], w)}
+        for name, (probe_maps, weight) in probes.items():
+            try:
+                result[f"probe:{name}"] = h.tensor(fn([m.clone() for m in probe_maps], weight), "attention_rollout")
+            except Exception:  # noqa: BLE001 - a probe is for the hint only
+                pass
+        return result
 
     if op == "attention_statistics":
         fn = h.need(F_, "attention_statistics", ff)
@@ -382,7 +393,21 @@ def _run(mods, case: dict, h) -> dict:
             if type(res[k]) is not torch.Tensor:
                 raise h.StudentError(f"attention_statistics(...)[{k!r}] is a {type(res[k]).__name__}: return one value "
                                    "per image, a (B,) tensor (reduce over the patches, dim=1, only)")
-        return {k: res[k] for k in STAT_KEYS}
+        result = {k: res[k] for k in STAT_KEYS}
+        # Probes for the analysers (never scored): every weight times 3 (mass_fraction and the ratio must not change)
+        # and the patches in another order (mean, std and mass_fraction must not change).
+        n = t["a"].shape[1]
+        perm = torch.arange(n).roll(n // 2)
+        other_mass = 0.9 if p["mass"] < 0.7 else 0.2  # mass_fraction must follow the `mass` argument
+        for name, a, mass in (("x3", 3 * t["a"], p["mass"]), ("shuffled", t["a"][:, perm], p["mass"]),
+                              ("other_mass", t["a"], other_mass)):
+            try:
+                probe = fn(a.clone(), tuple(p["grid"]), mass)
+                for k in STAT_KEYS:
+                    result[f"probe:{name}:{k}"] = h.tensor(probe[k], "attention_statistics")
+            except Exception:  # noqa: BLE001 - a probe is for the hint only
+                pass
+        return result
 
     raise ValueError(f"unknown case op {op!r}")
 
@@ -628,6 +653,27 @@ BUGS = (
 
 # ---- the analysers: each part's quantities on their own, with generated wrong versions (analysers.decompose),
 # computed here from the case's inputs, never from the reference's source.
+def _error_hint(part: str, message: str) -> Optional[str]:
+    """torch's (or the runner's) error, said for finetune.py; torch's generic translation otherwise."""
+    import re
+
+    from coursecore.parts import analysers
+
+    if part == "finetune.set_trainable":
+        if re.search(r"has no attribute '(norm|head|fc|blocks|layers|layer\d)'", message):
+            return ("the backbones differ (a ResNet has no .norm, .head or .blocks; a Swin's blocks sit in "
+                    ".layers[i].blocks): use classifier_of(model), blocks_of(model) and final_norm_of(model), which "
+                    "find them in each")
+        if "not the name of a submodule" in message:
+            return ("return the dotted names exactly as model.named_modules() gives them, e.g. 'blocks.0' (no trailing "
+                    "dot, no 'model.' prefix)")
+    if part == "finetune.attention_rollout" and re.search(r"size of tensor a \(\d+\) must match", message):
+        return ("two tensors of different shapes were combined element-wise: a sum or mean over an axis drops it "
+                "unless keepdim=True, so renormalise with a.sum(dim=-1, keepdim=True) (B, N, 1), and average the "
+                "heads over dim=1 of (B, h, N, N)")
+    return analysers.explain_error(message, "", {})  # torch's wording, never another module's
+
+
 def _unit(name: str) -> str:
     """The unit a parameter or module belongs to: a block ('blocks.2', 'layers.1.blocks.0', 'layer4.1'), a
     parameter on the model itself ('cls_token'), or a top-level child ('patch_embed', 'norm', 'head')."""
@@ -657,8 +703,17 @@ def _trainable_finding(c: dict, expected, actual) -> Optional[str]:
     extra = [_unit(n) for n, x, y in zip(names, e, a) if y and not x]
     missing = [_unit(n) for n, x, y in zip(names, e, a) if x and not y]
     mode, k = p["mode"], p["k"]
+    whole = lambda unit: all(x != y for n, x, y in zip(names, e, a) if _unit(n) == unit)  # noqa: E731 - all wrong
     blocks = [_unit(f"{n}.x") for n in _block_names(model)]
     learning_blocks = [b for b in blocks if any(_unit(n) == b and y for n, y in zip(names, a))]
+    wrong = [n for n, x, y in zip(names, e, a) if x != y]
+    suffixes = {n.rsplit(".", 1)[-1] for n in wrong}
+    right_in_units = [n for n, x, y in zip(names, e, a) if x == y and _unit(n) in {_unit(w_) for w_ in wrong}]
+    if len(suffixes) == 1 and right_in_units:  # parts of modules are right, one kind of tensor (.bias) is not
+        kind = suffixes.pop()
+        state = "learn" if a[names.index(wrong[0])] else "are frozen"
+        return (f"only some parameters of a module are set: the .{kind} parameters of {_listing([_unit(n) for n in wrong])} "
+                f"{state}, unlike the module's other parameters. (Un)freeze whole modules, module.requires_grad_(...)")
     if mode in ("full", "scratch") and missing:
         return (f"in {mode!r} mode every parameter learns, also the ones frozen before the call: {_listing(missing)} "
                 "stay frozen. Call model.requires_grad_(True)")
@@ -676,13 +731,13 @@ def _trainable_finding(c: dict, expected, actual) -> Optional[str]:
         if k > 1 and learning_blocks == blocks[-k + 1:]:
             return (f"one block too few learns: partial_blocks={k} means the last {k} blocks, blocks[-k:] "
                     f"({_listing(blocks[-k:])})")
-    if "norm" in missing and mode == "partial":
+    if "norm" in missing and mode == "partial" and whole("norm"):
         return ("the final norm stays frozen: in partial mode it learns with the last blocks (final_norm_of(model)), "
                 "since it normalises the features the head reads")
-    if "norm" in extra and mode == "head":
+    if "norm" in extra and mode == "head" and whole("norm"):
         return "in head mode only the classifier learns: the final norm must stay frozen"
     head = _unit(next(n for n, _ in model.named_parameters() if n.startswith(("head", "fc"))))
-    if head in missing:
+    if head in missing and whole(head):
         return f"the classifier ({head}) is frozen: it learns in every mode (classifier_of(model))"
     parts = []
     if extra:
@@ -725,7 +780,7 @@ def _analyse_set_trainable(c: dict, expected: dict, result: dict) -> list:
     from coursecore.parts import analysers
 
     if not result.get("ok"):
-        return [analysers.explain_error(result.get("error", ""), "finetune.set_trainable", {})]
+        return [_error_hint("finetune.set_trainable", result.get("error", ""))]
     a = result["outputs"]
     found = []
     if c["op"] == "set_trainable_range":
@@ -740,11 +795,11 @@ def _analyse_set_trainable(c: dict, expected: dict, result: dict) -> list:
     return found[:1]
 
 
-def _rollout_components():
+def _rollout_components(h: int):
     return {
         "heads": [("mean", None), ("sum", "the heads are summed: average them, A.mean(dim=1)"),
                   ("max", "the heads are combined with a max: average them, A.mean(dim=1)"),
-                  ("first", "only the first head is used: average over the heads, A.mean(dim=1)")],
+                  *((i, f"only head {i} is used: average over the heads, A.mean(dim=1)") for i in range(h))],
         "residual": [("weighted", None),
                      ("none", "the residual is left out: each layer's mixing is residual_weight·I + "
                               "(1 - residual_weight)·(mean over heads)"),
@@ -755,20 +810,28 @@ def _rollout_components():
         "norm": [("rows", None),
                  ("columns", "each layer's mixing is normalised over its columns (dim=-2): divide every ROW by its "
                              "sum, a.sum(dim=-1, keepdim=True)"),
-                 ("none", "the rows of each layer's mixing are not renormalised to sum to 1")],
+                 ("none", "the rows of each layer's mixing are not renormalised to sum to 1"),
+                 ("total", "each layer's mixing is divided by its total sum: divide every ROW by its own sum, "
+                           "a.sum(dim=-1, keepdim=True)")],
         "product": [("left", None),
                     ("right", "the layers are multiplied in the wrong order: a later layer acts after the earlier "
                               "ones, so it multiplies from the left, R = a @ R"),
                     ("elementwise", "the layers are combined with an elementwise product (a * R): rollout is a "
                                     "matrix product, R = a @ R"),
-                    ("last", "each layer replaces the rollout instead of multiplying into it: R = a @ R")],
+                    ("last", "each layer replaces the rollout instead of multiplying into it: R = a @ R"),
+                    ("sum", "the layers' mixings are added: rollout is a matrix product, R = a @ R")],
+        "start": [("identity", None),
+                  ("uniform", "the rollout starts from a uniform matrix: start from the identity, R = I (B, N, N)"),
+                  ("zeros", "the rollout starts from zeros: start from the identity, R = I (B, N, N)")],
         "first": [("same", None), ("bare", "the residual is left out of the first layer: start from R = I and mix "
                                            "every layer, the first too, with residual_weight·I")],
         "returned": [("all", None),
                      ("cls", "only the class token's row is returned: return the whole rollout R of shape (B, N, N) "
                              "(the caller reads R[:, 0, 1:])"),
                      ("cls_patches", "only the class token's row over the patches is returned: return the whole "
-                                     "rollout R of shape (B, N, N)")],
+                                     "rollout R of shape (B, N, N)"),
+                     ("transposed", "the rollout is returned transposed: row i of R is how much of every input token "
+                                    "flows into output token i (rows sum to 1); do not transpose it")],
     }
 
 
@@ -781,9 +844,10 @@ def _rollout_hypotheses(c: dict):
     B, _, N, _ = maps[0].shape
     eye = torch.eye(N, dtype=torch.float64)
     out = []
-    for picks, wrong in analysers.variants(_rollout_components()):
+    for picks, wrong in analysers.variants(_rollout_components(maps[0].shape[1] if maps[0].shape[1] > 1 else 0)):
         def mix(A, first: bool):
-            heads = {"mean": A.mean(1), "sum": A.sum(1), "max": A.amax(1), "first": A[:, 0]}[picks["heads"]]
+            heads = {"mean": A.mean(1), "sum": A.sum(1), "max": A.amax(1)}.get(picks["heads"])
+            heads = A[:, picks["heads"]] if heads is None else heads
             if first and picks["first"] == "bare":
                 return heads
             a = {"weighted": w * eye + (1 - w) * heads, "none": heads, "swapped": (1 - w) * eye + w * heads,
@@ -792,17 +856,19 @@ def _rollout_hypotheses(c: dict):
                 a = a / a.sum(-1, keepdim=True)
             elif picks["norm"] == "columns":
                 a = a / a.sum(-2, keepdim=True)
+            elif picks["norm"] == "total":
+                a = a / a.sum()
             return a
 
-        R = None
+        R = {"identity": eye, "uniform": torch.full((N, N), 1.0 / N, dtype=torch.float64),
+             "zeros": torch.zeros(N, N, dtype=torch.float64)}[picks["start"]].expand(B, N, N)
         for i, A in enumerate(maps):
             a = mix(A, i == 0)
-            if R is None:
-                R = a if picks["first"] == "bare" else {"left": a, "right": a, "elementwise": a * eye,
-                                                        "last": a}[picks["product"]]
+            if i == 0 and picks["first"] == "bare":
+                R = a
                 continue
-            R = {"left": a @ R, "right": R @ a, "elementwise": a * R, "last": a}[picks["product"]]
-        R = {"all": R, "cls": R[:, 0], "cls_patches": R[:, 0, 1:]}[picks["returned"]]
+            R = {"left": a @ R, "right": R @ a, "elementwise": a * R, "last": a, "sum": R + a}[picks["product"]]
+        R = {"all": R, "cls": R[:, 0], "cls_patches": R[:, 0, 1:], "transposed": R.transpose(1, 2)}[picks["returned"]]
         out.append(("; ".join(wrong), R))
     return out
 
@@ -811,10 +877,54 @@ def _analyse_rollout(c: dict, expected: dict, result: dict) -> list:
     from coursecore.parts import analysers
 
     if not result.get("ok"):
-        return [analysers.explain_error(result.get("error", ""), "finetune.attention_rollout", {})]
+        return [_error_hint("finetune.attention_rollout", result.get("error", ""))]
     found = analysers.decompose([analysers.Step("the rollout R", expected.get("out"), result["outputs"].get("out"),
                                                 lambda: _rollout_hypotheses(c), name_unexplained=False)])
-    return [found.message] if found else []
+    if found:
+        return [found.message]
+    piece = _rollout_piece(c, expected, result["outputs"])
+    return [piece] if piece else []
+
+
+def _rollout_piece(c: dict, expected: dict, a: dict) -> Optional[str]:
+    """Which piece of the recipe is wrong, read from the probes: each holds the others right or neutral."""
+    from coursecore.parts import analysers
+
+    ok = lambda key: key in a and analysers.agrees(a[key], expected[key])  # noqa: E731
+    out = a.get("out")
+    reversed_ = a.get("probe:batch_reversed")
+    if type(out) is torch.Tensor and type(reversed_) is torch.Tensor and out.shape == reversed_.shape \
+            and out.shape[0] > 1 and not analysers.agrees(reversed_, out.flip(0), out.dtype):
+        return ("the rollout of one image depends on the other images of the batch: keep the batch axis apart (the "
+                "mean over the heads is dim=1, the products act on the last two axes)")
+    if type(out) is torch.Tensor and out.dim() == 3 and out.shape[0] > 1 and out.shape == expected["out"].shape \
+            and analysers.agrees(out, out[:1].expand_as(out), out.dtype) \
+            and not analysers.agrees(expected["out"], expected["out"][:1].expand_as(out)):
+        return ("every image gets the same rollout: the batch axis is reduced (a mean or sum over dim=0); keep one "
+                "R per image, (B, N, N)")
+    if "probe:one" not in a:
+        return None
+    if ok("probe:one"):
+        if c["params"]["layers"] > 1:
+            return ("one layer alone gives the right R, so each layer's mixing is right and combining the layers is "
+                    "wrong: start from R = I and, layer by layer, R = a @ R (a matrix product, the newest layer on the "
+                    "left)")
+        return None
+    if ok("probe:equal_heads"):
+        return ("with identical heads one layer is right, so the heads are combined wrongly: average them, "
+                "A.mean(dim=1)")
+    one = a["probe:one"]
+    if type(one) is torch.Tensor and one.dim() == 3 and not torch.allclose(one.double().sum(-1), torch.ones(
+            one.shape[:-1], dtype=torch.float64), 1e-4, 1e-4):
+        return ("the rows of a layer's mixing do not sum to 1: divide every row by its sum, a.sum(dim=-1, "
+                "keepdim=True), after mixing in the residual")
+    if "probe:w1" in a and not ok("probe:w1"):
+        return ("with residual_weight = 1 a layer's mixing must be the identity (the residual alone): the residual "
+                "term is wrong, residual_weight·I + (1 - residual_weight)·(mean over heads)")
+    if "probe:w0" in a and not ok("probe:w0"):
+        return ("with residual_weight = 0 a layer's mixing must be the head-averaged attention: the attention term "
+                "is wrong, residual_weight·I + (1 - residual_weight)·A.mean(dim=1)")
+    return "the first quantity that differs is one layer's mixing a (the rollout of a single layer)."
 
 
 def _statistics_hypotheses(c: dict, key: str):
@@ -836,7 +946,10 @@ def _statistics_hypotheses(c: dict, key: str):
                  "unbiased=False))", a.var(1, unbiased=False)),
                 ("this is the variance with n - 1, not the population standard deviation", a.var(1)),
                 ("the std is of the normalised row: the std of the raw weights a_i", p.std(1, unbiased=False)),
-                ("the std is taken over the images too: one value per image, over the patches (dim=1)", a.std())]
+                ("the std is taken over the images too: one value per image, over the patches (dim=1)", a.std()),
+                ("the std is taken over the images (dim=0): take it over the patches, dim=1", a.std(0, unbiased=False)),
+                *([("the std is taken over the images (dim=0) with n - 1: take the population std over the patches, "
+                    "dim=1", a.std(0))] if B > 1 else [])]
     if key == "mass_fraction":
         components = {
             "norm": [("p", None), ("raw", "the raw weights are compared with `mass`: normalise each row to sum to 1 "
@@ -876,7 +989,11 @@ def _statistics_hypotheses(c: dict, key: str):
             ("centre_edge_ratio divides the sums: divide the MEANS (the centre and the edge hold different numbers "
              "of patches)", a[:, centre].sum(1) / a[:, edge].sum(1)),
             ("the centre mean is divided by the mean over all patches: divide by the edge mean",
-             a[:, centre].mean(1) / a.mean(1))]
+             a[:, centre].mean(1) / a.mean(1)),
+            ("centre_edge_ratio divides the maxima: divide the MEANS over the centre and the edge patches",
+             a[:, centre].amax(1) / a[:, edge].amax(1)),
+            ("centre_edge_ratio divides the medians: divide the MEANS over the centre and the edge patches",
+             a[:, centre].median(1).values / a[:, edge].median(1).values)]
 
 
 STAT_WORDS = {"mean": "the mean", "std": "the std", "mass_fraction": "mass_fraction",
@@ -887,9 +1004,17 @@ def _analyse_statistics(c: dict, expected: dict, result: dict) -> list:
     from coursecore.parts import analysers
 
     if not result.get("ok"):
-        return [analysers.explain_error(result.get("error", ""), "finetune.attention_statistics", {})]
+        return [_error_hint("finetune.attention_statistics", result.get("error", ""))]
     a, found = result["outputs"], []
+    ignored = a.get("probe:other_mass:mass_fraction")
+    if "mass_fraction" in a and type(ignored) is torch.Tensor and analysers.agrees(ignored, a["mass_fraction"]) \
+            and not analysers.agrees(expected["probe:other_mass:mass_fraction"], expected["mass_fraction"]) \
+            and not analysers.agrees(a["mass_fraction"], expected["mass_fraction"]):
+        found.append("mass_fraction does not change with the `mass` argument: count the patches needed to reach "
+                     "`mass` (the share asked for), not a fixed share")
     for key in STAT_KEYS:  # each statistic on its own: a mistake in one never hides another
+        if key == "mass_fraction" and found:
+            continue
         hint = ("k is an integer count, and k / n gives the default dtype float32: convert it, k.to(a.dtype) / n "
                 "(every statistic is in cls_attention's dtype)" if key == "mass_fraction" else
                 "every statistic is in cls_attention's dtype")
@@ -898,7 +1023,36 @@ def _analyse_statistics(c: dict, expected: dict, result: dict) -> list:
         finding = analysers.decompose([step])
         if finding:
             found.append(finding.message)
+        elif key in expected and not analysers.agrees(a.get(key), expected[key]):
+            prop = _statistic_property(key, a)
+            if prop:
+                found.append(prop)
     return found
+
+
+def _statistic_property(key: str, a: dict) -> Optional[str]:
+    """A property the statistic must have that the student's breaks: invariance to the scale of the weights or to the
+    order of the patches (read from the probes), one value per image."""
+    from coursecore.parts import analysers
+
+    got, x3, shuffled = a.get(key), a.get(f"probe:x3:{key}"), a.get(f"probe:shuffled:{key}")
+    if type(got) is not torch.Tensor:
+        return None
+    if got.dim() != 1:
+        return f"{key} has shape {tuple(got.shape)}: return one value per image, a (B,) tensor (reduce over dim=1)"
+    if key in ("mass_fraction", "centre_edge_ratio") and x3 is not None and not analysers.agrees(x3, got):
+        return (f"{key} changes when every weight is multiplied by 3: it must depend on the weights' proportions only "
+                + ("(normalise each row to sum to 1 before the cumulative sum)" if key == "mass_fraction" else
+                   "(divide the mean over the centre by the mean over the edge)"))
+    if key in ("mean", "std") and x3 is not None and not analysers.agrees(x3, 3 * got):
+        return f"{key} does not triple when every weight is multiplied by 3: it must be linear in the weights"
+    if key in ("mean", "std", "mass_fraction") and shuffled is not None and not analysers.agrees(shuffled, got):
+        return (f"{key} changes when the patches are listed in another order: "
+                + ("sort the normalised weights in descending order before the cumulative sum"
+                   if key == "mass_fraction" else "it must treat every patch alike"))
+    if key == "std":
+        return "the std is not the population standard deviation of each row: sqrt(mean((a_i - mean)²)) over dim=1"
+    return None
 
 
 ANALYSERS = {"finetune.set_trainable": _analyse_set_trainable, "finetune.attention_rollout": _analyse_rollout,
