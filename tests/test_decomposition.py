@@ -117,3 +117,16 @@ def test_dtype_strictness_is_stated_in_the_banner_and_docstring():
 def test_every_declared_part_of_cnn_and_finetune_has_its_analyser():
     for part in (*parts_for("a7_cnn"), *parts_for("a6_transfer")):
         assert GRADER[part].analyse is not None, part
+
+
+def test_the_sandboxed_grader_gives_the_same_hints(tmp_path):
+    """The probes run next to the student's code in the sandbox (hooks, re-runs): the hints and scores are the ones
+    the in-process grading measures."""
+    by_name = {m[0]: m for m in am.MISTAKES}
+    for name in ("net_dropout_always", "rollout_first_layer_bare", "b5_block_bn_twice", "no_value_error"):
+        _, file, part, edits, words = by_name[name]
+        assignment = "a7_cnn" if file == am.C else "a6_transfer"
+        sandboxed = grader.grade(am.make(tmp_path, name, edits, file), assignment=assignment).part(part)
+        local = grader.grade_in_process(am.make(tmp_path, name + "_local", edits, file), [part]).part(part)
+        assert (sandboxed.score, sandboxed.hints) == (local.score, local.hints), name
+        assert am.named(sandboxed.hints, words), (name, sandboxed.hints)
