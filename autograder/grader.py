@@ -356,15 +356,28 @@ def property_checks(case: dict, expected: dict, outputs: dict) -> list[Check]:
     return checks
 
 
-def _best_explanations(analysed: dict) -> list[str]:
+def _by_case(checks: list) -> list:
+    """A part's checks grouped by case (a check's name is the case's label and the check in brackets)."""
+    groups: dict = {}
+    for check in checks:
+        groups.setdefault(check.name.rsplit(" [", 1)[0], []).append(check)
+    return list(groups.values())
+
+
+def _best_explanations(analysed: dict, failing: int = 0) -> list[str]:
     """The analyser sentences that explain the most failing cases, one per wording: sentences that differ only in the
-    sizes they quote ("n = B = 3", "n = B = 2") count together."""
+    sizes they quote ("n = B = 3", "n = B = 2") count together. A generated hypothesis ("… is not right: …") that
+    explains fewer than half of the `failing` cases is dropped: fitting one case of several is a coincidence of that
+    case's sizes. (Sentences that state facts, e.g. which parameter learns, stand on their own.)"""
     import re
 
     wording = lambda m: re.sub(r"\d+(\.\d+)?", "#", m)  # noqa: E731
     counts: dict = {}
     for message, n in analysed.items():
         counts[wording(message)] = counts.get(wording(message), 0) + n
+    analysed = {m: n for m, n in analysed.items()
+                if analysers.HYPOTHESIS not in m or 2 * counts[wording(m)] >= failing}
+    counts = {k: n for k, n in counts.items() if any(wording(m) == k for m in analysed)}
     best = max(counts.values(), default=0)
     out, shown = [], set()
     for message in sorted(analysed, key=lambda m: -analysed[m]):
@@ -428,7 +441,8 @@ def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: 
             ranked = sorted(analysed, key=lambda m: -analysed[m])
             hooks = GRADER.get(part)
             if hooks and hooks.analyse:  # a declared part: like the catalogue, the explanation of the most cases
-                ranked = _best_explanations(analysed)  # wins (one that fits a single case is a coincidence of sizes)
+                failing = sum(1 for case_checks in _by_case(result.checks) if not all(c.passed for c in case_checks))
+                ranked = _best_explanations(analysed, failing)  # wins; one that fits few cases is a coincidence
             result.hints += [m for m in ranked[:MAX_ANALYSER_HINTS] if m not in result.hints]
         values_ok = all(c.passed for c in result.checks if c.name.endswith("[values]"))
         grads_bad = any(not c.passed for c in result.checks if c.name.endswith("[gradients]"))

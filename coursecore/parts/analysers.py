@@ -400,6 +400,9 @@ class Step:
     dtype_hint: str = "keep the input's dtype (create new tensors with x.dtype, convert integer counts)"
 
 
+HYPOTHESIS = " is not right: "  # how `decompose` words a generated hypothesis that reproduced the student's value
+
+
 def decompose(steps: list[Step]) -> Optional[Finding]:
     """The first step whose value differs from the correct one, and the hypothesis that reproduces it.
 
@@ -421,10 +424,10 @@ def decompose(steps: list[Step]) -> Optional[Finding]:
         for description, value in hypotheses:
             dtype = step.expected.dtype  # the case's: hypotheses are computed in float64
             if type(value) is torch.Tensor and not agrees(value, step.expected) and agrees(step.actual, value, dtype):
-                return Finding("decomposition", f"{step.what} is not right: {description}.")
+                return Finding("decomposition", f"{step.what}{HYPOTHESIS}{description}.")
         constant = _constant_off(step.expected, step.actual)
         if constant:
-            return Finding("decomposition", f"{step.what} is not right: it is the correct value {constant}.")
+            return Finding("decomposition", f"{step.what}{HYPOTHESIS}it is the correct value {constant}.")
         if step.name_unexplained:
             return Finding("decomposition", f"the first quantity that differs is {step.what}.")
         return None

@@ -860,10 +860,14 @@ def _bn_hypotheses(c: dict, key: str, actual=None):
     batch = mu if key == "running_mean" else var_u
     name = key
     if not training:
-        return [(f"{name} is updated in eval mode (training=False): eval mode only reads the running statistics, "
+        hyps = [(f"{name} is updated in eval mode (training=False): eval mode only reads the running statistics, "
                  "update them when training", (1 - m) * old + m * batch),
                 (f"{name} is replaced in eval mode (training=False): eval mode only reads the running statistics",
                  batch)]
+        if type(actual) is torch.Tensor and actual.shape == old.shape:  # any other change: the same fact
+            hyps.append((f"{name} changes in eval mode (training=False): eval mode only reads the running statistics "
+                         "and leaves them as they are", actual.double()))
+        return hyps
     hyps = [(f"{name} did not change: update the caller's tensor in place ({name}.mul_(1 - momentum).add_(...)); "
              f"`{name} = ...` only rebinds a local name", old)]
     values = [(batch, None)]
@@ -1095,16 +1099,14 @@ def _analyse_mish(c: dict, expected: dict, result: dict) -> list:
     if type(points) is not torch.Tensor or points.shape != MISH_POINTS.shape:
         return []
     zero, left, right = points.double().tolist()
+    facts = []  # what mish must give at three points, said without guessing the cause
     if abs(zero) > 1e-6:
-        return [f"mish(0) is {zero:.4g}, but x · tanh(softplus(x)) is 0 at x = 0: the factor x is missing or something "
-                "is added"]
+        facts.append(f"mish(0) is {zero:.4g}, but x · tanh(softplus(x)) is 0 at x = 0")
     if abs(right - 30) > 1e-3:
-        return [f"mish(30) is {right:.4g}, but for large x tanh(softplus(x)) → 1, so mish(x) ≈ x: check the tanh and "
-                "the softplus (log(1 + eˣ), F.softplus)"]
+        facts.append(f"mish(30) is {right:.4g}, but mish(x) ≈ x for large x (tanh(softplus(x)) → 1)")
     if abs(left) > 1e-3:
-        return [f"mish(-30) is {left:.4g}, but for very negative x softplus(x) → 0, so mish(x) → 0: check the softplus "
-                "(log(1 + eˣ), F.softplus) and the tanh"]
-    return []
+        facts.append(f"mish(-30) is {left:.4g}, but mish(x) → 0 for very negative x (softplus(x) → 0)")
+    return ["; ".join(facts) + "."] if facts else []
 
 
 def _block_hypotheses(c: dict):
@@ -1230,6 +1232,10 @@ def _elementwise_of(expected, actual) -> Optional[str]:
     """The logits passed through some increasing elementwise function (their order kept, values changed)."""
     if type(expected) is not torch.Tensor or type(actual) is not torch.Tensor or actual.shape != expected.shape:
         return None
+    offset = actual.double() - expected.double()  # (B, K): one constant per class is a term added to the logits
+    if analysers_agree(offset, offset[:1].expand_as(offset)) and offset.abs().max() > 1e-4:
+        return ("the logits are off by one constant per class: a term is added to self.head's output (its bias "
+                "twice?); return self.head(...) as it is")
     e, a = expected.double().flatten(), actual.double().flatten()
     order = e.argsort()
     steps = a[order].diff()

@@ -886,6 +886,22 @@ def _analyse_rollout(c: dict, expected: dict, result: dict) -> list:
     return [piece] if piece else []
 
 
+def _fitted_residual(c: dict, one) -> Optional[float]:
+    """The identity's weight w' in the student's one-layer mixing, when it is w'·I + (1 - w')·Ā (Ā the head mean)."""
+    from coursecore.parts import analysers
+
+    A = c["tensors"]["A0"].double()
+    if type(one) is not torch.Tensor or one.shape != A.shape[:1] + A.shape[2:]:
+        return None
+    mean = A.mean(1)
+    eye = torch.eye(A.shape[-1], dtype=torch.float64).expand_as(mean)
+    d, e = (one.double() - mean).flatten(), (eye - mean).flatten()
+    w = float((d @ e) / (e @ e))
+    if abs(w - c["params"]["residual_weight"]) > 1e-3 and analysers.agrees(one, w * eye + (1 - w) * mean, one.dtype):
+        return w
+    return None
+
+
 def _rollout_piece(c: dict, expected: dict, a: dict) -> Optional[str]:
     """Which piece of the recipe is wrong, read from the probes: each holds the others right or neutral."""
     from coursecore.parts import analysers
@@ -918,6 +934,11 @@ def _rollout_piece(c: dict, expected: dict, a: dict) -> Optional[str]:
             one.shape[:-1], dtype=torch.float64), 1e-4, 1e-4):
         return ("the rows of a layer's mixing do not sum to 1: divide every row by its sum, a.sum(dim=-1, "
                 "keepdim=True), after mixing in the residual")
+    fitted = _fitted_residual(c, a["probe:one"])
+    if fitted is not None:
+        return (f"a layer's mixing gives the identity the weight {fitted:.3g} instead of residual_weight = "
+                f"{c['params']['residual_weight']:g}: a = residual_weight·I + (1 - residual_weight)·A.mean(dim=1), "
+                "rows renormalised")
     if "probe:w1" in a and not ok("probe:w1"):
         return ("with residual_weight = 1 a layer's mixing must be the identity (the residual alone): the residual "
                 "term is wrong, residual_weight·I + (1 - residual_weight)·(mean over heads)")
