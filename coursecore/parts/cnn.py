@@ -688,7 +688,8 @@ def _error_hint(part: str, message: str) -> Optional[str]:
     if part == "cnn.ConvNet.forward" and re.search(r"mat1 and mat2 shapes cannot be multiplied", message):
         return ("self.head is a Linear on the pooled features: it got more features per image than C_last, the "
                 "feature map flattened without the global average pooling. Pass self.forward_features(x), (B, C_last).")
-    if part == "cnn.batch_norm" and re.search(r"Dimension out of range|shape '\[.*\]' is invalid", message):
+    if part == "cnn.batch_norm" and re.search(r"Dimension out of range|shape '\[.*\]' is invalid|too many indices|"
+                                              r"size of tensor a \(\d+\) must match", message):
         return ("batch norm averages over _reduce_dims(x), every axis but C (axis 1): x may be (B, C), (B, C, L) or "
                 "(B, C, H, W), so do not hard-code (0, 2, 3), and keep the statistics of shape (C,).")
     if part == "cnn.ConvBlock.forward" and re.search(r"expected input.*to have \d+ channels|size mismatch|"
@@ -878,7 +879,9 @@ def _bn_hypotheses(c: dict, key: str, actual=None):
                                          "not · (n - 1) / n"),
                    (var_u * n / (n - 1), "Bessel's correction is applied twice: the unbiased variance (n - 1) times "
                                          "n / (n - 1) again"),
-                   (var_u.sqrt(), "running_var is updated with the standard deviation, not the variance")]
+                   (var_u.sqrt(), "running_var is updated with the standard deviation, not the variance"),
+                   (var_b.sqrt(), "running_var is updated with the (biased) standard deviation, not the unbiased "
+                                  "variance")]
         if B > 1 and B != n:
             values.append((var_b * B / (B - 1), f"Bessel's correction uses n = B = {B}, the batch size: n is the number "
                                                 f"of values per channel, B·H·W = {n} here (x.numel() // C)"))
@@ -1099,6 +1102,15 @@ def _analyse_mish(c: dict, expected: dict, result: dict) -> list:
     if type(points) is not torch.Tensor or points.shape != MISH_POINTS.shape:
         return []
     zero, left, right = points.double().tolist()
+    x, out, want = c["tensors"]["x"], result["outputs"].get("out"), expected.get("out")
+    if type(out) is torch.Tensor and out.shape == want.shape:  # the sign of x where it is wrong
+        bad = ~torch.isclose(out.double(), want.double(), 1e-4, 1e-5)
+        if bad.any() and not bad.all():
+            for side, where in (("negative", x < 0), ("positive", x > 0)):
+                if bool((bad <= where).all()):
+                    other = "positive" if side == "negative" else "negative"
+                    return [f"mish(x) is right for {other} x and wrong for {side} x: check what the formula gives "
+                            f"there (x · tanh(softplus(x)) is {'small and negative' if side == 'negative' else '≈ x'})"]
     facts = []  # what mish must give at three points, said without guessing the cause
     if abs(zero) > 1e-6:
         facts.append(f"mish(0) is {zero:.4g}, but x · tanh(softplus(x)) is 0 at x = 0")

@@ -1061,6 +1061,8 @@ def _statistic_property(key: str, a: dict) -> Optional[str]:
         return None
     if got.dim() != 1:
         return f"{key} has shape {tuple(got.shape)}: return one value per image, a (B,) tensor (reduce over dim=1)"
+    if got.numel() > 1 and analysers.agrees(got, got[:1].expand_as(got)):
+        return f"{key} is the same for every image: compute it per row (per image), over dim=1"
     if key in ("mass_fraction", "centre_edge_ratio") and x3 is not None and not analysers.agrees(x3, got):
         return (f"{key} changes when every weight is multiplied by 3: it must depend on the weights' proportions only "
                 + ("(normalise each row to sum to 1 before the cumulative sum)" if key == "mass_fraction" else
