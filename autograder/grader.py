@@ -229,6 +229,9 @@ def case_sizes(case: dict) -> dict:
 
 def analyse_case(part: str, case: dict, expected: dict, result: dict) -> list[str]:
     """Analyser hints for one failing case: the shape of the error, or torch's error translated."""
+    hooks = GRADER.get(part) if "part" in case else None
+    if hooks and hooks.analyse:  # a declared part's own analysers, in its module's words
+        return [m for m in hooks.analyse(case, expected, result) if m]
     sizes = case_sizes(case)
     if not result.get("ok"):
         message = result.get("error", "")
@@ -259,7 +262,8 @@ def grade_case(part: str, case: dict, expected: dict, result: dict,
     outputs = result["outputs"]
     if hooks and hooks.prepare:
         expected, outputs = hooks.prepare(case, expected), hooks.prepare(case, outputs)
-    value_keys = [k for k in expected if not k.startswith(("grad:", "trace:")) and k not in ("out@2", "out@perm")]
+    # Recorded intermediates ('trace:') and re-runs on designed inputs ('probe:') feed the analysers, never the score.
+    value_keys = [k for k in expected if not k.startswith(("grad:", "trace:", "probe:")) and k not in ("out@2", "out@perm")]
     if hooks and hooks.describe:
         describe = hooks.describe
         compare = lambda key, want, got, case: describe(key, want, got, case, compare_tensor)  # noqa: E731
@@ -322,6 +326,38 @@ def property_checks(case: dict, expected: dict, outputs: dict) -> list[Check]:
     return checks
 
 
+def _by_case(checks: list) -> list:
+    """A part's checks grouped by case (a check's name is the case's label and the check in brackets)."""
+    groups: dict = {}
+    for check in checks:
+        groups.setdefault(check.name.rsplit(" [", 1)[0], []).append(check)
+    return list(groups.values())
+
+
+def _best_explanations(analysed: dict, failing: int = 0) -> list[str]:
+    """The analyser sentences that explain the most failing cases, one per wording: sentences that differ only in the
+    sizes they quote ("n = B = 3", "n = B = 2") count together. A generated hypothesis ("… is not right: …") that
+    explains fewer than half of the `failing` cases is dropped: fitting one case of several is a coincidence of that
+    case's sizes. (Sentences that state facts, e.g. which parameter learns, stand on their own.)"""
+    import re
+
+    wording = lambda m: re.sub(r"\d+(\.\d+)?", "#", m)  # noqa: E731
+    counts: dict = {}
+    for message, n in analysed.items():
+        counts[wording(message)] = counts.get(wording(message), 0) + n
+    analysed = {m: n for m, n in analysed.items()
+                if analysers.HYPOTHESIS not in m or 2 * counts[wording(m)] >= failing}
+    counts = {k: n for k, n in counts.items() if any(wording(m) == k for m in analysed)}
+    best = max(counts.values(), default=0)
+    out, shown = [], set()
+    for message in sorted(analysed, key=lambda m: -analysed[m]):
+        key = wording(message)
+        if counts[key] == best and key not in shown:
+            shown.add(key)
+            out.append(message)
+    return out
+
+
 def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: Optional[str]) -> PartResult:
     """Fold a part's cases into a PartResult (score, checks, hints)."""
     points = float(POINTS[part])
@@ -366,10 +402,17 @@ def score_part(part: str, graded: list, outcome: sandbox.Outcome, import_error: 
         best = max(matches.values(), default=0)
         seen = {k: b for k, b in seen.items() if matches[k] == best}
         seen = {k: b for k, b in seen.items() if k not in contradicted}  # coincidences of sizes
+        hooks = GRADER.get(part)
+        if hooks and hooks.analyse and analysed and seen and all(b.part == "*" for b in seen.values()):
+            seen = {}  # a declared part's own analysers say it in its module's words; the generic entries are the fallback
         result.bug_ids = list(seen)
         result.hints = [b.hint for b in seen.values()] + error_hints
         if not seen:  # the catalogue gives the exact hint; the analysers cover what it does not list
             ranked = sorted(analysed, key=lambda m: -analysed[m])
+            hooks = GRADER.get(part)
+            if hooks and hooks.analyse:  # a declared part: like the catalogue, the explanation of the most cases
+                failing = sum(1 for case_checks in _by_case(result.checks) if not all(c.passed for c in case_checks))
+                ranked = _best_explanations(analysed, failing)  # wins; one that fits few cases is a coincidence
             result.hints += [m for m in ranked[:MAX_ANALYSER_HINTS] if m not in result.hints]
         values_ok = all(c.passed for c in result.checks if c.name.endswith("[values]"))
         grads_bad = any(not c.passed for c in result.checks if c.name.endswith("[gradients]"))

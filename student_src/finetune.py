@@ -157,7 +157,8 @@ def attention_statistics(cls_attention: torch.Tensor, grid: tuple[int, int],
         grid: (H', W').
         mass: the share of the attention mass for `mass_fraction`.
 
-    Returns a dict of four (B,) float tensors:
+    Returns a dict of four (B,) tensors, each in the dtype of cls_attention (graded like the values: an integer
+    count k divided by n gives float32 even for float64 attention, so convert k first):
         mean: the mean of a_i over the patches;
         std: their population standard deviation (divided by the number of patches, not by one less);
         mass_fraction: k / (H'·W'), k the smallest number of patches whose largest weights hold at least
@@ -173,7 +174,8 @@ def attention_statistics(cls_attention: torch.Tensor, grid: tuple[int, int],
     # TODO (attention_statistics): per image, the mean, std, mass fraction and centre/edge ratio.
     #   1. mean and std over the patches (dim=1); the std is the population one (unbiased=False).
     #   2. mass_fraction: normalise each row to sum to 1, sort it in DESCENDING order, take the cumulative
-    #      sum; k = the number of entries below `mass`, plus one (the patch that reaches it); divide by n.
+    #      sum; k = the number of entries below `mass`, plus one (the patch that reaches it); divide by n, in
+    #      a's dtype (k is an integer tensor: k / n alone is float32, so use k.to(a.dtype) / n).
     #      (Compare with `mass - 1e-12` so that a sum that lands exactly on `mass` counts.)
     #   3. centre_edge_ratio: a[:, centre].mean(1) / a[:, edge].mean(1).
     # Our solution is 10 lines. No Python loops over the batch.

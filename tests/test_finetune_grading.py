@@ -39,7 +39,7 @@ def blocks_of(model):
     return [b for n in ("layer1", "layer2", "layer3", "layer4") for b in getattr(model, n)]
 
 def set_trainable(model, mode, partial_blocks=2):
-    if mode not in MODES:
+    if mode not in MODES or (mode == "partial" and partial_blocks not in range(1, len(blocks_of(model)) + 1)):
         raise ValueError(mode)
     for p in model.parameters():
         p.requires_grad = mode in ("full", "scratch")

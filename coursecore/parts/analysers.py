@@ -21,7 +21,12 @@ oracle in the self-check and the notebook checks) and look at the *shape* of the
   sign, i instead of 2i, D/2 instead of D);
 * `explain_error`: torch's own error messages translated (cat / broadcast / matmul sizes, view on a
   non-contiguous tensor, dtypes, devices, in-place autograd);
-* `localise`: the first intermediate tensor (recorded with hooks) that differs from the correct one.
+* `localise`: the first intermediate tensor (recorded with hooks) that differs from the correct one;
+* `decompose`: the same for the parts declared whole in coursecore/parts/ (batch norm, the fold, rollout,
+  the attention statistics …): their intermediate quantities in the order the data flows (from the outputs,
+  and from the student's function re-run on designed inputs), each with generated wrong versions
+  (`variants`: every combination of at most two wrong choices of its components), so the first quantity
+  that differs is named, and how, in the words of its module.
 
 Every analyser is conservative: it speaks only when its hypothesis reproduces the output to within the
 tolerance, so a correct variant or an unrelated wrong implementation gets nothing specific. Messages name
@@ -46,7 +51,7 @@ MAX_LAYOUT_AXES = 6  # 6! = 720 orders tried at most: milliseconds on the small 
 class Finding:
     """One diagnosis: which analyser found it and the sentence the student reads."""
 
-    kind: str  # scale | layout | properties | additive | sincos | errors | localisation
+    kind: str  # scale | layout | properties | additive | sincos | errors | localisation | decomposition
     message: str
 
 
@@ -362,6 +367,100 @@ def explain_error(message: str, part: str = "", sizes: Optional[dict] = None) ->
     if re.search(r"not enough values to unpack|too many values to unpack", text):
         return "a tuple was unpacked into the wrong number of names: check what the call returns (shape or pair)."
     return None
+
+
+# ------------------------------------------------------------------------------------------ decompose
+DTYPE_TOLERANCES = {torch.float32: (1e-4, 1e-5), torch.float64: (1e-7, 1e-9)}  # the grader's, per dtype
+
+
+def agrees(actual, expected, dtype: Optional[torch.dtype] = None) -> bool:
+    """`actual` equals `expected` within the grader's tolerance for `dtype` (default: expected's), in float64."""
+    if type(actual) is not torch.Tensor or type(expected) is not torch.Tensor or actual.shape != expected.shape:
+        return False
+    if actual.is_complex() or expected.is_complex():
+        return False
+    rtol, atol = DTYPE_TOLERANCES.get(dtype or expected.dtype, (1e-4, 1e-5))
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    return bool(torch.allclose(a, e, rtol, atol, equal_nan=True))  # NaN where the hypothesis has NaN (sqrt of < 0)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One intermediate quantity of a part, where the data flows: what it is, its correct value, the student's
+    (None: not available, e.g. a probe that raised), and generated wrong versions of it.
+
+    hypotheses(): (description, value) pairs, simplest first: each a way of getting this quantity wrong, said in
+    the words of the module (\"Bessel's correction uses n = B\"), its value computed from the case's inputs."""
+
+    what: str
+    expected: object
+    actual: object
+    hypotheses: Callable[[], "list[tuple[str, object]]"] = lambda: []
+    name_unexplained: bool = True  # say which quantity differs even when no hypothesis reproduces it
+    dtype_hint: str = "keep the input's dtype (create new tensors with x.dtype, convert integer counts)"
+
+
+HYPOTHESIS = " is not right: "  # how `decompose` words a generated hypothesis that reproduced the student's value
+
+
+def decompose(steps: list[Step]) -> Optional[Finding]:
+    """The first step whose value differs from the correct one, and the hypothesis that reproduces it.
+
+    Conservative like the other analysers: a hypothesis is named only when it reproduces the student's value
+    within the tolerance *and* differs from the correct one by more than it (so a case whose sizes cannot tell it
+    apart stays silent). A step whose actual value is missing is skipped, not blamed."""
+    for step in steps:
+        if step.actual is None or type(step.expected) is not torch.Tensor:
+            continue
+        if agrees(step.actual, step.expected):
+            if step.actual.dtype == step.expected.dtype:
+                continue
+            return Finding("decomposition", f"{step.what} has the right values but dtype {str(step.actual.dtype)[6:]} "
+                                            f"instead of {str(step.expected.dtype)[6:]}: {step.dtype_hint}.")
+        try:
+            hypotheses = list(step.hypotheses())
+        except Exception:  # noqa: BLE001 - hypotheses that cannot be built for this case say nothing
+            hypotheses = []
+        for description, value in hypotheses:
+            dtype = step.expected.dtype  # the case's: hypotheses are computed in float64
+            if type(value) is torch.Tensor and not agrees(value, step.expected) and agrees(step.actual, value, dtype):
+                return Finding("decomposition", f"{step.what}{HYPOTHESIS}{description}.")
+        constant = _constant_off(step.expected, step.actual)
+        if constant:
+            return Finding("decomposition", f"{step.what}{HYPOTHESIS}it is the correct value {constant}.")
+        if step.name_unexplained:
+            return Finding("decomposition", f"the first quantity that differs is {step.what}.")
+        return None
+    return None
+
+
+def _constant_off(expected, actual) -> Optional[str]:
+    """'times c' or 'plus c' when actual = c · expected or expected + c for one constant c (in no part's words)."""
+    if not _usable(expected, actual) or actual.shape != expected.shape:
+        return None
+    e, a = expected.detach().double().flatten(), actual.detach().double().flatten()
+    if e.abs().max() < 1e-8:
+        return None
+    c = float((a @ e) / (e @ e))
+    if abs(c) > 1e-6 and abs(c - 1) > 1e-4 and agrees(actual, expected.double() * c, expected.dtype):
+        return f"times the constant {c:.4g}: the steps are right up to a factor applied once too often or missing"
+    shift = float((a - e).mean())
+    if abs(shift) > 1e-6 and agrees(actual, expected.double() + shift, expected.dtype):
+        return f"plus the constant {shift:.4g}: a term is added once too often or missing"
+    return None
+
+
+def variants(components: dict, max_wrong: int = 2):
+    """Combinations of component choices with at most `max_wrong` wrong ones, fewest first.
+
+    components: {name: [(choice, description or None for the correct choice), ...]}, the correct choice first.
+    Yields ({name: choice}, [descriptions of the wrong choices]); the all-correct combination is skipped."""
+    names = list(components)
+    combos = itertools.product(*(range(len(components[n])) for n in names))
+    ranked = sorted((c for c in combos if 0 < sum(i > 0 for i in c) <= max_wrong), key=lambda c: sum(i > 0 for i in c))
+    for combo in ranked:
+        picks = {n: components[n][i][0] for n, i in zip(names, combo)}
+        yield picks, [components[n][i][1] for n, i in zip(names, combo) if i > 0]
 
 
 # --------------------------------------------------------------------------------------------- localise

@@ -146,6 +146,8 @@ PARTS = (
 # The grader's side: hidden cases, the run of one case in the sandbox, the catalogued bugs. Not in a release.
 from coursecore.parts.draws import BASE_SEED, _gen, _randn  # noqa: E402
 from coursecore.parts.part import Bug, grader  # noqa: E402
+import re  # noqa: E402
+from typing import Optional  # noqa: E402
 
 BATCH_NORM_SIZES = [  # (shape, training, affine, running, momentum, dtype): every rank, both modes, both dtypes
     ((6, 5), True, True, True, 0.1, torch.float32),  # (B, C): after a linear layer
@@ -255,22 +257,24 @@ def _conv_block_cases(ref):
     return cases
 
 
-CONVNET_SIZES = [  # (stages, batch_norm, act, image_size, in_chans, K)
-    (((4,), (6,)), True, "relu", 8, 3, 5),
-    (((3, 4), (5,)), False, "mish", 12, 1, 3),
+CONVNET_SIZES = [  # (stages, batch_norm, act, image_size, in_chans, K, drop_rate)
+    (((4,), (6,)), True, "relu", 8, 3, 5, 0.0),
+    (((3, 4), (5,)), False, "mish", 12, 1, 3, 0.0),
+    (((4,), (7,)), True, "mish", 8, 3, 4, 0.5),  # dropout before the head: off in eval mode
 ]
 
 
 def _convnet_cases(ref):
     cases = []
-    for i, (stages, bn, act, size, cin, K) in enumerate(CONVNET_SIZES):
+    for i, (stages, bn, act, size, cin, K, drop) in enumerate(CONVNET_SIZES):
         g = _gen(280 + i)
         torch.manual_seed(BASE_SEED + 280 + i)
         config = {"stages": [list(s) for s in stages], "batch_norm": bn, "act": act, "image_size": size,
-                  "in_chans": cin, "num_classes": K}
+                  "in_chans": cin, "num_classes": K, "drop_rate": drop}
         model = ref.cnn.ConvNet(ref.cnn.ConvNetConfig(**{**config, "stages": stages}))
         state = {f"w.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-        label = f"ConvNet(stages={stages}, batch_norm={bn}, act={act!r}, K={K}) on x of shape {(3, cin, size, size)}"
+        label = (f"ConvNet(stages={stages}, batch_norm={bn}, act={act!r}, K={K}, drop_rate={drop}) in eval mode on x "
+                 f"of shape {(3, cin, size, size)}")
         cases.append({"op": "convnet", "params": {"config": config},
                       "tensors": {"x": _randn(g, 3, cin, size, size), "g": _randn(g, 3, K), **state}, "label": label})
     return cases
@@ -297,6 +301,22 @@ def _oracle_cnn_layers(module) -> None:
             _oracle_cnn_layers(child)
 
 
+MISH_POINTS = torch.tensor([0.0, -30.0, 30.0])  # mish(0) = 0; mish(x) → 0 far left, → x far right
+BLOCK_CALLS = ("conv", "bn", "act")  # ConvBlock.forward calls each once, in this order
+NET_CALLS = ("stages", "global_pool", "head_drop", "head")  # ConvNet.forward, through forward_features
+
+
+def _record_calls(module, names) -> tuple:
+    """Forward hooks that append 1, 2, … (the position of the submodule in `names`) to a list at every call: the
+    order in which the student's forward calls the layers built for it (an analyser reads it; it is never scored)."""
+    calls, hooks = [], []
+    for i, name in enumerate(names, 1):
+        sub = getattr(module, name, None)
+        if sub is not None:
+            hooks.append(sub.register_forward_hook(lambda m, args, out, i=i: calls.append(i) and None))
+    return calls, hooks
+
+
 def _run(mods, case: dict, h) -> dict:
     """One case on the student's cnn.py (in the grader's sandbox); `h` is the runner's harness."""
     import types
@@ -319,6 +339,16 @@ def _run(mods, case: dict, h) -> dict:
             lambda: fn(x, running.get("running_mean"), running.get("running_var"), affine.get("weight"),
                        affine.get("bias"), training=p["training"], momentum=p["momentum"], eps=p["eps"]),
             {"x": x, **affine}, {}, t["g"], "batch_norm")
+        # Probe for the analysers (never scored): the normalised tensor alone, no weight or bias, on fresh running
+        # statistics: it separates the statistics from the affine step. A probe that fails leaves no key.
+        try:
+            fresh = {k: t[k].clone() for k in running}
+            with torch.no_grad():
+                xhat = fn(t["x"].clone(), fresh.get("running_mean"), fresh.get("running_var"), None, None,
+                          training=p["training"], momentum=p["momentum"], eps=p["eps"])
+            result["probe:xhat"] = h.tensor(xhat, "batch_norm")
+        except Exception:  # noqa: BLE001 - a probe is for the hint only
+            pass
         return {**result, **running}  # the running statistics after the call
 
     if op == "fold_conv_bn":
@@ -351,7 +381,13 @@ def _run(mods, case: dict, h) -> dict:
     if op == "mish":
         fn = h.need(C_, "mish", cf)
         x = h.leaf(t["x"])
-        return h.forward_backward(lambda: fn(x), {"x": x}, {}, t["g"], "mish")
+        result = h.forward_backward(lambda: fn(x), {"x": x}, {}, t["g"], "mish")
+        try:  # a probe for the analysers (never scored): mish at 0, far left and far right
+            with torch.no_grad():
+                result["probe:points"] = h.tensor(fn(MISH_POINTS.to(t["x"].dtype)), "mish")
+        except Exception:  # noqa: BLE001 - a probe is for the hint only
+            pass
+        return result
 
     if op == "conv_block":
         cfg = h.need(C_, "ConvNetConfig", cf)(batch_norm=p["batch_norm"], act=p["act"], fused_bn=True)
@@ -360,7 +396,13 @@ def _run(mods, case: dict, h) -> dict:
         _oracle_cnn_layers(block)  # this part grades ConvBlock.forward alone, not mish or batch_norm
         block.train(p["training"])
         x = h.leaf(t["x"])
-        return h.forward_backward(lambda: block(x), {"x": x}, h.module_leaves(block), t["g"], "ConvBlock.forward")
+        calls, hooks = _record_calls(block, BLOCK_CALLS)
+        result = h.forward_backward(lambda: (calls.clear(), block(x))[1], {"x": x}, h.module_leaves(block), t["g"],
+                                    "ConvBlock.forward")
+        for hook in hooks:
+            hook.remove()
+        result["probe:calls"] = torch.tensor([float(c) for c in calls])
+        return result
 
     if op == "convnet":
         config = {**p["config"], "stages": tuple(tuple(s) for s in p["config"]["stages"]), "fused_bn": True}
@@ -373,8 +415,27 @@ def _run(mods, case: dict, h) -> dict:
                 module.forward = types.MethodType(_oracle_conv_block_forward, module)
         model.eval()
         x = h.leaf(t["x"])
-        return h.forward_backward(lambda: model(x), {"x": x}, h.module_leaves(model), t["g"], "ConvNet.forward",
-                                 repeat=True)
+        seen = {}  # what reaches the head: the analysers read dropout, pooling and flattening mistakes from it
+        calls, call_hooks = _record_calls(model, NET_CALLS)
+
+        def record(module, args, out) -> None:  # returns None: a forward hook's return value replaces the output
+            seen.setdefault("in", args[0].detach().clone())
+        hook = model.head.register_forward_hook(record)
+        result = h.forward_backward(lambda: (calls.clear(), model(x))[1], {"x": x}, h.module_leaves(model), t["g"],
+                                    "ConvNet.forward", repeat=True)
+        hook.remove()
+        for call_hook in call_hooks:
+            call_hook.remove()
+        result["probe:calls"] = torch.tensor([float(c) for c in calls])
+        try:  # probes for the analysers (never scored): the given feature extractor's outputs
+            with torch.no_grad():
+                result["probe:stages"] = h.tensor(model.stages(t["x"]), "ConvNet.stages")
+                result["probe:features"] = h.tensor(model.forward_features(t["x"]), "ConvNet.forward_features")
+            if "in" in seen:
+                result["probe:head.in"] = h.tensor(seen["in"], "the head's input")
+        except Exception:  # noqa: BLE001 - a probe is for the hint only
+            pass
+        return result
 
     raise ValueError(f"unknown case op {op!r}")
 
@@ -618,12 +679,615 @@ def _fold_inputs(case: dict, values: dict) -> dict:
             "inputs_unchanged": torch.tensor(float(unchanged))}
 
 
+# ---- the analysers: each part's intermediate quantities, in the order the data flows, with generated wrong versions
+# (analysers.decompose). Computed here from the case's inputs (float64), never from the reference's source.
+def _error_hint(part: str, message: str) -> Optional[str]:
+    """torch's error, said for cnn.py (the generic translation when none of these applies)."""
+    from coursecore.parts import analysers
+
+    if part == "cnn.ConvNet.forward" and re.search(r"mat1 and mat2 shapes cannot be multiplied", message):
+        return ("self.head is a Linear on the pooled features: it got more features per image than C_last, the "
+                "feature map flattened without the global average pooling. Pass self.forward_features(x), (B, C_last).")
+    if part == "cnn.batch_norm" and re.search(r"Dimension out of range|shape '\[.*\]' is invalid|too many indices|"
+                                              r"size of tensor a \(\d+\) must match", message):
+        return ("batch norm averages over _reduce_dims(x), every axis but C (axis 1): x may be (B, C), (B, C, L) or "
+                "(B, C, H, W), so do not hard-code (0, 2, 3), and keep the statistics of shape (C,).")
+    if part == "cnn.ConvBlock.forward" and re.search(r"expected input.*to have \d+ channels|size mismatch|"
+                                                     r"running_mean should contain \d+ elements", message):
+        return ("the layers run in the wrong order: ConvBlock is conv -> bn -> act, and the batch norm normalises the "
+                "conv's C_out output channels")
+    if part == "cnn.ConvBlock.forward" and re.search(r"modified by an inplace operation", message):
+        return ("self.act is nn.ReLU(inplace=True) for ReLU blocks: it overwrites its input, so applying it to a tensor "
+                "that is still needed (twice, or before the batch norm) breaks the gradient: conv -> bn -> act, with "
+                "self.act applied once, last")
+    if re.search(r"NoneType", message):
+        what = {"cnn.fold_conv_bn": "bn.weight, bn.bias or conv.bias is None here (a batch norm without affine, a conv "
+                                    "without bias): count a missing weight as 1 and a missing bias as 0",
+                "cnn.batch_norm": "weight and bias may be None (then they count as 1 and 0), and so may the running "
+                                  "statistics in training: update them only when they are given"}.get(part)
+        if what:
+            return what
+    if part == "cnn.fold_conv_bn" and re.search(r"size of tensor a \(\d+\) must match", message):
+        return ("the scale s (C_out,) does not broadcast against the kernel (C_out, C_in / groups, k, k): reshape it "
+                "to one value per OUTPUT channel, s.view(-1, 1, 1, 1)")
+    return analysers.explain_error(message, "", {})  # torch's wording, never another module's
+
+
+def _bn_hypotheses(c: dict, key: str, actual=None):
+    """Wrong versions of batch_norm's quantities on case `c`: 'xhat' (the normalised tensor), 'out' (after the
+    affine step, given the right xhat), 'running_mean' and 'running_var' (after the call)."""
+    from coursecore.parts import analysers
+
+    t, p = c["tensors"], c["params"]
+    x = t["x"].double()
+    training, m, eps = p["training"], p["momentum"], p["eps"]
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    B, n = x.shape[0], x.numel() // x.shape[1]
+    mu, var_b = x.mean(dims), x.var(dims, unbiased=False)
+    var_u = var_b * n / (n - 1)
+    rm = t["running_mean"].double() if "running_mean" in t else None
+    rv = t["running_var"].double() if "running_var" in t else None
+    w = t["weight"].double() if "weight" in t else None
+    b = t["bias"].double() if "bias" in t else None
+    if key == "xhat":
+        means = [("batch", None), ("running", None), ("updated", None), ("per_image", None), ("batch_axis", None),
+                 ("zero", None), ("running_var", None)]
+        variances = [("biased", None), ("unbiased", None), ("running", None), ("updated", None), ("per_image", None),
+                     ("batch_axis", None), ("running_mean", None), ("uncentred", None)]
+        if not training:  # eval: the running statistics are the right ones
+            means[0], means[1] = means[1], means[0]
+            variances[0], variances[2] = variances[2], variances[0]
+        forms = [("rsqrt", None), ("eps_outside", "eps is added outside the square root: divide by sqrt(var + eps)"),
+                 ("no_sqrt", "x - mean is divided by the variance, not by its square root (the standard deviation)"),
+                 ("no_eps", "eps is missing from the denominator: sqrt(var + eps)")]
+        mode = "training" if training else "eval mode (training=False)"
+        source_words = {"batch": "the batch's", "running": "running_mean / running_var",
+                        "updated": "the running statistics just updated by this call",
+                        "per_image": "statistics of each image alone (over the spatial axes only, as instance norm)",
+                        "batch_axis": "statistics over the batch axis only (one per channel *and* position)"}
+        right_source = "the batch's statistics (biased variance)" if training else "running_mean and running_var"
+
+        def stat(which, kind):
+            if which == "batch":
+                return mu.view(shape) if kind == "mean" else var_b.view(shape)
+            if which == "unbiased":
+                return var_u.view(shape)
+            if which == "uncentred":
+                return (x * x).mean(dims).view(shape)
+            if which == "biased":
+                return var_b.view(shape)
+            if which == "running":
+                return None if rm is None else (rm if kind == "mean" else rv).view(shape)
+            if which in ("running_var", "running_mean"):  # the two running statistics exchanged
+                return None if rm is None else (rv if which == "running_var" else rm).view(shape)
+            if which == "updated":
+                if rm is None:
+                    return None
+                return ((1 - m) * rm + m * mu).view(shape) if kind == "mean" else ((1 - m) * rv + m * var_u).view(shape)
+            if which in ("per_image", "batch_axis"):
+                axes = dims[1:] if which == "per_image" else [0]
+                if not axes:
+                    return None
+                return x.mean(axes, keepdim=True) if kind == "mean" else x.var(axes, unbiased=False, keepdim=True)
+            return torch.zeros(())  # zero: the mean is not subtracted
+
+        def describe(mean, var, form):
+            words = []
+            correct_mean = "batch" if training else "running"
+            correct_var = "biased" if training else "running"
+            if (mean, var) == ("running_var", "running_mean"):
+                words.append(f"{mode} uses running_var as the mean and running_mean as the variance: they are "
+                             "exchanged")
+            elif mean == var and mean != correct_mean and mean in source_words:
+                words.append(f"{mode} normalises with {source_words[mean]} instead of {right_source}")
+            else:
+                if mean == "running_var":
+                    words.append(f"{mode} subtracts running_var instead of running_mean")
+                elif mean != correct_mean:
+                    words.append("the mean is not subtracted" if mean == "zero" else
+                                 f"{mode} subtracts {source_words.get(mean, mean)} mean instead of {right_source}")
+                if var == "running_mean":
+                    words.append(f"{mode} divides by running_mean instead of running_var")
+                elif var == "uncentred":
+                    words.append("the variance is the mean of x², not of (x - mean)²: var = ((x - mean)²).mean over "
+                                 "_reduce_dims(x), or x.var(..., unbiased=False)")
+                elif var != correct_var:
+                    if var == "unbiased" and training:
+                        words.append("the batch is normalised with the unbiased variance (divided by n - 1): "
+                                     "normalise with the biased one (unbiased=False); only the running update uses "
+                                     "n / (n - 1)")
+                    elif var == "biased" or var == "unbiased":
+                        words.append(f"{mode} divides by the batch's variance instead of running_var")
+                    else:
+                        words.append(f"{mode} divides by {source_words[var]} variance instead of {right_source}")
+            if form is not None:
+                words.append(form)
+            return "; ".join(words)
+
+        out = []
+        for picks, wrong in analysers.variants({"mean": means, "var": variances, "form": forms}):
+            mean, var = stat(picks["mean"], "mean"), stat(picks["var"], "var")
+            if mean is None or var is None:
+                continue
+            if picks["mean"] == "zero" and len(wrong) > 1:
+                continue
+            form = dict(forms)[picks["form"]] if picks["form"] != "rsqrt" else None
+            denom = {"rsqrt": (var + eps).sqrt(), "eps_outside": var.sqrt() + eps, "no_sqrt": var + eps,
+                     "no_eps": var.sqrt()}[picks["form"]]
+            out.append((describe(picks["mean"], picks["var"], form), (x - mean) / denom))
+        out += _bn_fitted_xhat(x, actual, mu if training else rm, var_b if training else rv, eps, dims, shape,
+                               mode, right_source)
+        return out
+    if key == "out":
+        if w is None and b is None:
+            return []
+        mean, var = (mu, var_b) if training else (rm, rv)
+        xhat = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
+        W = w.view(shape) if w is not None else torch.ones(())
+        Bb = b.view(shape) if b is not None else torch.zeros(())
+        hyps = [("weight and bias are exchanged: y = x̂ · weight + bias", xhat * Bb + W),
+                ("the bias is added before the weight multiplies: y = x̂ · weight + bias, not (x̂ + bias) · weight",
+                 (xhat + Bb) * W)]
+        scaled = {"mul": xhat * W, "div": xhat / W, "none": xhat, "add": xhat + W}
+        shifts = {"add": Bb, "none": torch.zeros(()), "sub": -Bb}
+        for picks, wrong in analysers.variants({
+                "weight": [("mul", None), ("div", "x̂ is divided by the weight: multiply, y = x̂ · weight + bias"),
+                           ("none", "the weight does not multiply: y = x̂ · weight + bias"),
+                           ("add", "the weight is added: multiply, y = x̂ · weight + bias")],
+                "bias": [("add", None), ("none", "the bias is not added: y = x̂ · weight + bias"),
+                         ("sub", "the bias is subtracted: y = x̂ · weight + bias")]}):
+            hyps.append(("; ".join(wrong), scaled[picks["weight"]] + shifts[picks["bias"]]))
+        if type(actual) is torch.Tensor and actual.shape == x.shape:  # y = x̂·α_c + β_c fitted per channel
+            y = actual.double().transpose(0, 1).reshape(x.shape[1], -1)
+            z = xhat.transpose(0, 1).reshape(x.shape[1], -1)
+            zc, yc = z - z.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+            alpha = (zc * yc).sum(1) / (zc * zc).sum(1)
+            beta = y.mean(1) - alpha * z.mean(1)
+            fit = (xhat * alpha.view(shape) + beta.view(shape))
+            W1 = w if w is not None else torch.ones_like(alpha)
+            B1 = b if b is not None else torch.zeros_like(alpha)
+            scale_ok = bool(torch.allclose(alpha, W1, 1e-4, 1e-6))
+            shift_ok = bool(torch.allclose(beta, B1, 1e-4, 1e-6))
+            if scale_ok != shift_ok:
+                hyps.append(("the normalised tensor is right, but the shift per channel is not the bias: add bias once, "
+                             "y = x̂ · weight + bias" if scale_ok else
+                             "the normalised tensor is right, but the scale per channel is not the weight: multiply by "
+                             "weight once, y = x̂ · weight + bias", fit))
+        return hyps
+    if rm is None:
+        return []
+    old = rm if key == "running_mean" else rv
+    batch = mu if key == "running_mean" else var_u
+    name = key
+    if not training:
+        hyps = [(f"{name} is updated in eval mode (training=False): eval mode only reads the running statistics, "
+                 "update them when training", (1 - m) * old + m * batch),
+                (f"{name} is replaced in eval mode (training=False): eval mode only reads the running statistics",
+                 batch)]
+        if type(actual) is torch.Tensor and actual.shape == old.shape:  # any other change: the same fact
+            hyps.append((f"{name} changes in eval mode (training=False): eval mode only reads the running statistics "
+                         "and leaves them as they are", actual.double()))
+        return hyps
+    hyps = [(f"{name} did not change: update the caller's tensor in place ({name}.mul_(1 - momentum).add_(...)); "
+             f"`{name} = ...` only rebinds a local name", old)]
+    values = [(batch, None)]
+    if key == "running_var":
+        values += [(var_b, f"running_var is updated with the biased variance (divided by n): the running update uses "
+                           f"the UNBIASED one, biased · n / (n - 1), with n = B·H·W = {n} values per channel"),
+                   (var_b * (n - 1) / n, "Bessel's correction is inverted: the unbiased variance is biased · n / (n - 1), "
+                                         "not · (n - 1) / n"),
+                   (var_u * n / (n - 1), "Bessel's correction is applied twice: the unbiased variance (n - 1) times "
+                                         "n / (n - 1) again"),
+                   (var_u.sqrt(), "running_var is updated with the standard deviation, not the variance"),
+                   (var_b.sqrt(), "running_var is updated with the (biased) standard deviation, not the unbiased "
+                                  "variance")]
+        if B > 1 and B != n:
+            values.append((var_b * B / (B - 1), f"Bessel's correction uses n = B = {B}, the batch size: n is the number "
+                                                f"of values per channel, B·H·W = {n} here (x.numel() // C)"))
+    else:
+        values.append((x.mean(), "running_mean is updated with the mean over every axis, C too: one mean per channel"))
+    blends = [("new", None),
+              ("old", f"{name} keeps `momentum` of the old value: momentum is the weight of the NEW batch, "
+                      "running = (1 - momentum)·running + momentum·batch"),
+              ("replace", f"{name} is replaced by the batch value: blend it, (1 - momentum)·running + momentum·batch"),
+              ("no_factor", f"{name} gets the batch value without the factor momentum: (1 - momentum)·running + "
+                            "momentum·batch"),
+              ("no_decay", f"the old {name} is not multiplied by (1 - momentum): running = (1 - momentum)·running + "
+                           "momentum·batch")]
+    delta = batch - old  # a momentum other than the one passed: fitted from the student's own update
+    if actual is not None and type(actual) is torch.Tensor and actual.shape == old.shape and delta.abs().max() > 1e-6:
+        fitted = float(((actual.double() - old) * delta).sum() / (delta * delta).sum())
+        if abs(fitted - m) > 1e-3 and abs(fitted - (1 - m)) > 1e-3 and 0 < fitted < 1:
+            hyps.append((f"{name} is blended with momentum {fitted:.3g}, not the momentum passed ({m:g}): use the "
+                         "argument, running = (1 - momentum)·running + momentum·batch", old + fitted * delta))
+    for picks, wrong in analysers.variants({"value": values, "blend": blends}):
+        v = picks["value"]
+        blended = {"new": (1 - m) * old + m * v, "old": m * old + (1 - m) * v, "replace": v * torch.ones_like(old),
+                   "no_factor": (1 - m) * old + v, "no_decay": old + m * v}[picks["blend"]]
+        hyps.append(("; ".join(wrong), blended))
+    return hyps
+
+
+def _bn_fitted_xhat(x, actual, mean, var, eps, dims, shape, mode, right_source) -> list:
+    """The student's x̂ read as (x - μ'_c) / d'_c per channel (a least-squares fit): which of the two pieces is
+    wrong when one is right, and what the wrong denominator is when it is a known function of the variance."""
+    if type(actual) is not torch.Tensor or actual.shape != x.shape or mean is None:
+        return []
+    C = x.shape[1]
+    xs = x.transpose(0, 1).reshape(C, -1)
+    ys = actual.double().transpose(0, 1).reshape(C, -1)
+    xc, yc = xs - xs.mean(1, keepdim=True), ys - ys.mean(1, keepdim=True)
+    slope = (xc * yc).sum(1) / (xc * xc).sum(1)  # 1 / d'
+    if not torch.isfinite(slope).all() or (slope.abs() < 1e-12).any():
+        return []
+    mu_fit = xs.mean(1) - ys.mean(1) / slope
+    fit = (x - mu_fit.view(shape)) * slope.view(shape)
+    d_fit = 1 / slope
+    mean_ok = bool(torch.allclose(mu_fit, mean, 1e-4, 1e-5))
+    denominators = {"sqrt(var + eps)": (var + eps).sqrt(), "var + eps": var + eps, "(var + eps)²": (var + eps) ** 2,
+                    "sqrt(var) + eps": var.sqrt() + eps, "1": torch.ones_like(var),
+                    "sqrt(var + eps) twice": var + eps}
+    named = next((k for k, v in denominators.items() if torch.allclose(d_fit, v, 1e-4, 1e-6)), None)
+    if mean_ok and named != "sqrt(var + eps)":
+        how = f"by {named}" if named else "by something else per channel"
+        return [(f"the mean subtracted is right, but x - mean is divided {how}: divide by sqrt(var + eps), with "
+                 f"{right_source}", fit)]
+    if not mean_ok and named == "sqrt(var + eps)":
+        return [(f"the denominator is right, but {mode} subtracts another mean than {right_source}", fit)]
+    return []
+
+
+def _analyse_batch_norm(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [_error_hint("cnn.batch_norm", result.get("error", ""))]
+    a = result["outputs"]
+    steps = [analysers.Step("the normalised tensor x̂ = (x - mean) / sqrt(var + eps) (batch_norm called without "
+                            "weight and bias)", expected.get("probe:xhat"), a.get("probe:xhat"),
+                            lambda: _bn_hypotheses(c, "xhat", a.get("probe:xhat"))),
+             analysers.Step("the output (x̂ · weight + bias)", expected.get("out"), a.get("out"),
+                            lambda: _bn_hypotheses(c, "out", a.get("out")), name_unexplained=False)]
+    if "running_mean" in expected:
+        steps += [analysers.Step("running_mean after the call", expected["running_mean"], a.get("running_mean"),
+                                 lambda: _bn_hypotheses(c, "running_mean", a.get("running_mean"))),
+                  analysers.Step("running_var after the call", expected["running_var"], a.get("running_var"),
+                                 lambda: _bn_hypotheses(c, "running_var", a.get("running_var")))]
+    found = analysers.decompose(steps)
+    return [found.message] if found else []
+
+
+def _fold_scales(c: dict):
+    """(s, description) of the scale per output channel: the right one first, then generated wrong ones."""
+    from coursecore.parts import analysers
+
+    t, p = c["tensors"], c["params"]
+    var, eps = t["w.bn.running_var"].double(), p["eps"]
+    gamma = t["w.bn.weight"].double() if "w.bn.weight" in t else None
+    numer = [(gamma if gamma is not None else 1.0, None)]
+    if gamma is not None:
+        numer.append((1.0, "bn.weight (γ) is missing from the scale s = bn.weight / sqrt(running_var + eps)"))
+    denom = [((var + eps).sqrt(), None), (var.sqrt(), "bn.eps is ignored: s = bn.weight / sqrt(running_var + bn.eps)"),
+             (var.sqrt() + eps, "eps is added outside the square root: s = bn.weight / sqrt(running_var + eps)"),
+             (var + eps, "the scale divides by the variance, not by its square root: sqrt(running_var + eps)"),
+             (1.0 / (var + eps).sqrt(), "the scale multiplies by sqrt(running_var + eps) instead of dividing by it"),
+             (1.0, "the scale does not divide by sqrt(running_var + eps)")]
+    yield (numer[0][0] / denom[0][0]) * torch.ones_like(var), None
+    for picks, wrong in analysers.variants({"numer": numer, "denom": denom, "power": [
+            (1, None), (2, "the scale is applied twice (s²): multiply by s = bn.weight / sqrt(running_var + eps) once")]}):
+        yield ((picks["numer"] / picks["denom"]) ** picks["power"]) * torch.ones_like(var), "; ".join(wrong)
+
+
+def _fold_hypotheses(c: dict, key: str, student_weight=None):
+    t = c["tensors"]
+    w = t["w.conv.weight"].double()
+    mean = t["w.bn.running_mean"].double()
+    beta = t["w.bn.bias"].double() if "w.bn.bias" in t else torch.zeros_like(mean)
+    cb = t["w.conv.bias"].double() if "w.conv.bias" in t else torch.zeros_like(mean)
+    out = []
+    if key == "weight":
+        out.append(("the kernel is not scaled: multiply each output channel of conv.weight by s = bn.weight / "
+                    "sqrt(running_var + eps)", w))
+        for s, words in _fold_scales(c):
+            if words:
+                out.append((words, w * s.view(-1, 1, 1, 1)))
+            out.append(("the kernel is divided by the scale s: multiply each output channel by s = bn.weight / "
+                        "sqrt(running_var + eps)" + (f"; {words}" if words else ""), w / s.view(-1, 1, 1, 1)))
+            if w.shape[1] == s.shape[0]:
+                out.append(("the kernel is scaled along its input-channel axis: batch norm scales OUTPUT channels, "
+                            "the kernel is (C_out, C_in / groups, k, k), so use s.view(-1, 1, 1, 1)"
+                            + (f"; {words}" if words else ""), w * s.view(1, -1, 1, 1)))
+        return out
+    scales = list(_fold_scales(c))
+    kernel_wrong = type(student_weight) is torch.Tensor and student_weight.shape == w.shape \
+        and not agrees_kernel(student_weight, w * scales[0][0].view(-1, 1, 1, 1))
+    if kernel_wrong:  # the bias most likely uses the scale the student's kernel used
+        for s, words in scales[1:]:
+            if agrees_kernel(student_weight, w * s.view(-1, 1, 1, 1)):
+                scales = [(s, words)] + scales[:1]
+                break
+    from coursecore.parts import analysers
+
+    components = {
+        "cb": [("s·cb", None), ("cb", "conv.bias is not scaled by s"),
+               ("0", "the convolution's own bias is left out: it counts as 0 only when conv.bias is None")],
+        "mean": [("-s·mean", None), ("-mean", "running_mean is not scaled by s: batch norm multiplies "
+                                              "(conv output - running_mean) by s"),
+                 ("0", "running_mean is not subtracted"),
+                 ("-s·var", "running_var is subtracted where the bias needs running_mean"),
+                 ("+s·mean", "running_mean is added: the bias subtracts it, s·(conv.bias - running_mean)")],
+        "beta": [("beta", None), ("0", "bn.bias (β) is not added"), ("-beta", "bn.bias (β) is subtracted"),
+                 ("s·beta", "bn.bias (β) is scaled by s: batch norm adds it after the scaling")],
+    }
+    for s, s_words in scales:
+        terms = {"s·cb": s * cb, "cb": cb, "0": torch.zeros_like(mean), "-s·mean": -s * mean, "-mean": -mean,
+                 "beta": beta, "-beta": -beta, "-s·var": -s * t["w.bn.running_var"].double(), "s·beta": s * beta, "+s·mean": s * mean}
+        prefix = f"{s_words}; " if s_words else ""
+        out.append((prefix + "the bias's sign is flipped: s·(conv.bias - running_mean) + bn.bias, not "
+                    "s·(running_mean - conv.bias)", s * (mean - cb) + beta))
+        for picks, wrong in analysers.variants(components):
+            out.append((prefix + "; ".join(wrong), terms[picks["cb"]] + terms[picks["mean"]] + terms[picks["beta"]]))
+        if s_words:
+            out.append((s_words + " (in the bias too)", s * (cb - mean) + beta))
+    return out
+
+
+def agrees_kernel(a, b) -> bool:
+    from coursecore.parts import analysers
+
+    return analysers.agrees(a, b, a.dtype)
+
+
+def _analyse_fold(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [_error_hint("cnn.fold_conv_bn", result.get("error", ""))]
+    a = result["outputs"]
+    if not _fold_inputs(c, a)["inputs_unchanged"].item():
+        return ["fold_conv_bn changed the conv or the batch norm it was given (e.g. conv.weight scaled in place): "
+                "compute the folded kernel and bias as new tensors and write them into fused only"]
+    steps = [analysers.Step("the folded kernel (fused.weight = conv.weight · s per output channel)",
+                            expected.get("weight"), a.get("weight"), lambda: _fold_hypotheses(c, "weight")),
+             analysers.Step("the folded bias (fused.bias = s·(conv.bias - running_mean) + bn.bias)", expected.get("bias"),
+                            a.get("bias"), lambda: _fold_hypotheses(c, "bias", a.get("weight")))]
+    found = analysers.decompose(steps)
+    return [found.message] if found else []
+
+
+def _mish_hypotheses(c: dict):
+    from coursecore.parts import analysers
+
+    x = c["tensors"]["x"].double()
+    sp = F.softplus(x)
+    grid = []  # outer · g(inner): every way of getting one or two of mish's three pieces wrong
+    for picks, wrong in analysers.variants({
+            "outer": [("x", None), ("softplus", "the factor in front is softplus(x), not x"),
+                      ("sigmoid", "the factor in front is sigmoid(x), not x"),
+                      ("one", "the result is not multiplied by x")],
+            "g": [("tanh", None), ("sigmoid", "sigmoid is used where mish has tanh"),
+                  ("id", "the tanh is missing")],
+            "inner": [("softplus", None), ("x", "tanh's argument is x, not softplus(x)"),
+                      ("sigmoid", "tanh's argument is sigmoid(x), not softplus(x) = log(1 + eˣ)"),
+                      ("relu", "ReLU is used where mish has softplus(x) = log(1 + eˣ)"),
+                      ("exp", "exp(x) is used where mish has softplus(x) = log(1 + eˣ)")]}):
+        outer = {"x": x, "softplus": sp, "one": torch.ones_like(x), "sigmoid": torch.sigmoid(x)}[picks["outer"]]
+        inner = {"softplus": sp, "x": x, "sigmoid": torch.sigmoid(x), "relu": torch.relu(x),
+                 "exp": torch.exp(x.clamp(max=80))}[picks["inner"]]
+        g = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "id": lambda v: v}[picks["g"]]
+        grid.append(("; ".join(wrong) + ": mish is x · tanh(softplus(x))", outer * g(inner)))
+    return [("this is Swish (SiLU), x · sigmoid(x): mish is x · tanh(softplus(x))", x * torch.sigmoid(x)),
+            ("sigmoid is used where mish has tanh: x · tanh(softplus(x))", x * torch.sigmoid(sp)),
+            ("the result is not multiplied by x: mish is x · tanh(softplus(x))", torch.tanh(sp)),
+            ("the tanh is missing: mish is x · tanh(softplus(x))", x * sp),
+            ("softplus is missing: x · tanh(x) instead of x · tanh(softplus(x))", x * torch.tanh(x)),
+            ("ReLU is used where mish has softplus: softplus(x) = log(1 + eˣ)", x * torch.tanh(torch.relu(x))),
+            ("exp(x) is used where mish has softplus(x) = log(1 + eˣ)", x * torch.tanh(torch.exp(x))),
+            ("this is GELU: mish is x · tanh(softplus(x))", F.gelu(x)),
+            ("this is ReLU: mish is x · tanh(softplus(x))", torch.relu(x)),
+            ("this is softplus alone: mish is x · tanh(softplus(x))", sp)] + grid
+
+
+def _analyse_mish(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [_error_hint("cnn.mish", result.get("error", ""))]
+    found = analysers.decompose([analysers.Step("mish(x)", expected.get("out"), result["outputs"].get("out"),
+                                                lambda: _mish_hypotheses(c), name_unexplained=False)])
+    if found:
+        return [found.message]
+    points = result["outputs"].get("probe:points")
+    if type(points) is not torch.Tensor or points.shape != MISH_POINTS.shape:
+        return []
+    zero, left, right = points.double().tolist()
+    x, out, want = c["tensors"]["x"], result["outputs"].get("out"), expected.get("out")
+    if type(out) is torch.Tensor and out.shape == want.shape:  # the sign of x where it is wrong
+        bad = ~torch.isclose(out.double(), want.double(), 1e-4, 1e-5)
+        if bad.any() and not bad.all():
+            for side, where in (("negative", x < 0), ("positive", x > 0)):
+                if bool((bad <= where).all()):
+                    other = "positive" if side == "negative" else "negative"
+                    return [f"mish(x) is right for {other} x and wrong for {side} x: check what the formula gives "
+                            f"there (x · tanh(softplus(x)) is {'small and negative' if side == 'negative' else '≈ x'})"]
+    facts = []  # what mish must give at three points, said without guessing the cause
+    if abs(zero) > 1e-6:
+        facts.append(f"mish(0) is {zero:.4g}, but x · tanh(softplus(x)) is 0 at x = 0")
+    if abs(right - 30) > 1e-3:
+        facts.append(f"mish(30) is {right:.4g}, but mish(x) ≈ x for large x (tanh(softplus(x)) → 1)")
+    if abs(left) > 1e-3:
+        facts.append(f"mish(-30) is {left:.4g}, but mish(x) → 0 for very negative x (softplus(x) → 0)")
+    return ["; ".join(facts) + "."] if facts else []
+
+
+def _block_hypotheses(c: dict):
+    p, t = c["params"], c["tensors"]
+    x = t["x"].double()
+    z = F.conv2d(x, t["w.conv.weight"].double(), t["w.conv.bias"].double() if "w.conv.bias" in t else None, padding=1)
+
+    def bn(v, training=None):
+        if not p["batch_norm"]:
+            return v
+        return F.batch_norm(v, t["w.bn.running_mean"].double().clone(), t["w.bn.running_var"].double().clone(),
+                            t["w.bn.weight"].double(), t["w.bn.bias"].double(),
+                            p["training"] if training is None else training, 0.1, 1e-5)
+
+    act = F.mish if p["act"] == "mish" else torch.relu
+    other, other_name = (torch.relu, "ReLU") if p["act"] == "mish" else (F.mish, "Mish")
+    hyps = [("the batch norm is skipped: conv -> bn -> act (self.bn is nn.Identity() when the config has none)",
+             act(z)),
+            ("the activation is missing: conv -> bn -> act", bn(z)),
+            ("the activation runs before the batch norm: the order is conv -> bn -> act", bn(act(z))),
+            ("the activation runs twice, before and after the batch norm: conv -> bn -> act, once", act(bn(act(z)))),
+            ("a max-pool is added: ConvBlock is conv -> bn -> act, the stage's 2×2 pool comes after the blocks "
+             "(ConvNet adds it)", F.max_pool2d(act(bn(z)), 2)),
+            (f"the activation is {other_name}, not self.act (the config chooses it): conv -> bn -> self.act",
+             other(bn(z))),
+            ("only the convolution runs: conv -> bn -> act", z),
+            ("the batch norm runs twice: conv -> bn -> act, each once", act(bn(bn(z))))]
+    if p["batch_norm"]:
+        mode = "eval" if not p["training"] else "train"
+        flipped = not p["training"]
+        hyps.append((f"the batch norm runs in the other mode than the block ({mode}): call self.bn, which follows "
+                     "the module's train() / eval()", act(bn(z, training=flipped))))
+    return hyps
+
+
+def _analyse_block(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [_error_hint("cnn.ConvBlock.forward", result.get("error", ""))]
+    out = result["outputs"].get("out")
+    found = analysers.decompose([analysers.Step("the block's output", expected.get("out"), out,
+                                                lambda: _block_hypotheses(c), name_unexplained=False)])
+    if found:
+        return [found.message]
+    calls = _calls_finding(expected.get("probe:calls"), result["outputs"].get("probe:calls"), BLOCK_CALLS,
+                           "ConvBlock.forward is self.act(self.bn(self.conv(x))), each layer once")
+    return [calls] if calls else []
+
+
+def _net_hypotheses(c: dict, expected: dict):
+    t = c["tensors"]
+    W, b = t["w.head.weight"].double(), t["w.head.bias"].double()
+    feats, stages = expected.get("probe:features"), expected.get("probe:stages")
+    if feats is None:
+        return []
+    f = feats.double()
+    logits = f @ W.T + b
+    hyps = [("softmax is applied to the logits: return the raw logits (B, K); the loss applies log-softmax itself",
+             logits.softmax(-1)),
+            ("log-softmax is applied to the logits: return the raw logits (B, K); the loss applies it itself",
+             logits.log_softmax(-1)),
+            ("ReLU is applied to the logits: the head's output is returned as it is (logits may be negative)",
+             torch.relu(logits)),
+            ("sigmoid is applied to the logits: return the raw logits (B, K)", torch.sigmoid(logits)),
+            ("the head is missing: the logits are self.head(...) of the pooled features", f)]
+    if stages is not None:
+        s = stages.double()
+        hyps += [("the feature map is max-pooled: forward_features pools with the global AVERAGE "
+                  "(self.forward_features(x))", s.amax((2, 3)) @ W.T + b),
+                 ("the feature map is summed over H and W: forward_features AVERAGES it (self.forward_features(x))",
+                  s.sum((2, 3)) @ W.T + b)]
+    return hyps
+
+
+def _dropout_active(c: dict, expected: dict, actual: dict) -> Optional[str]:
+    """The head's input is the features with some entries zeroed and the rest scaled by 1 / (1 - p): dropout ran."""
+    got, feats = actual.get("probe:head.in"), expected.get("probe:features")
+    if type(got) is not torch.Tensor or type(feats) is not torch.Tensor or got.shape != feats.shape:
+        return None
+    g, f = got.double(), feats.double()
+    zero = g.abs() <= 1e-6
+    live = ~zero & (f.abs() > 1e-6)
+    if not live.any():
+        return None
+    factor = float((g[live] / f[live]).median())  # 1 / (1 - p), whatever p the code used
+    scaled = (g - f * factor).abs() <= 1e-4 * (1 + f.abs())
+    if zero.any() and factor > 1 and bool((zero | scaled).all()) and not torch.allclose(g, f):
+        return ("dropout is active in eval mode: some pooled features are zeroed and the rest scaled by "
+                "1 / (1 - drop_rate). Use self.head_drop (an nn.Dropout follows model.eval()), or F.dropout(..., "
+                "training=self.training)")
+    return None
+
+
+def _analyse_net(c: dict, expected: dict, result: dict) -> list:
+    from coursecore.parts import analysers
+
+    if not result.get("ok"):
+        return [_error_hint("cnn.ConvNet.forward", result.get("error", ""))]
+    a = result["outputs"]
+    dropped = _dropout_active(c, expected, a)
+    if dropped:
+        return [dropped]
+    found = analysers.decompose([analysers.Step("the output (the logits)", expected.get("out"), a.get("out"),
+                                                lambda: _net_hypotheses(c, expected), name_unexplained=False)])
+    if found:
+        return [found.message]
+    head_in = analysers.decompose([analysers.Step("the head's input (the pooled features after dropout, which is off in "
+                                                  "eval mode)", expected.get("probe:head.in"), a.get("probe:head.in"),
+                                                  name_unexplained=False)])
+    if head_in:
+        return [head_in.message]
+    calls = _calls_finding(expected.get("probe:calls"), a.get("probe:calls"), NET_CALLS,
+                           "ConvNet.forward is self.head(self.head_drop(self.forward_features(x))), and "
+                           "forward_features runs self.stages, then self.global_pool")
+    if calls:
+        return [calls]
+    monotone = _elementwise_of(expected.get("out"), a.get("out"))
+    return [monotone] if monotone else []
+
+
+def _elementwise_of(expected, actual) -> Optional[str]:
+    """The logits passed through some increasing elementwise function (their order kept, values changed)."""
+    if type(expected) is not torch.Tensor or type(actual) is not torch.Tensor or actual.shape != expected.shape:
+        return None
+    offset = actual.double() - expected.double()  # (B, K): one constant per class is a term added to the logits
+    if analysers_agree(offset, offset[:1].expand_as(offset)) and offset.abs().max() > 1e-4:
+        return ("the logits are off by one constant per class: a term is added to self.head's output (its bias "
+                "twice?); return self.head(...) as it is")
+    e, a = expected.double().flatten(), actual.double().flatten()
+    order = e.argsort()
+    steps = a[order].diff()
+    if (steps >= -1e-9).all() and not analysers_agree(a, e):
+        return ("the output is an increasing function of the correct logits, applied elementwise: return the head's "
+                "output as it is (raw logits, no activation or normalisation after self.head)")
+    return None
+
+
+def analysers_agree(a, e) -> bool:
+    from coursecore.parts import analysers
+
+    return analysers.agrees(a, e)
+
+
+def _calls_finding(expected, actual, names, recipe: str) -> Optional[str]:
+    """What the student's forward called, against the recipe: a layer never called, called twice, or out of order."""
+    if type(expected) is not torch.Tensor or type(actual) is not torch.Tensor or torch.equal(expected, actual):
+        return None
+    got = [names[int(c) - 1] for c in actual.tolist()]
+    counts = {n: got.count(n) for n in names}
+    never = [f"self.{n}" for n in names if counts[n] == 0 and n in [names[int(c) - 1] for c in expected.tolist()]]
+    twice = [f"self.{n}" for n in names if counts[n] > 1]
+    if never:
+        return f"{', '.join(never)} {'is' if len(never) == 1 else 'are'} never called: {recipe}"
+    if twice:
+        return f"{', '.join(twice)} {'is' if len(twice) == 1 else 'are'} called more than once: {recipe}"
+    return f"the layers are called in the order {', '.join('self.' + n for n in got)}: {recipe}"
+
+
+ANALYSERS = {"cnn.batch_norm": _analyse_batch_norm, "cnn.fold_conv_bn": _analyse_fold, "cnn.mish": _analyse_mish,
+             "cnn.ConvBlock.forward": _analyse_block, "cnn.ConvNet.forward": _analyse_net}
+
+
 FOLD_HOOKS = dict(describe=_describe_fold, checks=FOLD_CHECKS, prepare=_fold_inputs)
 for _part, _cases in (("cnn.batch_norm", lambda ref: _batch_norm_cases()),
                       ("cnn.fold_conv_bn", lambda ref: _fold_cases()),
                       ("cnn.mish", lambda ref: _mish_cases()),
                       ("cnn.ConvBlock.forward", _conv_block_cases),
                       ("cnn.ConvNet.forward", _convnet_cases)):
-    grader(_part, cases=_cases, run=_run, bugs=[b for b in BUGS if b.part == _part],
+    grader(_part, cases=_cases, run=_run, bugs=[b for b in BUGS if b.part == _part], analyse=ANALYSERS[_part],
            **(FOLD_HOOKS if _part == "cnn.fold_conv_bn" else {}))
 ### END GRADER

@@ -90,6 +90,10 @@ class GraderHooks:
         gradients, properties).
     prepare(case, values): optional, the outputs as the grader compares them, computed in the grader's process from
         what the sandbox returned (e.g. a flag computed against the inputs the grader sent).
+    analyse(case, expected, result): optional, the part's own analysers for one failing case: sentences (in the
+        module's words) that name the first intermediate quantity that differs and, where a generated hypothesis
+        reproduces it, how (`analysers.decompose`). `result` is the sandbox's: 'ok', 'outputs' or 'error'. Outputs
+        named 'probe:<what>' (the student's function re-run on designed inputs) are read here and never scored.
     """
 
     cases: Callable[[Any], list]
@@ -98,14 +102,16 @@ class GraderHooks:
     describe: Optional[Callable[..., Optional[str]]] = None
     checks: Optional[dict] = None
     prepare: Optional[Callable[[dict, dict], dict]] = None
+    analyse: Optional[Callable[[dict, dict, dict], list]] = None
 
 
 GRADER: dict[str, GraderHooks] = {}
 
 
-def grader(part: str, *, cases: Callable, run: Callable, bugs=(), describe=None, checks=None, prepare=None) -> None:
+def grader(part: str, *, cases: Callable, run: Callable, bugs=(), describe=None, checks=None, prepare=None,
+           analyse=None) -> None:
     """Register the grader's side of `part` (call it inside a `### BEGIN GRADER` region)."""
-    GRADER[part] = GraderHooks(cases, run, tuple(bugs), describe, checks, prepare)
+    GRADER[part] = GraderHooks(cases, run, tuple(bugs), describe, checks, prepare, analyse)
 
 
 def strip_grader(text: str) -> str:
