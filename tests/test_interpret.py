@@ -245,3 +245,21 @@ def test_attention_overlays_share_one_stated_colour_scale():
     flat_values = [im.get_array() for im in overlays[1::2]]
     assert lo == 0 and all(v.max() - v.min() < 0.1 * (hi - lo) for v in flat_values)  # flat stays one colour
     assert any("uniform" in ax.get_ylabel() for ax in fig.axes)  # the colour bar says what 1 means
+
+
+def test_confusion_grid_shows_every_model_on_one_scale():
+    """Issue 29: a confusion matrix per fine-tuned model (a6), rows normalised, one 0-1 scale, accuracy titled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vitcourse.analysis.plots import plot_confusion_grid
+    from vitcourse.training.train import confusion_matrix
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    fig = plot_confusion_grid({"vit full": confusion_matrix(labels, labels, 3),
+                               "vit head": confusion_matrix(torch.tensor([0, 1, 1, 1, 2, 0]), labels, 3)},
+                              class_names=["a", "b", "c"])
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown[:2]] == ["vit full: 100.0%", "vit head: 66.7%"]
+    assert {ax.images[0].get_clim() for ax in shown[:2]} == {(0.0, 1.0)}
+    assert (shown[1].images[0].get_array().sum(axis=1) == 1).all()  # rows are shares of the true class

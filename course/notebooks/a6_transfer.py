@@ -28,10 +28,11 @@ import torch
 import finetune
 from vitcourse.analysis import interpret
 from vitcourse.analysis import transfer_report as R
-from vitcourse.analysis.plots import plot_attention_overlays, plot_cams
+from vitcourse.analysis.plots import plot_attention_overlays, plot_cams, plot_confusion_grid
 from vitcourse.course import nbchecks, nbchecks_transfer
 from vitcourse.course.colab import todo_guard
 from vitcourse.training import transfer as T
+from vitcourse.training.train import confusion_matrix
 from vitcourse.training.transfer_setup import course_setup
 
 torch.manual_seed(0);  # the same random numbers on every run (';' hides the generator it returns)
@@ -205,6 +206,20 @@ else:
         probe, full = R.result_of(results["vit"], "probe"), R.result_of(results["vit"], "full")
         print(R.disagreement_table(probe.predictions, full.predictions, task.test_labels, names=("probe", "full"),
                                            class_names=task.class_names))
+
+# %% [markdown]
+# Where each fine-tuned model goes wrong: its confusion matrix on the test set (rows: the true class, each row
+# summing to 1; columns: the class predicted), every model on the same colour scale, its accuracy in its title.
+# Compare the modes' off-diagonal cells: which pairs of classes does training more of the backbone separate?
+
+# %%
+if not results:
+    print("no fine-tuned models yet (set_trainable in finetune.py is not written): nothing to show")
+else:
+    matrices = {f"{arch} {r.mode}": confusion_matrix(torch.tensor(r.predictions), task.test_labels, task.num_classes)
+                for arch, rows in results.items() for r in rows}
+    plot_confusion_grid(matrices, class_names=task.class_names)
+    plt.show()
 
 # %% [markdown]
 # ## 8. Counting (autograded)

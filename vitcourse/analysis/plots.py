@@ -81,6 +81,32 @@ def plot_confusion_matrix(cm, class_names: Optional[Sequence[str]] = None, norma
     return fig
 
 
+def plot_confusion_grid(matrices: dict, class_names: Optional[Sequence[str]] = None, columns: int = 5):
+    """One small row-normalised confusion matrix per model ({title: (K, K) counts}, rows true, columns predicted),
+    all on one 0-1 colour scale with one colour bar, each titled with its accuracy: models compared at a glance."""
+    names = list(matrices)
+    rows = -(-len(names) // columns)
+    cols = min(columns, len(names))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 0.8, 2.3 * rows), squeeze=False, constrained_layout=True)
+    shown = None
+    for ax, name in zip(axes.ravel(), names):
+        counts = torch.as_tensor(matrices[name]).double().numpy()
+        K = counts.shape[0]
+        accuracy = np.trace(counts) / max(counts.sum(), 1)
+        shown = ax.imshow(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"{name}: {accuracy:.1%}", fontsize=8)
+        labels = list(class_names) if class_names is not None and K <= MAX_ANNOTATED_CLASSES else None
+        ax.set_xticks(range(K), labels if labels else [""] * K, rotation=90, fontsize=6)
+        ax.set_yticks(range(K), labels if labels else [""] * K, fontsize=6)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    if shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="share of the true class (rows sum to 1)")
+    fig.supxlabel("predicted class", fontsize=8)
+    fig.supylabel("true class", fontsize=8)
+    return fig
+
+
 def _to_display(images: torch.Tensor, mean=None, std=None) -> np.ndarray:
     """uint8 or normalised float (B, C, H, W) -> float (B, H, W, C) in [0, 1] for imshow."""
     x = torch.as_tensor(images).detach().cpu()
@@ -175,7 +201,7 @@ def plot_attention_overlays(images: torch.Tensor, maps: dict, title: str = "", g
 
     Every map is drawn on one colour scale, shared by the whole figure and stated on its colour bar: a patch's
     share of its map's total weight times the number of patches, so 1 is what uniform attention gives every
-    patch and 3 is three times that. A map that varies by 5% then looks flat, as it is (a scale of its own per
+    patch (mid-scale: the scale runs from 0 to at least 2) and 3 is three times that. A map that varies by 5% then looks flat, as it is (a scale of its own per
     map, min to max, would paint it as sharply focused as one that varies 100-fold).
     """
     pics = _to_display(images)
@@ -184,7 +210,8 @@ def plot_attention_overlays(images: torch.Tensor, maps: dict, title: str = "", g
     for name, weights in maps.items():
         w = torch.as_tensor(weights).detach().double().cpu()[:B]  # (B, H'·W')
         scaled[name] = (w / w.sum(-1, keepdim=True) * w.shape[-1]).float()  # 1 = uniform
-    top = max(float(w.max()) for w in scaled.values())
+    # At least 2, so uniform attention (1) sits mid-scale: concentrated patches above it, neglected ones below.
+    top = max(2.0, *(float(w.max()) for w in scaled.values()))
     fig, axes = plt.subplots(B, 1 + len(maps), figsize=((1 + len(maps)) * 1.6 + 0.9, B * 1.6), squeeze=False,
                              constrained_layout=True)
     shown = None
