@@ -230,3 +230,30 @@ def test_every_catalogued_finetune_bug_has_a_mutant():
 def test_without_an_assignment_a_finetune_folder_grades_only_its_own_parts(tmp_path):
     result = grader.grade(_folder(tmp_path, REFERENCE))
     assert [r.part for r in result.parts] == list(parts_for(A6)) and result.score == result.max_score
+
+
+# Issue 29: the dtype rule is the student's to know. The same values in another float dtype lose points in the
+# grader, so the notebook check and the self-check say so too: the three verdicts agree on each variant.
+DTYPE_VARIANTS = {
+    "k / n (float32 for float64 attention)": ("finetune.attention_statistics", "check_attention_statistics",
+                                              '"mass_fraction": k.to(a.dtype) / n,', '"mass_fraction": k / n,'),
+    "statistics upcast to float64": ("finetune.attention_statistics", "check_attention_statistics",
+                                     "    a = cls_attention\n", "    a = cls_attention.double()\n"),
+    "rollout upcast to float64": ("finetune.attention_rollout", "check_attention_rollout",
+                                  "    B, _, N, _ = attentions[0].shape\n",
+                                  "    attentions = [A.double() for A in attentions]\n    B, _, N, _ = attentions[0].shape\n"),
+}
+
+
+@pytest.mark.parametrize("variant", list(DTYPE_VARIANTS))
+def test_a_dtype_slip_gets_the_same_verdict_from_the_notebook_the_self_check_and_the_grader(variant, tmp_path):
+    part, check, old, new = DTYPE_VARIANTS[variant]
+    assert old in REFERENCE, "the reference changed: update DTYPE_VARIANTS"
+    folder = _folder(tmp_path, REFERENCE.replace(old, new))
+    graded = {p.part: p for p in grader.grade(folder, assignment=A6).parts}[part]
+    assert graded.score < graded.max_score, variant
+    status = {r.part: r for r in selfcheck.check_all(folder)}[part]
+    assert status.status == selfcheck.WRONG and "input's dtype" in status.message, status
+    f = impl.load(folder, modules=("finetune",), reload=True).finetune
+    with pytest.raises(AssertionError, match="float"):
+        getattr(nbchecks_transfer, check).strict(getattr(f, part.split(".")[1]))

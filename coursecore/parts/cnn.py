@@ -22,6 +22,11 @@ def _cnn_close(what: str, got, want, hint: str, atol: float = 1e-5) -> None:
         raise AssertionError(f"{what} returned a {type(got).__name__}, not a tensor")
     if got.shape != want.shape:
         raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    if got.is_floating_point() and want.is_floating_point() and got.dtype != want.dtype:
+        # The grader checks the dtype too (docs/grading.md): the same values in another dtype are not full marks.
+        raise AssertionError(f"{what} is {str(got.dtype)[6:]}, but the input is {str(want.dtype)[6:]}: return it in the "
+                             "input's dtype (an integer tensor divided by an int is float32; new tensors take the "
+                             "input's dtype, e.g. torch.zeros(..., dtype=x.dtype))")
     if not torch.isfinite(got).all():
         raise AssertionError(f"{what} has NaN or inf values where PyTorch's are finite. Hint: {hint}")
     err = (got.detach().double() - want.detach().double()).abs()

@@ -126,6 +126,11 @@ def _close(what: str, got, want, hint: str, atol: float = 1e-5) -> None:
         raise AssertionError(f"{what} is a {type(got).__name__}, not a tensor. Hint: {hint}")
     if got.shape != want.shape:
         raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}. Hint: {hint}")
+    if got.is_floating_point() and want.is_floating_point() and got.dtype != want.dtype:
+        # The grader checks the dtype too (docs/grading.md): the same values in another dtype are not full marks.
+        raise AssertionError(f"{what} is {str(got.dtype)[6:]}, but the input is {str(want.dtype)[6:]}: return it in the "
+                             "input's dtype (an integer tensor divided by an int is float32; new tensors take the "
+                             "input's dtype, e.g. torch.zeros(..., dtype=x.dtype))")
     if not torch.isfinite(got).all():
         raise AssertionError(f"{what} has NaN or inf values. Hint: {hint}")
     err = (got.detach().double() - want.detach().double()).abs()
@@ -186,10 +191,13 @@ def verify_attention_rollout(attention_rollout) -> None:
     """Rollout against its definition computed by hand, for one and three layers and two residual weights."""
     g = torch.Generator().manual_seed(10)
     maps = [torch.softmax(2 * torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64), -1) for _ in range(3)]
-    for layers, w in ((1, 0.5), (3, 0.5), (3, 0.3)):
-        got = attention_rollout([m.clone() for m in maps[:layers]], w)
-        _close(f"attention_rollout({layers} layer(s) of shape (B, h, N, N) = (2, 3, 5, 5), residual_weight={w})", got,
-               rollout_by_hand(maps[:layers], w),
+    # float64 and float32 maps: the result keeps the maps' dtype (the grader checks the dtype too).
+    for layers, w, dtype in ((1, 0.5, torch.float64), (3, 0.5, torch.float64), (3, 0.3, torch.float64),
+                             (3, 0.5, torch.float32)):
+        given = [m.to(dtype) for m in maps[:layers]]
+        got = attention_rollout([m.clone() for m in given], w)
+        _close(f"attention_rollout({layers} layer(s) of shape (B, h, N, N) = (2, 3, 5, 5), residual_weight={w}, "
+               f"{str(dtype)[6:]})", got, rollout_by_hand(given, w),
                "one layer: w·I + (1 - w)·(the mean over the heads), rows renormalised" if layers == 1 else
                "multiply the layers' mixings with the newest on the left: R = a @ R")
         if not torch.allclose(got.sum(-1).double(), torch.ones(2, 5, dtype=torch.float64)):
@@ -211,7 +219,8 @@ def verify_attention_statistics(attention_statistics) -> None:
     g = torch.Generator().manual_seed(20)
     rows = 3 * torch.softmax(1.5 * torch.randn(3, 20, generator=g, dtype=torch.float64), dim=-1)
     uniform = torch.full((1, 16), 1 / 16, dtype=torch.float64)
-    for a, grid in ((rows, (4, 5)), (uniform, (4, 4))):
+    # float64 and float32 rows: every statistic keeps cls_attention's dtype (the grader checks the dtype too).
+    for a, grid in ((rows, (4, 5)), (uniform, (4, 4)), (rows.float(), (4, 5))):
         got = attention_statistics(a.clone(), grid, 0.5)
         if not isinstance(got, dict):
             raise AssertionError(f"attention_statistics returned a {type(got).__name__}: return a dict of (B,) tensors "
@@ -220,7 +229,7 @@ def verify_attention_statistics(attention_statistics) -> None:
         for key in STAT_KEYS:
             if key not in got:
                 raise AssertionError(f"attention_statistics' dict has no {key!r}: it needs {', '.join(STAT_KEYS)}")
-            _close(f"attention_statistics(...)[{key!r}] on grid {grid}", got[key],
+            _close(f"attention_statistics(...)[{key!r}] on grid {grid}, {str(a.dtype)[6:]}", got[key],
                    torch.tensor([w[key] for w in want], dtype=a.dtype), STATISTIC_HINTS[key])
 
 
