@@ -98,13 +98,17 @@ def main() -> int:
 
     def out_of_time(signum, frame):
         raise _OutOfTime()
+    previous = signal.getsignal(signal.SIGALRM)
     try:
         config = json.loads((base / "source" / CONFIG).read_text())
         limit = int(config.get("time_limit_s", TIME_LIMIT_S))
         signal.signal(signal.SIGALRM, out_of_time)
         signal.alarm(limit)
-        results = grade_upload(base, config)
-        signal.alarm(0)
+        try:
+            results = grade_upload(base, config)
+        finally:
+            # Never left armed: an error's path below (or whatever the process runs next) must not be interrupted.
+            signal.alarm(0)
     except _OutOfTime:
         print(f"STAFF: grading stopped after {limit} s")
         results = _zero_results(config.get("assignment"), TOO_SLOW.format(limit=limit),
@@ -115,6 +119,8 @@ def main() -> int:
             results = _zero_results(config.get("assignment"), GRADER_FAILED, config.get("visibility", "visible"), False)
         except Exception:  # noqa: BLE001 - even the configuration is unreadable
             results = {"score": 0.0, "output": GRADER_FAILED, "tests": []}
+    finally:
+        signal.signal(signal.SIGALRM, previous)
     results["execution_time"] = round(time.monotonic() - start, 1)
     write_results(out, results)
     print(f"score {results.get('score')} / {results.get('max_score')} in {results['execution_time']} s; wrote {out}")

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -327,7 +328,11 @@ def test_grader_failure_still_writes_results(tmp_path, monkeypatch, capsys):
     (tmp_path / "source" / "gradescope.json").write_text('{"assignment": "a2_transformer"}')
     monkeypatch.setenv(run.ROOT_ENV, str(tmp_path))
     monkeypatch.setattr(run, "grade_upload", lambda base, config: 1 / 0)
+    before = signal.getsignal(signal.SIGALRM)
     assert run.main() == 0
+    # The time limit's alarm is cancelled on the error path too (it once fired minutes later in another test of the
+    # same process), and the previous handler is back.
+    assert signal.alarm(0) == 0 and signal.getsignal(signal.SIGALRM) is before
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert results["score"] == 0 and "not your fault" in results["output"]
     assert len(results["tests"]) == len(parts_for("a2_transformer"))
