@@ -96,3 +96,23 @@ def assert_close(name: str, got: torch.Tensor, want: torch.Tensor, hint: str, at
         raise AssertionError(
             f"{name} differs from the oracle: max error {err.max():.3g} at index {where} "
             f"(yours {got.flatten()[err.flatten().argmax()]:.5g}, expected {want.flatten()[err.flatten().argmax()]:.5g}). Hint: {hint}")
+
+
+def matches(what: str, got, want: torch.Tensor, hint: str, oracle: str = "the definition", atol: float = 1e-5) -> None:
+    """Raise what differs between the student's `got` and the oracle's `want` — not a tensor, shape, dtype (the
+    grader checks it too, docs/grading.md), NaN or inf, the largest error and where — with `hint`. The public checks
+    of cnn.py (oracle "PyTorch's") and finetune.py (by-hand definitions) share it."""
+    if not isinstance(got, torch.Tensor):
+        raise AssertionError(f"{what} is a {type(got).__name__}, not a tensor. Hint: {hint}")
+    if got.shape != want.shape:
+        raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}. Hint: {hint}")
+    if got.is_floating_point() and want.is_floating_point() and got.dtype != want.dtype:
+        raise AssertionError(f"{what} is {str(got.dtype)[6:]}, but the input is {str(want.dtype)[6:]}: return it in the "
+                             "input's dtype (an integer tensor divided by an int is float32; new tensors take the "
+                             "input's dtype, e.g. torch.zeros(..., dtype=x.dtype))")
+    if not torch.isfinite(got).all():
+        raise AssertionError(f"{what} has NaN or inf values where {oracle} are finite. Hint: {hint}")
+    err = (got.detach().double() - want.detach().double()).abs()
+    if err.max() > atol + 1e-4 * want.detach().double().abs().max():
+        where = tuple(int(i) for i in torch.nonzero(err == err.max())[0])
+        raise AssertionError(f"{what} differs from {oracle}: max error {err.max():.3g} at index {where}. Hint: {hint}")

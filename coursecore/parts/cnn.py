@@ -13,25 +13,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from coursecore.parts.checks import matches
 from coursecore.parts.part import Part
 
 
-def _cnn_close(what: str, got, want, hint: str, atol: float = 1e-5) -> None:
-    """Raise what differs between `got` and PyTorch's `want` (shape, NaN, the largest error), with a hint."""
-    if not isinstance(got, torch.Tensor):
-        raise AssertionError(f"{what} returned a {type(got).__name__}, not a tensor")
-    if got.shape != want.shape:
-        raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}")
-    if got.is_floating_point() and want.is_floating_point() and got.dtype != want.dtype:
-        # The grader checks the dtype too (docs/grading.md): the same values in another dtype are not full marks.
-        raise AssertionError(f"{what} is {str(got.dtype)[6:]}, but the input is {str(want.dtype)[6:]}: return it in the "
-                             "input's dtype (an integer tensor divided by an int is float32; new tensors take the "
-                             "input's dtype, e.g. torch.zeros(..., dtype=x.dtype))")
-    if not torch.isfinite(got).all():
-        raise AssertionError(f"{what} has NaN or inf values where PyTorch's are finite. Hint: {hint}")
-    err = (got.detach().double() - want.detach().double()).abs()
-    if err.max() > atol + 1e-4 * want.detach().double().abs().max():
-        raise AssertionError(f"{what} differs from PyTorch's: max error {err.max():.3g}. Hint: {hint}")
+def _matches(what, got, want, hint, atol=1e-5):
+    matches(what, got, want, hint, oracle="PyTorch's", atol=atol)
 
 
 def verify_batch_norm(batch_norm) -> None:
@@ -48,7 +35,7 @@ def verify_batch_norm(batch_norm) -> None:
         where = f"batch_norm(x of shape {shape}, training={training})"
         out = batch_norm(x, *mine, weight, bias, training=training, momentum=0.2, eps=1e-5)
         want = F.batch_norm(x, *theirs, weight, bias, training, 0.2, 1e-5)
-        _cnn_close(where, out, want, "training: the batch's mean and biased variance over every axis but 1; eval: "
+        _matches(where, out, want, "training: the batch's mean and biased variance over every axis but 1; eval: "
                    "the running statistics; (x - mean) / sqrt(var + eps) · weight + bias")
         cot = torch.randn(*shape, generator=g, dtype=torch.float64)
         mine_g = torch.autograd.grad((out * cot).sum(), (x, weight, bias), allow_unused=True)
@@ -56,11 +43,11 @@ def verify_batch_norm(batch_norm) -> None:
         for name, a, b in zip(("x", "weight", "bias"), mine_g, want_g):
             if a is None:
                 raise AssertionError(f"{where}: no gradient reaches {name} (.detach() or a new tensor?)")
-            _cnn_close(f"{where}: the gradient of {name}", a, b, "the batch statistics must stay in the autograd "
+            _matches(f"{where}: the gradient of {name}", a, b, "the batch statistics must stay in the autograd "
                        "graph in training mode (no .detach(), no torch.no_grad() around the normalisation)")
-        _cnn_close(f"{where}: running_mean after the call", mine[0], theirs[0],
+        _matches(f"{where}: running_mean after the call", mine[0], theirs[0],
                    "update in place: running_mean.mul_(1 - momentum).add_(momentum * batch mean)")
-        _cnn_close(f"{where}: running_var after the call", mine[1], theirs[1],
+        _matches(f"{where}: running_var after the call", mine[1], theirs[1],
                    "the running update uses the UNBIASED variance (biased · n / (n - 1)), the normalisation the biased")
 
 
@@ -89,22 +76,22 @@ def verify_fold_conv_bn(fold_conv_bn) -> None:
         if not all(torch.equal(a, b) for a, b in zip(before, (*conv.state_dict().values(), *bn.state_dict().values()))):
             raise AssertionError(f"{where} changed the conv or the batch norm it was given: write into fused only")
         oracle = fuse_conv_bn_eval(conv.eval(), bn)
-        _cnn_close(f"{where}: the folded weight", fused.weight, oracle.weight,
+        _matches(f"{where}: the folded weight", fused.weight, oracle.weight,
                    "scale each OUTPUT channel of the kernel by bn.weight / sqrt(running_var + eps)")
-        _cnn_close(f"{where}: the folded bias", fused.bias, oracle.bias,
+        _matches(f"{where}: the folded bias", fused.bias, oracle.bias,
                    "s·(conv.bias - running_mean) + bn.bias, with conv.bias = 0 when it is None")
         x = torch.randn(2, 4, 9, 8, generator=g, dtype=torch.float64)
-        _cnn_close(f"{where}: fused(x)", fused(x), bn(conv(x)), "the folded conv must equal bn(conv(x)) in eval mode")
+        _matches(f"{where}: fused(x)", fused(x), bn(conv(x)), "the folded conv must equal bn(conv(x)) in eval mode")
 
 
 def verify_mish(mish) -> None:
     """mish against F.mish, values and gradients, also where exp(x) overflows float32."""
     x = torch.cat([torch.linspace(-6, 6, 25), torch.tensor([-100.0, 100.0])]).requires_grad_(True)
     out = mish(x)
-    _cnn_close("mish", out, F.mish(x), "x · tanh(softplus(x))")
+    _matches("mish", out, F.mish(x), "x · tanh(softplus(x))")
     (grad,) = torch.autograd.grad(out.sum(), x)
     (want,) = torch.autograd.grad(F.mish(x).sum(), x)
-    _cnn_close("the gradient of mish", grad, want, "use F.softplus: log(1 + exp(x)) overflows for x = 100")
+    _matches("the gradient of mish", grad, want, "use F.softplus: log(1 + exp(x)) overflows for x = 100")
 
 
 def verify_conv_block(C) -> None:
@@ -115,14 +102,14 @@ def verify_conv_block(C) -> None:
     x = torch.randn(2, 3, 5, 5)
     want = torch.relu(nn.functional.batch_norm(block.conv(x), block.bn.running_mean, block.bn.running_var,
                                                block.bn.weight, block.bn.bias, False))
-    _cnn_close("ConvBlock (batch norm, ReLU) in eval mode", block(x), want, "conv -> bn -> act")
+    _matches("ConvBlock (batch norm, ReLU) in eval mode", block(x), want, "conv -> bn -> act")
 
 
 def verify_convnet(C) -> None:
     """ConvNet logits against head(forward_features(x)) in eval mode (dropout is off)."""
     model = C.ConvNet(C.ConvNetConfig(stages=((4,), (6,)), image_size=8, act="relu", num_classes=5)).eval()
     x = torch.randn(2, 3, 8, 8)
-    _cnn_close("ConvNet(...)(x)", model(x), model.head(model.forward_features(x)),
+    _matches("ConvNet(...)(x)", model(x), model.head(model.forward_features(x)),
                "pooled features -> dropout -> head, logits of shape (B, K)")
 
 

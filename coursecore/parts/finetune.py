@@ -15,6 +15,7 @@ import statistics
 
 import torch
 
+from coursecore.parts.checks import matches as _close
 from coursecore.parts.part import Part
 
 STAT_KEYS = ("mean", "std", "mass_fraction", "centre_edge_ratio")  # what attention_statistics returns
@@ -118,26 +119,6 @@ def held_leaves(model, names) -> list:
     held = [n for n in names if n]
     return [float(any(name == h or name.startswith(h + ".") for h in held))
             for name, module in model.named_modules() if name and not any(True for _ in module.children())]
-
-
-def _close(what: str, got, want, hint: str, atol: float = 1e-5) -> None:
-    """Raise what differs between `got` and the definition's `want` (type, shape, NaN, the largest error), with a hint."""
-    if not isinstance(got, torch.Tensor):
-        raise AssertionError(f"{what} is a {type(got).__name__}, not a tensor. Hint: {hint}")
-    if got.shape != want.shape:
-        raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}. Hint: {hint}")
-    if got.is_floating_point() and want.is_floating_point() and got.dtype != want.dtype:
-        # The grader checks the dtype too (docs/grading.md): the same values in another dtype are not full marks.
-        raise AssertionError(f"{what} is {str(got.dtype)[6:]}, but the input is {str(want.dtype)[6:]}: return it in the "
-                             "input's dtype (an integer tensor divided by an int is float32; new tensors take the "
-                             "input's dtype, e.g. torch.zeros(..., dtype=x.dtype))")
-    if not torch.isfinite(got).all():
-        raise AssertionError(f"{what} has NaN or inf values. Hint: {hint}")
-    err = (got.detach().double() - want.detach().double()).abs()
-    if err.max() > atol + 1e-4 * want.detach().double().abs().max():
-        where = tuple(int(i) for i in torch.nonzero(err == err.max())[0])
-        raise AssertionError(f"{what} differs from the definition: max error {err.max():.3g} at index {where}. "
-                             f"Hint: {hint}")
 
 
 # (backbone, depth, mode, the modules that learn with partial_blocks=1): the three families the course fine-tunes.
