@@ -287,7 +287,7 @@ def run_transfer(sec: Section) -> None:
 
     pre = dataclasses.replace(D.PRETRAIN_CONFIG, device=str(sec.device))
     fine = dataclasses.replace(D.FINETUNE_CONFIG, device=str(sec.device))
-    archs = tuple(D.DEMO_ARCHS)
+    archs = tuple(D.DEFAULT_DEMO_ARCHS)
     if sec.args.smoke:  # one pass over the upstream task in big batches, one fine-tuning epoch, the ViT only
         pre = dataclasses.replace(pre, epochs=1, warmup_epochs=0, batch_size=256)
         fine = dataclasses.replace(fine, epochs=1, warmup_epochs=0)

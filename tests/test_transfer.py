@@ -83,6 +83,36 @@ def test_torchvision_state_dict_goes_through_the_same_loader(tmp_path):
     torch.testing.assert_close(new_head.layer4[0].conv1.weight, saved.layer4[0].conv1.weight, rtol=0, atol=0)
 
 
+def test_the_course_resnet_loads_a_file_made_here_and_has_no_published_weights(tmp_path):
+    """Assignment 6's offline CNN: the course's ResNet sized by blocks / widths / strides, weights only from a file."""
+    from vitcourse.analysis import interpret
+    from vitcourse.training.transfer_demo import DEMO_ARCHS
+
+    name, arch = DEMO_ARCHS["cnn"]
+    torch.manual_seed(3)
+    saved = P.create_backbone(name, 5, pretrained=False, in_chans=1, **arch).eval()
+    path = P.save_weights(saved, tmp_path / "cnn.pth")
+    same = P.create_backbone(name, 5, weights=path, in_chans=1, **arch).eval()
+    new_head = P.create_backbone(name, 3, weights=path, in_chans=1, **arch)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), saved(x), rtol=0, atol=0)
+        layer, reshape = interpret.default_cam_layer(saved)
+        seen = []
+        handle = layer.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+        saved(x)
+        handle.remove()
+    assert new_head.fc.out_features == 3 and reshape is None
+    assert seen == [torch.Size([2, 128, 4, 4])]  # Grad-CAM's grid: 4x4, like the offline ViT's patches
+    torch.testing.assert_close(new_head.layer4[0].conv1.weight, saved.layer4[0].conv1.weight, rtol=0, atol=0)
+    with pytest.raises(P.WeightsUnavailableError, match="no published weights"):
+        P.create_backbone(name, 5, pretrained=True, in_chans=1, **arch)
+    assert P.weights_host(name) is None and P.weights_host("resnet50") == P.TORCHVISION_HOST
+    assert P.weights_host(VIT[0]) == P.HF_HOST and not P.is_timm_name(name)
+    with pytest.raises(ValueError, match="four stages"):
+        P.create_backbone(name, 5, pretrained=False, in_chans=1, **dict(arch, strides=(1, 2)))
+
+
 def _no_network(monkeypatch):
     """Any connection attempt fails at once; record the attempts, and fail the test if the hub client runs."""
     attempts = []

@@ -124,7 +124,22 @@ def test_course_setup_offline_without_the_hub_runs_the_digits_experiment(monkeyp
     seen = {}
     monkeypatch.setattr(S, "offline_setup", lambda out_dir, seed, fast, notes: seen.update(notes=notes) or "offline")
     assert S.course_setup("cifar10", out_dir=tmp_path, fast=False) == "offline"
-    assert "WEIGHTS" in seen["notes"][0] and "hub cannot be reached" in seen["notes"][0]
+    assert "WEIGHTS" in seen["notes"][0] and "huggingface.co" in seen["notes"][0] and "cannot be reached" in seen["notes"][0]
+
+
+def test_course_setup_checks_the_host_of_every_backbone_without_a_file(monkeypatch, tmp_path):
+    """ResNet-50's weights come from torchvision's host, the transformers' from the hub: either unreachable (and
+    no file) is the offline experiment, named."""
+    fake = dataclasses.replace(data_utils.load_dataset("synthetic", val_size=16), name="cifar10")
+    monkeypatch.setattr("vitcourse.course.colab.load_course_data", lambda *a, **k: fake)
+    monkeypatch.setattr(P, "hub_reachable", lambda host=P.HF_HOST, **k: host == P.HF_HOST)
+    seen = {}
+    monkeypatch.setattr(S, "offline_setup", lambda out_dir, seed, fast, notes: seen.update(notes=notes) or "offline")
+    assert S.course_setup("cifar10", out_dir=tmp_path, fast=False) == "offline"
+    assert P.TORCHVISION_HOST[0] in seen["notes"][0] and P.HF_HOST[0] not in seen["notes"][0]
+    # The CNN's file given: the hub alone is needed, and it is there.
+    setup = S.course_setup("cifar10", weights={"cnn": "r50.pth"}, out_dir=tmp_path, fast=False)
+    assert setup.online and setup.specs["cnn"].weights == "r50.pth" and setup.specs["swin_s"].weights is None
 
 
 def test_course_setup_online_with_local_files_uses_them_at_224(monkeypatch, tmp_path):
@@ -132,22 +147,24 @@ def test_course_setup_online_with_local_files_uses_them_at_224(monkeypatch, tmp_
     fake = dataclasses.replace(fake, name="cifar10")
     monkeypatch.setattr("vitcourse.course.colab.load_course_data", lambda *a, **k: fake)
     monkeypatch.setattr(P, "hub_reachable", lambda *a, **k: pytest.fail("local files need no hub"))
-    setup = S.course_setup("cifar10", weights={"vit": "v.pth", "swin": "s.pth"}, fast=False)
+    files = {"vit": "v.pth", "swin": "s.pth", "swin_s": "ss.pth", "cnn": "r.pth"}
+    setup = S.course_setup("cifar10", weights=files, fast=False)
     assert setup.online and setup.specs["vit"].weights == "v.pth" and setup.specs["swin"].input_size == 224
-    assert setup.specs["vit"].name == "vit_small_patch16_224"
+    assert {a: s.name for a, s in setup.specs.items()} == S.ONLINE_BACKBONES
+    assert setup.modes == S.ARCH_MODES and "swin_s: swin_small_patch4_window7_224, weights ss.pth" in setup.summary()
     counts = setup.splits.train_labels.bincount()
     assert counts.min() == counts.max() == min(S.ONLINE_SHOTS, fake.train_labels.bincount().min())
 
 
 def test_fast_course_setup_pretrains_small_backbones_and_few_shot_digits(tmp_path, capsys):
     setup = S.course_setup("cifar10", out_dir=tmp_path, fast=True)
-    assert not setup.online and setup.fast and set(setup.specs) == {"vit", "swin"}
+    assert not setup.online and setup.fast and set(setup.specs) == set(setup.modes) == {"vit", "swin", "cnn"}
     assert all((tmp_path / spec.weights.split("/")[-1]).is_file() for spec in setup.specs.values())
     assert setup.splits.num_classes == 5 and setup.recipe.epochs == S.FAST_EPOCHS
     assert setup.mode_lr == D.MODE_LR and setup.partial_blocks == D.PARTIAL_BLOCKS
     # Issue 29: the a6 setup cell says what it is doing while it pretrains, and that it reuses the cache later.
     said = capsys.readouterr().out
-    assert all(f"{arch}: pretraining" in said and f"{arch}: pretrained in" in said for arch in ("vit", "swin")), said
+    assert all(f"{arch}: pretraining" in said and f"{arch}: pretrained in" in said for arch in setup.specs), said
     S.course_setup("cifar10", out_dir=tmp_path, fast=True)
     assert "pretrained earlier" in capsys.readouterr().out
 
@@ -160,3 +177,26 @@ def test_model_inputs_resize_like_the_model_so_attention_maps_see_the_backbones_
     assert x.shape[-2:] == (16, 16)
     maps = interpret.attention_maps(net, x)
     assert maps[0].shape[-1] == 1 + (16 // 2) ** 2
+
+
+def _fake_result(mode, acc, n, params, epoch_s, mem=None):
+    right = round(acc * n)
+    return T.ModeResult(mode, params, params, epoch_s, mem, right / n, float("nan"), 1.0, [0] * n)
+
+
+def test_size_comparison_gives_costs_as_ratios_and_the_difference_beside_its_noise():
+    """Swin-T against Swin-S (issue 29): ratios from the rows, the difference in points, and ±2 standard errors of a
+    difference of two binomial accuracies, which halves when the test set is four times larger."""
+    def table(n):
+        results = {"swin": [_fake_result("probe", 0.5, n, 100, 1.0, 200.0), _fake_result("full", 0.6, n, 100, 2.0)],
+                   "swin_s": [_fake_result("full", 0.7, n, 250, 3.0)]}
+        return R.size_comparison(results, "swin", "swin_s", labels={"swin": "Swin-T", "swin_s": "Swin-S"})
+
+    small, large = table(100), table(400)
+    assert "params Swin-S / Swin-T" in small and "| probe |" not in small  # only the modes both ran
+    row = [c.strip() for c in small.splitlines()[-1].strip("|").split("|")]
+    assert row[:7] == ["full", "250 / 100 (2.50×)", "1.50", "CPU", "60.0%", "70.0%", "+10.0 pts"]
+    two_se = lambda t: float(t.splitlines()[-1].strip("|").split("|")[-1].strip().strip("±").split()[0])  # noqa: E731
+    assert two_se(small) == pytest.approx(2 * two_se(large), abs=0.11)
+    assert two_se(small) == pytest.approx(100 * 2 * (2 * 0.65 * 0.35 / 100) ** 0.5, abs=0.06)
+    assert "did not run" in R.size_comparison({"swin": []}, "swin", "swin_s")

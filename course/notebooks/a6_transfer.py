@@ -10,14 +10,17 @@
 #   (`partial`), everything at a lower backbone rate (`full`), the same architecture from random weights
 #   with the same budget (`scratch`), and a **linear probe** on frozen features computed once (`probe`);
 # * **looking inside** the fine-tuned models: attention maps and **attention rollout**, attention
-#   **statistics** per mode, **Grad-CAM** for a ViT and a Swin, and where two models **disagree**.
+#   **statistics** per mode, **Grad-CAM** for a ViT, a Swin and a CNN side by side, each model's **confusion
+#   matrix**, and where two models **disagree**;
+# * **model size**: Swin-T against Swin-S, the same design three times as deep in its main stage — what does
+#   the larger pretrained model buy on a small task, and at what cost?
 #
 # In **`finetune.py`** you write the freezing logic of the modes (`set_trainable`), attention rollout
 # (`attention_rollout`) and the attention statistics (`attention_statistics`); the library runs the
-# experiments with *your* functions. On Colab with a GPU the backbones are timm's ViT-S/16 and Swin-T with
-# weights downloaded from the Hugging Face hub (a few minutes per mode on a T4). Offline, and whenever the
-# notebook is graded, it runs the same experiment on backbones it pretrains itself on the digits 0–4 and
-# fine-tunes on 5–9: the numbers are smaller, the code path is the same.
+# experiments with *your* functions. On Colab with a GPU the backbones are timm's ViT-S/16, Swin-T and Swin-S
+# and torchvision's ResNet-50, with weights downloaded (a few minutes per mode on a T4). Offline, and whenever
+# the notebook is graded, it runs the same experiment on small backbones of the same four kinds that it
+# pretrains itself on the digits 0–4 and fine-tunes on 5–9: the numbers are smaller, the code path is the same.
 
 # %% setup
 
@@ -57,8 +60,9 @@ DATA = "cifar10"
 # Your own copy of CIFAR, read as it is (no download): the folder holding cifar-10-batches-py/, e.g.
 # "/content/drive/MyDrive/data". None: $VITCOURSE_DATA_ROOT if set, else download once.
 DATA_DIR = None
-# Local weights files, if the hub is out of reach: {"vit": "vit_s16.safetensors", "swin": "swin_t.pth"}.
-WEIGHTS = {"vit": None, "swin": None}
+# Local weights files, if the hub is out of reach, e.g. {"vit": "vit_s16.safetensors", "swin": "swin_t.pth",
+# "swin_s": "swin_s.pth", "cnn": "resnet50.pth"}; None downloads that one.
+WEIGHTS = {"vit": None, "swin": None, "swin_s": None, "cnn": None}
 SEED = 0
 
 setup = course_setup(DATA, data_dir=DATA_DIR, weights=WEIGHTS, seed=SEED, out_dir="runs/a6")
@@ -84,7 +88,7 @@ grade_part("finetune.set_trainable")
 
 # %% [markdown]
 # How many parameters does each mode train? The table counts them for the real Swin-T (built without weights:
-# nothing is downloaded) with your function. ViT-S/16's counts are yours to compute in section 8; its row follows
+# nothing is downloaded) with your function. ViT-S/16's counts are yours to compute in section 9; its row follows
 # your answers there.
 
 # %%
@@ -97,20 +101,19 @@ with todo_guard("set_trainable", "finetune.py"):
 #
 # One recipe and one budget for every mode (`recipe` above: AdamW, warm-up and cosine decay; `full` gives
 # the backbone a tenth of the head's learning rate). The probe extracts the frozen features once, caches
-# them and fits a logistic regression. Each row reports the trainable parameters, the time per epoch, the
+# them and fits a logistic regression. The ViT and Swin-T run every mode; Swin-S and the CNN run the probe and
+# full fine-tuning, for sections 6 and 7 (`setup.modes`, printed above). Each row reports the trainable parameters, the time per epoch, the
 # peak GPU memory and the test accuracy. On Colab the task is CIFAR-10 with 1,000 training images per class
 # (the small-data regime, and every mode of both backbones fits one session: a few minutes per mode on a T4);
 # the test set is the full 10,000 images. The full-data recipes are in `docs/transfer.md`
 # (`vitcourse transfer`).
 
 # %%
-MODES = ("probe", "head", "partial", "full", "scratch")
 results = {}
 with todo_guard("set_trainable", "finetune.py"):
     for arch, spec in specs.items():
-        # While graded (fast mode) the Swin runs one mode: the code path is checked, not the numbers.
-        modes = ("full",) if setup.fast and arch != "vit" else MODES
-        results[arch] = T.run_transfer(task, spec, modes, recipe, mode_lr=setup.mode_lr, log=print,
+        # While graded (fast mode) the Swin and the CNN run one mode: the code path is checked, not the numbers.
+        results[arch] = T.run_transfer(task, spec, setup.modes[arch], recipe, mode_lr=setup.mode_lr, log=print,
                                        partial_blocks=setup.partial_blocks, finetune=finetune, keep_models=True)
     print(R.results_table(results))
 
@@ -173,12 +176,15 @@ else:
         print(R.attention_table(results["vit"], task, finetune))
 
 # %% [markdown]
-# ## 6. Grad-CAM on a ViT and a Swin
+# ## 6. Grad-CAM on a ViT, a Swin and a CNN
 #
 # Grad-CAM (Selvaraju et al., 2017) weights a layer's feature maps by the gradient of the class score and
-# keeps the positive part. A transformer has tokens, not maps: the ViT's patch tokens are laid out on the
-# patch grid (the class token dropped), and the Swin's last stage already is a grid. The library runs
-# pytorch-grad-cam on the block before the final norm of each fine-tuned model.
+# keeps the positive part. It was made for CNNs, whose last stage is a grid of feature maps (ResNet's `layer4`).
+# A transformer has tokens, not maps: the ViT's patch tokens are laid out on the patch grid (the class token
+# dropped), and the Swin's last stage already is a grid. The library runs pytorch-grad-cam on the last block of
+# each fully fine-tuned model, explaining the true class; each map is scaled to [0, 1] on its own (the shape of
+# the evidence, not its strength, is compared). Grid sizes differ: on Colab ViT-S/16 has 14×14 patches, the
+# Swins' and ResNet-50's last stages 7×7; offline all four are 4×4.
 
 # %%
 if not results:
@@ -186,9 +192,11 @@ if not results:
 else:
     with todo_guard("set_trainable", "finetune.py"):
         images = task.test_images[:4]
-        cams = {arch: interpret.grad_cam(R.result_of(results[arch], "full").model,
-                                         R.model_inputs(R.result_of(results[arch], "full").model, images, task),
-                                         targets=task.test_labels[:4].tolist()) for arch in results}
+        cams = {}
+        for arch, rows in results.items():
+            model = R.result_of(rows, "full").model
+            cams[setup.labels[arch]] = interpret.grad_cam(model, R.model_inputs(model, images, task),
+                                            targets=task.test_labels[:4].tolist())
         plot_cams(images, cams, labels=task.test_labels[:4].tolist(), class_names=task.class_names)
         plt.show()
 
@@ -216,13 +224,25 @@ else:
 if not results:
     print("no fine-tuned models yet (set_trainable in finetune.py is not written): nothing to show")
 else:
-    matrices = {f"{arch} {r.mode}": confusion_matrix(torch.tensor(r.predictions), task.test_labels, task.num_classes)
+    matrices = {f"{setup.labels[arch]} {r.mode}":
+                confusion_matrix(torch.tensor(r.predictions), task.test_labels, task.num_classes)
                 for arch, rows in results.items() for r in rows}
     plot_confusion_grid(matrices, class_names=task.class_names)
     plt.show()
 
 # %% [markdown]
-# ## 8. Counting (autograded)
+# ## 8. A larger Swin: Swin-T or Swin-S?
+#
+# Swin-S is Swin-T with its third stage three times as deep (18 blocks instead of 6; 50M parameters against
+# 28M); offline, the small Swin's last stage goes from 2 blocks to 6. Both were pretrained on the same data.
+# The table puts the larger one beside the smaller in the modes both ran, with the cost as ratios and the
+# accuracy difference beside its noise: ±2 standard errors of a difference of two accuracies on this test set.
+
+# %%
+print(R.size_comparison(results, "swin", "swin_s", labels=setup.labels))
+
+# %% [markdown]
+# ## 9. Counting (autograded)
 #
 # For timm's ViT-S/16 (`embed_dim=384, depth=12, num_heads=6, mlp_ratio=4`, class token, 224×224 images)
 # with a new head for CIFAR-10's `K = 10` classes, compute by hand (or with a few lines of arithmetic, not
@@ -266,7 +286,7 @@ with todo_guard("set_trainable", "finetune.py"):
     print(R.trainable_table(finetune, ("vit_small_patch16_224",), num_classes=10, partial_blocks=2))
 
 # %% [markdown]
-# ## 9. What it means
+# ## 10. What it means
 
 # %% [markdown] answer=q_head_vs_full points=4
 # **Question 1.** In one of the homeworks this course grew from, a pretrained ViT fine-tuned on a small
@@ -326,9 +346,31 @@ with todo_guard("set_trainable", "finetune.py"):
 # window constraints), with the student's numbers.
 # ### END SOLUTION
 
+# %% [markdown] answer=q_swin_size points=3
+# **Question 4.** From section 8's table: did the larger Swin pay for itself on this task? Weigh what it cost
+# (parameters, time per epoch, memory) against what it gained in each mode, say whether the accuracy
+# difference is larger than its noise, and say when you would expect the larger model to win clearly.
+#
+# ### BEGIN SOLUTION
+# **Model answer.** On Colab Swin-S has about 1.8× Swin-T's parameters and takes roughly 1.5–2× the time and
+# memory per epoch (offline, the table's own ratios; the student quotes theirs). With 1,000 images per class (or 10 offline) and a few epochs, the gain is
+# small — on ImageNet Swin-S is about 2 points better than Swin-T (83.0 vs 81.3 top-1), and on a small task
+# the difference is usually within or near the ±2 SE band, so one seed cannot say that the larger model is
+# better; in full fine-tuning the larger model can even over-fit more. A probe gains only as much as the
+# larger model's features are better for this task. The larger model wins clearly with more data (the full
+# 50,000), more epochs, a harder or more distant task (more classes, fine-grained), or a larger input size,
+# where its capacity is used; on a tight compute budget Swin-T's accuracy per GPU-second is higher.
+#
+# **Mark scheme (3 points).** 1: the costs read from the table as ratios (params, time, memory). 1: the
+# accuracy difference per mode compared with its noise (±2 SE), with a conclusion that follows from it.
+# 1: when the larger model should win (more data / epochs / harder task / higher resolution), or why it does
+# not here (small data, over-fitting, features already sufficient).
+# ### END SOLUTION
+
 # %% [markdown] answer=q_gradcam points=3
-# **Question 4.** What does Grad-CAM show for a transformer, and what does it not show? Compare it with the
-# attention rollout of section 4.
+# **Question 5.** Compare the Grad-CAM maps of the CNN with those of the two transformers in section 6: where
+# do they agree, how do they differ (resolution, spread), and why? What does Grad-CAM show for a transformer,
+# and what does it not show? Compare it with the attention rollout of section 4.
 #
 # ### BEGIN SOLUTION
 # **Model answer.** Grad-CAM shows which positions of one chosen layer's tokens, weighted by the gradient of
@@ -337,11 +379,17 @@ with todo_guard("set_trainable", "finetune.py"):
 # so a patch token at the last layer already contains other patches' content), it depends on the chosen
 # layer and on the reshape (class token dropped), it keeps only positive evidence, and it is not a causal
 # explanation. Rollout is class-agnostic and follows the attention flow through all layers, but ignores the
-# values and the MLPs. Agreeing maps are more convincing than either alone.
+# values and the MLPs. Agreeing maps are more convincing than either alone. The CNN's map is usually compact
+# and centred on the object, because a convolution's receptive field is local and its last stage's cells
+# still mostly describe their own region; the ViT's can be patchy or spread over background patches, because
+# after global attention a patch token holds information from anywhere (and a few tokens may serve as
+# "registers" for global information); Swin, local within windows, usually sits between the two. The grids
+# differ too (14×14 for ViT-S/16, 7×7 for Swin's and ResNet-50's last stages), so the ViT's map is finer.
 #
-# **Mark scheme (3 points).** 1: class-specific, gradient-weighted, one layer, coarse grid. 1: a limit
-# (token mixing, layer choice, positive-only, not causal). 1: the contrast with rollout (class-agnostic,
-# flow through layers, ignores values/MLP).
+# **Mark scheme (3 points).** 1: class-specific, gradient-weighted, one layer, coarse grid; a limit (token
+# mixing, layer choice, positive-only, not causal). 1: the CNN against the transformers, from the student's
+# figure (compactness / spread, grid resolution) with a reason (locality of convolution vs global attention,
+# Swin's windows). 1: the contrast with rollout (class-agnostic, flow through layers, ignores values/MLP).
 # ### END SOLUTION
 
 # %% [markdown]

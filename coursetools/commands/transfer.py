@@ -36,7 +36,7 @@ def add_arguments(parser):
                              "rotations, fine-tune on 10 images per class of digits 5-9 in every mode "
                              "(ignores --data/--backbone/--weights)")
     parser.add_argument("--seeds", default="0", help="--demo: comma-separated seeds (default 0)")
-    parser.add_argument("--archs", default="vit,swin", help="--demo: comma-separated, from vit, swin")
+    parser.add_argument("--archs", default="vit,swin", help="--demo: comma-separated, from vit, swin, swin_s, cnn")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/transfer-demo"),
                         help="--demo: the upstream weights are cached here, one file per recipe and seed")
     parser.add_argument("--fresh-upstream", action="store_true",

@@ -13,6 +13,7 @@ The freezing logic, attention rollout and attention statistics are the student's
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -89,6 +90,36 @@ def results_table(results: dict) -> str:
             when = " (once)" if r.mode == "probe" else ""
             lines.append(f"| {arch} | {r.mode} | {r.trainable_params:,} / {r.total_params:,} | "
                          f"{r.epoch_time_s:.2f}{when} | {mem} | {r.test_accuracy:.1%} |")
+    return "\n".join(lines)
+
+
+def size_comparison(results: dict, small: str = "swin", large: str = "swin_s", labels: Optional[dict] = None) -> str:
+    """Markdown: the `large` backbone against the `small` one in every mode both ran — parameters, time per epoch
+    and peak memory as ratios (large / small), test accuracies and their difference with its noise.
+
+    The noise: with n test images, an accuracy p has a binomial standard error √(p(1−p)/n); the difference of two
+    independent ones has √2 times that. A difference inside ±2 of those is not evidence that one model is better
+    (one seed, one split: the interval is a lower bound on the real spread). `labels`: what to call each backbone."""
+    name = lambda arch: (labels or {}).get(arch, arch)  # noqa: E731
+    if small not in results or large not in results:
+        missing = [a for a in (small, large) if a not in results]
+        return f"no comparison: {', '.join(missing)} did not run (fast mode runs one Swin)"
+    by_mode = {r.mode: r for r in results[small]}
+    lines = [f"| mode | params {name(large)} / {name(small)} | time/epoch × | peak memory × | {name(small)} acc | "
+             f"{name(large)} acc | difference | ±2 SE |", "|---|---|---|---|---|---|---|---|"]
+    for r in results[large]:
+        s = by_mode.get(r.mode)
+        if s is None:
+            continue
+        n = len(r.predictions) or 1
+        p = (r.test_accuracy + s.test_accuracy) / 2
+        two_se = 2 * math.sqrt(2 * p * (1 - p) / n)
+        mem = (f"{r.peak_gpu_mem_mib / s.peak_gpu_mem_mib:.2f}" if r.peak_gpu_mem_mib and s.peak_gpu_mem_mib
+               else "CPU")
+        lines.append(f"| {r.mode} | {r.total_params:,} / {s.total_params:,} ({r.total_params / s.total_params:.2f}×) | "
+                     f"{r.epoch_time_s / max(s.epoch_time_s, 1e-9):.2f} | {mem} | {s.test_accuracy:.1%} | "
+                     f"{r.test_accuracy:.1%} | {100 * (r.test_accuracy - s.test_accuracy):+.1f} pts | "
+                     f"±{100 * two_se:.1f} pts |")
     return "\n".join(lines)
 
 

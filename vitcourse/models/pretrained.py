@@ -1,4 +1,5 @@
-"""Pretrained backbones by name: timm ViTs and Swins, torchvision's ResNet-50, with a new head for K classes.
+"""Pretrained backbones by name: timm ViTs and Swins, torchvision's ResNet-50 and the course's CIFAR-form ResNet,
+with a new head for K classes.
 
 Shape legend: B batch, C channels, H/W image height/width, P patch size, N tokens, D embedding, K classes.
 
@@ -8,7 +9,9 @@ Shape legend: B batch, C channels, H/W image height/width, P patch size, N token
 Downloaded and local weights go through the same code path: timm's own `pretrained=True` loader, with
 `pretrained_cfg_overlay=dict(file=...)` for a local file, so the same filter (position-table resampling for
 another `img_size`, the classifier dropped when K differs) runs on both; torchvision's ResNet-50 loads a state
-dict either way (downloaded by `torchvision.models.ResNet50_Weights`, or read from the file).
+dict either way (downloaded by `torchvision.models.ResNet50_Weights`, or read from the file); the course's own
+`resnet_cifar` (assignment 4's ResNet, `vitcourse.models.resnet`, sized by `blocks` / `widths` / `strides`) has
+no published weights: it reads a file saved here (assignment 6's offline CNN, pretrained on the digits).
 
 A chosen input size: timm builds the model for `img_size` and, when it loads the weights, resamples the ViT's
 absolute position table (bicubic, `timm.layers.resample_abs_pos_embed`) and Swin's relative position tables to
@@ -35,7 +38,8 @@ from coursecore import settings
 TIMM_BACKBONES = ("vit_tiny_patch16_224", "vit_small_patch16_224", "swin_tiny_patch4_window7_224",
                   "swin_small_patch4_window7_224")
 TORCHVISION_BACKBONES = ("resnet50",)
-BACKBONES = TIMM_BACKBONES + TORCHVISION_BACKBONES
+COURSE_BACKBONES = ("resnet_cifar",)  # built by the course; weights only from a file made here
+BACKBONES = TIMM_BACKBONES + TORCHVISION_BACKBONES + COURSE_BACKBONES
 HF_HOST = ("huggingface.co", 443)  # where timm's weights live
 TORCHVISION_HOST = ("download.pytorch.org", 443)  # where torchvision's weights live
 PROBE_TIMEOUT_S = 1.0  # one TCP connect; the whole offline failure stays under 2 s
@@ -99,9 +103,16 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def weights_host(name: str) -> Optional[tuple[str, int]]:
+    """Where backbone `name`'s published weights are downloaded from (None: it has none)."""
+    if name in COURSE_BACKBONES:
+        return None
+    return TORCHVISION_HOST if name in TORCHVISION_BACKBONES else HF_HOST
+
+
 def is_timm_name(name: str) -> bool:
-    """True for every name timm knows (and that is not one of the torchvision backbones)."""
-    if name in TORCHVISION_BACKBONES:
+    """True for every name timm knows (and that is not one of the torchvision or course backbones)."""
+    if name in TORCHVISION_BACKBONES + COURSE_BACKBONES:
         return False
     import timm
 
@@ -156,6 +167,8 @@ def create_backbone(name: str, num_classes: int, *, pretrained: bool = True, wei
         pretrained = True
     if name in TORCHVISION_BACKBONES:
         model = _torchvision_backbone(name, num_classes, pretrained, weights, in_chans)
+    elif name in COURSE_BACKBONES:
+        model = _course_backbone(name, num_classes, pretrained, weights, in_chans, arch_kwargs)
     else:
         model = _timm_backbone(name, num_classes, pretrained, weights, img_size, in_chans, arch_kwargs)
     return ResizeInput(model, input_size) if input_size is not None else model
@@ -209,8 +222,21 @@ def _torchvision_backbone(name, num_classes, pretrained, weights, in_chans) -> n
     return model
 
 
+def _course_backbone(name, num_classes, pretrained, weights, in_chans, arch_kwargs) -> nn.Module:
+    from vitcourse.models.resnet import ResNetCIFAR
+
+    model = ResNetCIFAR(num_classes=num_classes, in_chans=in_chans, **arch_kwargs)
+    if not pretrained:
+        return model
+    if weights is None:
+        raise WeightsUnavailableError(f"{name} has no published weights: pass weights= a file saved with "
+                                      f"save_weights (e.g. the offline experiment's pretrained CNN)")
+    return load_torchvision_state(model, read_state_dict(weights))
+
+
 def load_torchvision_state(model: nn.Module, state: dict) -> nn.Module:
-    """Load a torchvision ResNet state dict; a classifier of another class count is left as initialised."""
+    """Load a torchvision-named ResNet state dict (`fc` the classifier); a classifier of another class count is
+    left as initialised."""
     state = dict(state)
     if state.get("fc.weight") is not None and state["fc.weight"].shape != model.fc.weight.shape:
         state.pop("fc.weight"), state.pop("fc.bias", None)

@@ -16,6 +16,7 @@ from torch import nn
 STAGE_WIDTHS = (64, 128, 256, 512)  # channels of the four stages
 STAGE_BLOCKS = (2, 2, 2, 2)  # BasicBlocks per stage: ResNet-18
 STEM_KERNEL = 3  # the CIFAR stem: one 3×3 convolution, stride 1, no max-pool
+STAGE_STRIDES = (1, 2, 2, 2)  # every stage after the first halves H and W
 
 
 class BasicBlock(nn.Module):
@@ -51,7 +52,8 @@ class ResNetCIFAR(nn.Module):
     Module names follow torchvision (`conv1`, `bn1`, `layer1..4`, `fc`), so the blocks read the same.
     """
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, blocks=STAGE_BLOCKS, widths=STAGE_WIDTHS):
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, blocks=STAGE_BLOCKS, widths=STAGE_WIDTHS,
+                 strides=STAGE_STRIDES):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
@@ -59,8 +61,9 @@ class ResNetCIFAR(nn.Module):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         stages, chans = [], widths[0]
-        for i, (n, width) in enumerate(zip(blocks, widths)):
-            stride = 1 if i == 0 else 2  # every stage after the first halves H and W
+        if not len(blocks) == len(widths) == len(strides) == 4:
+            raise ValueError(f"a ResNet here has four stages: got blocks={blocks}, widths={widths}, strides={strides}")
+        for n, width, stride in zip(blocks, widths, strides):
             layers = [BasicBlock(chans, width, stride)] + [BasicBlock(width, width) for _ in range(n - 1)]
             stages.append(nn.Sequential(*layers))
             chans = width
@@ -86,7 +89,7 @@ class ResNetCIFAR(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> pooled features (B, 512)."""
         x = self.relu(self.bn1(self.conv1(x)))  # (B, 64, H, W)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 512, H/8, W/8)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 512, H/8, W/8) with the default strides
         return self.avgpool(x).flatten(1)  # (B, 512)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

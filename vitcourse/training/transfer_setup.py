@@ -3,15 +3,15 @@
 Shape legend: B batch, C channels, H/W image height/width, K classes.
 
 On Colab with the Hugging Face hub in reach (or local weights files), the task is CIFAR-10 and the
-backbones are timm's ViT-S/16 and Swin-T, their weights downloaded (or read from `weights`) and the 32×32
-images resized to the 224×224 they were pretrained at. Everywhere else — offline, on a grader, in fast
+backbones are timm's ViT-S/16, Swin-T and Swin-S and torchvision's ResNet-50, their weights downloaded (or read
+from `weights`) and the 32×32 images resized to the 224×224 they were pretrained at. Everywhere else — offline, on a grader, in fast
 mode — the task is the offline experiment of `transfer_demo`: backbones pretrained here on the digits
 0–4 under the 8 symmetries of the square (cached under `out_dir` by recipe), fine-tuned on 10 images per
 class of the digits 5–9, with the demo's per-mode learning rates and partial depth. Both go through
 the same `run_transfer` code path; only the data, the backbones and the budget differ.
 
-    setup = course_setup("cifar10", weights={"vit": None, "swin": None})
-    results = {a: run_transfer(setup.splits, s, MODES, setup.recipe) for a, s in setup.specs.items()}
+    setup = course_setup("cifar10", weights={"vit": None, "swin": None, "swin_s": None, "cnn": None})
+    results = {a: run_transfer(setup.splits, s, setup.modes[a], setup.recipe) for a, s in setup.specs.items()}
 """
 from __future__ import annotations
 
@@ -26,10 +26,19 @@ from vitcourse.models import pretrained as P
 from vitcourse.training import runtime
 from vitcourse.training import transfer_demo as D
 from vitcourse.training.train import TrainConfig
-from vitcourse.training.transfer import DEFAULT_PARTIAL_BLOCKS, BackboneSpec
+from vitcourse.training.transfer import DEFAULT_PARTIAL_BLOCKS, MODES, BackboneSpec
 
-# The real backbones: timm names, trained at 224×224 (ImageNet-21k then 1k, timm's default tags).
-ONLINE_BACKBONES = {"vit": "vit_small_patch16_224", "swin": "swin_tiny_patch4_window7_224"}
+# The real backbones, trained at 224×224: timm's ViT-S/16, Swin-T and Swin-S (ImageNet-21k then 1k, timm's default
+# tags) and torchvision's ResNet-50 (ImageNet-1k), the CNN whose Grad-CAM sits beside the transformers'.
+ONLINE_BACKBONES = {"vit": "vit_small_patch16_224", "swin": "swin_tiny_patch4_window7_224",
+                    "swin_s": "swin_small_patch4_window7_224", "cnn": "resnet50"}
+# The modes each backbone runs: every mode for the ViT and Swin-T (the comparison of modes); Swin-S and the CNN
+# are there for one comparison each (Swin-T vs Swin-S; Grad-CAM of a CNN), so the probe and full fine-tuning.
+ARCH_MODES = {"vit": MODES, "swin": MODES, "swin_s": ("probe", "full"), "cnn": ("probe", "full")}
+# How figures and tables name them (the offline models are small members of the same families).
+ARCH_LABELS = {"vit": "ViT", "swin": "Swin-T", "swin_s": "Swin-S", "cnn": "ResNet"}
+# Fast mode (graded): the code path of every kind of backbone, once; Swin-S adds numbers, not code, so it is left out.
+FAST_ARCH_MODES = {"vit": MODES, "swin": ("full",), "cnn": ("full",)}
 PRETRAINED_SIZE = 224  # CIFAR's 32×32 images are resized on the GPU to the size the weights were trained at
 # A T4 recipe for fine-tuning at 224 px (docs/transfer.md has the reasoning): few epochs, because a pretrained
 # model converges fast and then over-fits; flips and shifts; fp16 autocast on the T4 ("auto").
@@ -57,13 +66,15 @@ class CourseSetup:
     fast: bool = False  # fast mode (graded): the offline experiment with a short budget
     mode_lr: dict = field(default_factory=dict)  # a mode's own peak learning rate where it differs from the recipe's
     partial_blocks: int = DEFAULT_PARTIAL_BLOCKS  # partial mode: the last k blocks learn
+    modes: dict = field(default_factory=lambda: dict(ARCH_MODES))  # the fine-tuning modes each backbone runs
+    labels: dict = field(default_factory=lambda: dict(ARCH_LABELS))  # what figures call each backbone
 
     def summary(self) -> str:
         what = "real pretrained weights" if self.online else "the offline experiment (backbones pretrained here)"
         lines = [f"task: {self.splits.name}, {len(self.splits.train_labels)} training images, "
                  f"{self.splits.num_classes} classes; {what}"]
-        lines += [f"  {arch}: {spec.name}" + (f", weights {spec.weights}" if spec.weights else ", weights from the hub")
-                  for arch, spec in self.specs.items()]
+        lines += [f"  {arch}: {spec.name}" + (f", weights {spec.weights}" if spec.weights else ", weights downloaded")
+                  + f"; modes {', '.join(self.modes[arch])}" for arch, spec in self.specs.items()]
         own = "".join(f", {mode} at lr {lr:g}" for mode, lr in self.mode_lr.items())
         lines.append(f"  recipe: {self.recipe.epochs} epochs, batch {self.recipe.batch_size}, lr {self.recipe.lr:g}{own}; "
                      f"partial trains the last {self.partial_blocks} block(s)")
@@ -71,12 +82,14 @@ class CourseSetup:
 
 
 def _weights_available(weights: dict) -> tuple[bool, str]:
-    if all(weights.get(arch) for arch in ONLINE_BACKBONES):
+    hosts = {P.weights_host(name) for arch, name in ONLINE_BACKBONES.items() if not weights.get(arch)}
+    if not hosts:
         return True, ""
-    if P.offline_by_env() or not P.hub_reachable():
-        return False, ("The Hugging Face hub cannot be reached and WEIGHTS names no local file for every backbone, "
-                       "so this runs the offline experiment. To use real weights: run on Colab with internet, or "
-                       "upload the weights files and name them in WEIGHTS.")
+    unreachable = [host[0] for host in hosts if P.offline_by_env() or not P.hub_reachable(host)]
+    if unreachable:
+        return False, (f"{' and '.join(sorted(unreachable))} cannot be reached and WEIGHTS names no local file for "
+                       "every backbone, so this runs the offline experiment. To use real weights: run on Colab with "
+                       "internet, or upload the weights files and name them in WEIGHTS.")
     return True, ""
 
 
@@ -115,10 +128,12 @@ def offline_setup(out_dir="runs/a6", seed: int = 0, fast: bool = False, notes=No
         pre_cfg = dataclasses.replace(pre_cfg, epochs=FAST_PRETRAIN_EPOCHS, warmup_epochs=0)
         fine_cfg = dataclasses.replace(fine_cfg, epochs=FAST_EPOCHS, warmup_epochs=0)
     specs = {}
-    for arch, (name, kwargs) in D.DEMO_ARCHS.items():
+    modes = dict(FAST_ARCH_MODES if fast else ARCH_MODES)
+    for arch in modes:
+        name, kwargs = D.DEMO_ARCHS[arch]
         path, _ = D.pretrain(arch, Path(out_dir), pre_cfg, seed, log=log)
         specs[arch] = BackboneSpec(name, weights=str(path), arch=kwargs)
     task = D.few_shot(data_utils.load_dataset("digits", classes=D.TARGET_CLASSES, val_size=0, seed=seed),
                       D.DEFAULT_SHOTS, seed)
     return CourseSetup(task, specs, dataclasses.replace(fine_cfg, seed=seed, progress=False), False, list(notes or []),
-                       fast, dict(D.MODE_LR), D.PARTIAL_BLOCKS)
+                       fast, dict(D.MODE_LR), D.PARTIAL_BLOCKS, modes)
