@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from autograder.accuracy import CHECKPOINT_ASSIGNMENTS
-from coursecore.parts import POINTS, parts_for
+from autograder.accuracy import ACCURACY_POINTS, CHECKPOINT_ASSIGNMENTS
+from autograder.upload import wanted_files
+from coursecore.parts import ASSIGNMENT_PARTS, POINTS, max_score, parts_for
 from coursecore import course_root
 
 BUNDLE = "autograder.zip"
@@ -96,6 +97,21 @@ the course repository for the settings (memory, timeout) and how students submit
 
 Parts graded: {parts}.
 """
+
+
+def assignments_table() -> str:
+    """The Markdown table of docs/gradescope.md: every assignment a bundle grades, what a student uploads, its points.
+
+    Derived from the part declarations (`ASSIGNMENT_PARTS`) and the module registry, and checked against the
+    docs by tests/test_gradescope.py: a new graded assignment cannot be missing from the docs again (issue 31)."""
+    rows = ["| `--assignment` | the student uploads | parts graded | points |", "|---|---|---|---|"]
+    for assignment, parts in ASSIGNMENT_PARTS.items():
+        uploads = wanted_files(assignment)  # what run_autograder takes from an upload (autograder/upload.py)
+        points = f"{max_score(parts):g}"
+        if assignment in CHECKPOINT_ASSIGNMENTS:
+            points += f" + {ACCURACY_POINTS:g} for the checkpoint's accuracy"
+        rows.append(f"| `{assignment}` | {', '.join(f'`{u}`' for u in uploads)} | {len(parts)} | {points} |")
+    return "\n".join(rows) + "\n"
 
 
 @dataclass

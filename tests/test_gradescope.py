@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from autograder import accuracy, upload
-from coursecore.parts import POINTS, parts_for
+from coursecore.parts import ASSIGNMENT_PARTS, POINTS, parts_for
 from coursecore import impl
 from coursetools import gradescope
 from coursetools.cli import main as cli
@@ -61,6 +61,27 @@ def copy_reference(dest: Path, names=("transformer.py", "ViT.py")):
     dest.mkdir(parents=True, exist_ok=True)
     for src, name in zip(("transformer.py", "ViT.py"), names):
         shutil.copy(impl.solutions_dir() / src, dest / name)
+
+
+# ------------------------------------------------------------------------------------------- the docs
+def test_docs_list_every_assignment_a_bundle_grades_with_its_files_and_points(tmp_path):
+    """docs/gradescope.md once listed a1-a3 only (issue 31): its table must be the one derived from the parts.
+
+    The oracle for each row is what a built bundle grades: its gradescope.json (parts, points) and the files
+    run_autograder takes from an upload."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "gradescope.md").read_text()
+    assert gradescope.assignments_table() in docs, (
+        "docs/gradescope.md: the table of assignments differs from coursetools.gradescope.assignments_table(); "
+        "paste its output under 'The assignments a bundle grades'")
+    rows = {line.split("|")[1].strip(" `"): line for line in docs.splitlines() if line.startswith("| `a")}
+    for assignment in ASSIGNMENT_PARTS:
+        config = json.loads(zipfile.ZipFile(gradescope.build(tmp_path / assignment, assignment).path)
+                            .read("gradescope.json"))
+        assert assignment in rows, f"docs/gradescope.md has no row for {assignment}"
+        cells = [c.strip() for c in rows[assignment].split("|")[1:-1]]
+        assert cells[1] == ", ".join(f"`{f}`" for f in upload.wanted_files(assignment))
+        assert int(cells[2]) == len(config["parts"])
+        assert float(cells[3].split()[0]) == sum(config["points"].values())
 
 
 # ------------------------------------------------------------------------------------------- the zip
