@@ -135,21 +135,23 @@ grade_part("finetune.attention_rollout")
 
 # %% [markdown]
 # The class token's last-layer attention and its rollout over the patches, for a few test images of the
-# fine-tuned ViT (`full` mode) and of the one trained from scratch.
+# fine-tuned ViT (`full` mode) and of the one trained from scratch, on one colour scale (1 = uniform attention).
 
 # %%
 if not results:
     print("no fine-tuned models yet (set_trainable in finetune.py is not written): nothing to show")
 else:
     with todo_guard("attention_rollout", "finetune.py"):
-        images = task.test_images[:4]
+        images, overlays = task.test_images[:4], {}
         for mode in ("full", "scratch"):
             model = R.result_of(results["vit"], mode).model
             maps = interpret.attention_maps(model, R.model_inputs(model, images, task))
             rollout = finetune.attention_rollout(maps)
-            plot_attention_overlays(images, {"last layer": maps[-1][:, :, 0, 1:].mean(1), "rollout": rollout[:, 0, 1:]},
-                                    title=f"ViT, {mode}: class-token attention")
-            plt.show()
+            overlays[f"{mode}: last layer"] = maps[-1][:, :, 0, 1:].mean(1)  # (B, N - 1), heads averaged
+            overlays[f"{mode}: rollout"] = rollout[:, 0, 1:]
+        # One figure, so the two models' maps share one colour scale.
+        plot_attention_overlays(images, overlays, title="ViT, fine-tuned (full) and from scratch: class-token attention")
+        plt.show()
 
 # %% [markdown]
 # ## 5. Attention statistics

@@ -45,8 +45,9 @@ PRETRAINED_SIZE = 224  # CIFAR's 32×32 images are resized on the GPU to the siz
 ONLINE_RECIPE = TrainConfig(epochs=3, batch_size=128, lr=1e-3, warmup_epochs=0.5, weight_decay=0.05,
                             label_smoothing=0.1, augment=AugmentConfig(crop_padding=4, flip_prob=0.5),
                             progress=True)
-# On Colab every mode of both backbones runs in one session: 1,000 training images per class (10,000) keep a mode
-# to a few minutes on a T4 at 224 px (ViT-S/16 trains at roughly 400 images/s there in fp16, 3 epochs ≈ 75 s) and
+# On Colab every run of ARCH_MODES fits one session: 1,000 training images per class (10,000) keep a mode to a few
+# minutes on a T4 at 224 px (ViT-S/16 trains at roughly 400 images/s there in fp16, 3 epochs ≈ 75 s; Swin-S has
+# about twice Swin-T's FLOPs, 8.7 vs 4.5 GFLOPs per image, ResNet-50 4.1: its two modes add a few minutes) and
 # are the small-data regime the assignment is about. The full-data recipes (docs/transfer.md) run with
 # `vitcourse transfer` on all 50,000.
 ONLINE_SHOTS = 1000
