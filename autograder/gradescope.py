@@ -26,7 +26,9 @@ from coursecore.parts import POINTS, ROUND_DIGITS, parts_for
 
 ROOT_ENV = "AUTOGRADER_ROOT"
 DEFAULT_ROOT = "/autograder"
-CONFIG = "gradescope.json"  # in <root>/source: {"assignment", "visibility", "data"}
+CONFIG = "gradescope.json"  # in <root>/source: {"assignment", "visibility", "data", "deadline"}
+METADATA = "submission_metadata.json"  # in <root>: Gradescope's submission time, due dates, earlier submissions
+DUE_DATES_DIFFER_S = 60  # a Gradescope due date further than this from the course's is reported to staff
 GRADER_FAILED = ("The autograder itself failed while grading your submission; this is not your fault. "
                  "The course staff have been given the details and will regrade it.")
 # Gradescope stops run_autograder at its timeout (10 minutes by default) without a results file: ours stops
@@ -82,7 +84,52 @@ def grade_upload(base: Path, config: dict) -> dict:
             if acc.staff_problem:
                 print(f"STAFF: {acc.message}")
     results["output"] = "\n".join([*up.notes, *([results["output"]] if results["output"] else [])])
+    apply_late_policy(base, config, results)
     return results
+
+
+def apply_late_policy(base: Path, config: dict, results: dict) -> None:
+    """Take the course's late penalty off `results`, in place, with Gradescope's submission time.
+
+    The due date and policy are course/deadlines.toml's, carried in gradescope.json (`deadline`), and the
+    arithmetic is the nbgrader path's (coursecore/deadlines.py): both paths give a late submission the same
+    grade. The time is `created_at` of `<root>/submission_metadata.json` (the active submission's, so a
+    resubmission is judged by when it came); a Gradescope due date that differs from the course's is reported
+    to staff, never silently used. The student reads when it was due, when it came and what it cost.
+    """
+    from coursecore import deadlines
+
+    if not config.get("deadline"):
+        return
+    deadline = deadlines.Deadline.from_json(config["deadline"])
+    try:
+        meta = json.loads((base / METADATA).read_text(encoding="utf-8"))
+        submitted = deadlines.parse_time(meta["created_at"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        print(f"STAFF: no submission time in {base / METADATA} ({err!r}): no late penalty applied")
+        return
+    their_due = (meta.get("assignment") or {}).get("due_date")
+    if their_due and abs((deadlines.parse_time(their_due) - deadline.due).total_seconds()) > DUE_DATES_DIFFER_S:
+        print(f"STAFF: Gradescope's due date {their_due} is not course/deadlines.toml's {deadline.due.isoformat()}; "
+              "the course's is applied. Make them agree (the assignment's settings, or deadlines.toml and rebuild).")
+    lateness = deadline.assess(submitted)
+    raw = float(results.get("score", 0.0))
+    penalty = round(lateness.penalty(raw), ROUND_DIGITS)
+    results["score"] = round(raw - penalty, ROUND_DIGITS)
+    lines = [lateness.describe(raw)]
+    if lateness.fraction > 0:
+        on_time = [p for p in meta.get("previous_submissions") or []
+                   if isinstance(p, dict) and p.get("submission_time")
+                   and deadline.assess(deadlines.parse_time(p["submission_time"])).fraction == 0]
+        if on_time:
+            best = max(on_time, key=lambda p: float(p.get("score") or 0.0))
+            lines.append(f"Your submission of {best['submission_time']} came in time (score {best.get('score')}); "
+                         "this later one is the one that counts. If the earlier one should count instead, ask the "
+                         "course staff to make it the active submission in Gradescope's submission history.")
+    results["output"] = "\n".join([*lines, *([results["output"]] if results.get("output") else [])])
+    results.setdefault("extra_data", {})["late"] = {
+        "submitted": submitted.isoformat(), "due": deadline.due.isoformat(), "seconds_late": lateness.seconds_late,
+        "fraction": lateness.fraction, "raw_score": raw, "penalty": penalty}
 
 
 def write_results(path: Path, results: dict) -> None:

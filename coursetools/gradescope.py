@@ -22,7 +22,7 @@ from typing import Optional
 from autograder.accuracy import ACCURACY_POINTS, CHECKPOINT_ASSIGNMENTS
 from autograder.upload import wanted_files
 from coursecore.parts import ASSIGNMENT_PARTS, POINTS, max_score, parts_for
-from coursecore import course_root
+from coursecore import course_root, deadlines
 
 BUNDLE = "autograder.zip"
 PACKAGES = ("coursecore", "data_utils", "vitcourse", "autograder")
@@ -181,8 +181,15 @@ def build(out_dir: str | Path, assignment: Optional[str] = None, data_root: Opti
         warnings.append(f"{assignment} is graded from a checkpoint, and this bundle carries no CIFAR test set: "
                         "only checkpoints trained on the embedded digits can be graded. Rebuild with "
                         "--data-root DIR (a folder in the CIFAR python layout; only the test split is copied).")
+    # The due date and late policy of course/deadlines.toml: the runner applies them to Gradescope's submission
+    # time with the same arithmetic as nbgrader's path (coursecore/deadlines.py).
+    deadline = deadlines.for_assignment(Path(repo) / "course", assignment) if assignment else None
+    if assignment and deadline is None:
+        warnings.append(f"course/deadlines.toml gives {assignment} no due date: Gradescope submissions of this "
+                        "bundle get no late penalty. Set `due` in its section and rebuild to apply the late policy.")
     config = {"assignment": assignment, "visibility": visibility, "parts": list(parts),
-              "points": {p: POINTS[p] for p in parts}, "data": "data" if data_root is not None else None}
+              "points": {p: POINTS[p] for p in parts}, "data": "data" if data_root is not None else None,
+              "deadline": deadline.to_json() if deadline else None}
     title = assignment or "every part"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,16 @@ class LifecycleError(RuntimeError):
 
 # ---- grading --------------------------------------------------------------------------------------------
 
+def check_deadlines(course_dir: Path) -> None:
+    """Read deadlines.toml once before anything runs: a mistake in it would fail every student's autograde."""
+    from coursecore import deadlines
+
+    try:
+        deadlines.load(course_dir, known=release.source_assignments(course_dir) or None)
+    except deadlines.DeadlineError as err:
+        raise LifecycleError(f"nothing was done: {err}") from None
+
+
 def backup_gradebook(course_dir: Path) -> Optional[Path]:
     """Copy gradebook.db to backups/gradebook-<UTC time>.db (SQLite's online backup: consistent even mid-write)."""
     db = Path(course_dir) / "gradebook.db"
@@ -127,9 +137,10 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     GradingFailed after everyone else was graded and given feedback, naming them with nbgrader's log.
     `outputs` collects what each `nbgrader autograde` process printed (its log: warnings included).
     """
-    from coursetools import progress
+    from coursetools import lateness, meter, progress
 
     course_dir = Path(course_dir)
+    check_deadlines(course_dir)
     archive = course_dir / "downloaded" / assignment / "archive"
     if collect and archive.is_dir() and any(archive.iterdir()):
         release.nbgrader(course_dir, "zip_collect", assignment, "--force")
@@ -157,7 +168,9 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
         log(f"  autograding {len(todo)} of {len(students)} students in {min(jobs, len(todo))} nbgrader process(es)"
             + (f"; {len(run.kept)} already graded are kept" if run.kept else ""))
         # nbgrader sets NBGRADER_EXECUTION while it runs the notebooks: they train in fast mode.
-        procs = _run_batches(course_dir, "autograde", assignment, _batches(todo, jobs), everyone, jobs)
+        # How many are done, the rate and the time left, read from nbgrader's per-student records (meter.py).
+        with meter.watch(course_dir, assignment, todo, meter.for_terminal(len(todo), log)):
+            procs = _run_batches(course_dir, "autograde", assignment, _batches(todo, jobs), everyone, jobs)
         _keep_logs(outputs, procs)
         left = sorted(progress.unfinished(course_dir, assignment, todo))
         if left:
@@ -172,6 +185,7 @@ def autograde(course_dir: Path, assignment: str, students: Optional[list[str]] =
     graded = [s for s in students if s not in run.failed]
     fb = graded if force else sorted(progress.feedback_unfinished(course_dir, assignment, graded))
     if fb:
+        lateness.reapply(course_dir, assignment)  # penalties of the scores as they are now (coursetools/lateness.py)
         procs = _run_batches(course_dir, "generate_feedback", assignment, [fb], everyone, 1)
         why = progress.feedback_unfinished(course_dir, assignment, fb)
         run.failed.update({s: f"feedback: {reason}\n{_log_about(procs[s], s)}" for s, reason in why.items()})
@@ -186,15 +200,18 @@ def generate_feedback(course_dir: Path, assignment: str, students: Optional[list
                       force: bool = False, log=print) -> list[str]:
     """Feedback for the graded students whose feedback is missing or stale (all graded ones with `force`,
     e.g. after manual grading). Returns who got feedback; raises naming who did not."""
-    from coursetools import progress
+    from coursetools import lateness, progress
 
     course_dir = Path(course_dir)
+    check_deadlines(course_dir)
     everyone = progress.submitted_students(course_dir, assignment)
     students = [s for s in (students or everyone) if s in everyone]
     not_graded = progress.unfinished(course_dir, assignment, students)
     graded = [s for s in students if s not in not_graded]
     todo = graded if force else sorted(progress.feedback_unfinished(course_dir, assignment, graded))
     if todo:
+        # A TA's manual points count towards the late penalty too: nbgrader fixed it before they existed.
+        lateness.reapply(course_dir, assignment)
         procs = _run_batches(course_dir, "generate_feedback", assignment, [todo], everyone, 1)
         why = progress.feedback_unfinished(course_dir, assignment, todo)
         if why:
@@ -235,6 +252,10 @@ def export_grades(course_dir: Path, allow_incomplete: bool = False) -> Path:
         raise LifecycleError("not exporting: these submissions are not completely autograded and would be "
                              "exported as 0 — run `vitcourse grade <assignment>` first:\n" + "\n".join(
                                  f"  {a}/{s}: {why}" for a, students in missing.items() for s, why in students.items()))
+    from coursetools import lateness
+
+    check_deadlines(course_dir)
+    lateness.reapply_all(course_dir)  # penalties of the final scores, manual grades included
     out = course_dir / GRADES_CSV
     release.nbgrader(course_dir, "export", "--to", str(out))
     return out

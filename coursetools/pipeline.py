@@ -36,15 +36,17 @@ def assignments(course_dir: Path) -> list[str]:
 def autograde_steps() -> list:
     """Autograde.autograde_preprocessors, in order (autograder/nbgrader_plugin.py says what each one does)."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
-    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput
+    from nbgrader.preprocessors import CheckCellMetadata, IgnorePattern, LimitOutput
 
     from autograder.nbgrader_plugin import (RegradeHiddenCells, ResilientExecute, RestoreHandedInFiles,
                                             SnapshotSubmission)
+    from coursetools.lateness import CourseLatePenalties
     from coursetools.regrade import KeepManualGrades
 
-    # KeepManualGrades is nbgrader's SaveAutoGrades keeping what a TA graded by hand (coursetools/regrade.py).
+    # KeepManualGrades is nbgrader's SaveAutoGrades keeping what a TA graded by hand (coursetools/regrade.py);
+    # CourseLatePenalties is AssignLatePenalties with the due date and policy of deadlines.toml (lateness.py).
     return [SnapshotSubmission, ResilientExecute, RegradeHiddenCells, RestoreHandedInFiles, IgnorePattern,
-            ClearMetadataPreprocessor, LimitOutput, KeepManualGrades, AssignLatePenalties, CheckCellMetadata]
+            ClearMetadataPreprocessor, LimitOutput, KeepManualGrades, CourseLatePenalties, CheckCellMetadata]
 
 
 # nbgrader's sanitize steps, with OverwriteCells replaced by coursetools/overwrite.py's subclass: a deleted setup
@@ -61,6 +63,8 @@ FEEDBACK_STEPS = [
     "coursetools.feedback.HideHiddenTests",
     # Lines of hidden tests or mark schemes a student cell copied into an output (an IPython hook can).
     "coursetools.feedback.ScrubHiddenText",
+    # When it was due, when it came and what the late policy took (coursetools/lateness.py).
+    "coursetools.lateness.ExplainLateness",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 
@@ -102,6 +106,9 @@ def configure(c, course_dir: str | os.PathLike, *, argv=None) -> None:
     c.Autograde.autograde_preprocessors = autograde_steps()
     c.RegradeHiddenCells.enabled = True
     c.KeepManualGrades.course_root = root
+    # Late penalties: the due date and policy of deadlines.toml, the time zip_collect recorded (lateness.py).
+    c.CourseLatePenalties.course_root = root
+    c.ExplainLateness.course_root = root
     # Each student's kernel runs in the allow-list sandbox (autograder/kernel_sandbox.py), over ipc sockets, and
     # leaves the scores of grade_part cells to RegradeHiddenCells (nothing scored where the student's code runs).
     c.Execute.kernel_manager_class = "autograder.kernel_sandbox.SandboxedKernelManager"
@@ -113,18 +120,21 @@ def configure(c, course_dir: str | os.PathLike, *, argv=None) -> None:
     # `vitcourse grade` after a crash redoes exactly the unfinished students (coursetools/progress.py).
     progress.install_hooks(c, course_dir)
 
-    # ---- zip_collect: submissions downloaded as <student_id>.zip from the LMS / Drive ------------------------
+    # ---- zip_collect: submissions downloaded as <student_id>.zip from the LMS / Drive, or Canvas's bulk names ----
     c.ZipCollectApp.archive_directory = "archive"
     c.ZipCollectApp.extracted_directory = "extracted"
     c.ZipCollectApp.downloaded_directory = "downloaded"
     # nbgrader's FileNameCollectorPlugin, except that a file a zip holds twice (at its top level and in the
-    # assignment folder) is collected once by a fixed rule instead of aborting the class (coursetools/collect.py).
-    c.ZipCollectApp.collector_plugin = "coursetools.collect.OneCopyCollectorPlugin"
+    # assignment folder) is collected once by a fixed rule instead of aborting the class (coursetools/collect.py),
+    # every submission gets its time and one zip per student counts, the latest (coursetools/lateness.py).
+    c.ZipCollectApp.collector_plugin = "coursetools.lateness.TimedCollectorPlugin"
     # Anchored at this course's own extracted/ folder: the student id is the zip's name, never a folder inside
-    # it, so a member path ".../extracted/<other id>/..." cannot name another student or create a new one.
+    # it, so a member path ".../extracted/<other id>/..." cannot name another student or create a new one. The
+    # zip's name is the id itself or Canvas's `<name>_[LATE_]<user id>_<submission id>_<id>` (lms_names.py).
     c.FileNameCollectorPlugin.named_regexp = (
         "^" + re.escape(root) + r"/downloaded/[^/]+/extracted/"
-        r"(?P<student_id>[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>" + SUBMISSION_FILE_RE + r")$")
+        r"(?P<student_id>(?:[A-Za-z0-9]+_(?:LATE_)?[0-9]+_[0-9]+_)?[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>"
+        + SUBMISSION_FILE_RE + r")$")
     c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt", ".json"]
 
     # ---- the exchange (a shared server): a collected submission is closed to other users as it lands ------

@@ -24,7 +24,7 @@ from typing import Optional
 
 import nbformat
 
-from coursecore import course_root, impl
+from coursecore import course_root, deadlines, impl
 from coursecore.registry import files_for
 from coursetools import release
 from vitcourse.course import handin
@@ -51,6 +51,8 @@ def make_course(scratch: Path, assignments: Optional[list[str]] = None, course_d
         shutil.rmtree(dest)
     (dest / "source").mkdir(parents=True)
     shutil.copy2(course_dir / "nbgrader_config.py", dest / "nbgrader_config.py")
+    if (course_dir / deadlines.FILE).is_file():  # the due dates and late policy travel with the course
+        shutil.copy2(course_dir / deadlines.FILE, dest / deadlines.FILE)
     for name in assignments or release.source_assignments(course_dir):
         shutil.copytree(course_dir / "source" / name, dest / "source" / name)
     return dest
