@@ -120,6 +120,10 @@ def configure(c, course_dir: str | os.PathLike, *, argv=None) -> None:
     # nbgrader's FileNameCollectorPlugin, except that a file a zip holds twice (at its top level and in the
     # assignment folder) is collected once by a fixed rule instead of aborting the class (coursetools/collect.py).
     c.ZipCollectApp.collector_plugin = "coursetools.collect.OneCopyCollectorPlugin"
+    # It also reads the names of Canvas's and Moodle's bulk downloads (coursetools/lms_names.py): the student is
+    # the LMS identity's nbgrader id (coursetools/lms.py), under this course's extracted/ folders only.
+    c.OneCopyCollectorPlugin.course_root = root
+    c.OneCopyCollectorPlugin.submission_file_re = SUBMISSION_FILE_RE
     # Anchored at this course's own extracted/ folder: the student id is the zip's name, never a folder inside
     # it, so a member path ".../extracted/<other id>/..." cannot name another student or create a new one.
     c.FileNameCollectorPlugin.named_regexp = (
