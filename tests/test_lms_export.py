@@ -136,6 +136,9 @@ def _gradebook(course, scores: dict[str, tuple[float, float]], manual_pending=()
     """gradebook.db with a2: a 6-point test cell and a 4-point written answer; scores: student -> (auto, manual)."""
     from nbgrader.api import Gradebook
 
+    # These scores stand in for `vitcourse grade`: the collected but never autograded submitted/ folders would
+    # (rightly) make the export refuse, so they go; the collected ids were read before.
+    shutil.rmtree(course / "submitted", ignore_errors=True)
     (course / "gradebook.db").unlink(missing_ok=True)
     release.nbgrader(course, "db", "assignment", "add", A)  # a new gradebook, made as nbgrader makes one
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
@@ -182,6 +185,7 @@ def test_canvas_round_trip_from_collected_download_to_gradebook_import(course, c
                                                                       tmp_path, capsys):
     _, found = canvas_collected
     collected = sorted({p.split("/")[0] for p in found})
+    assert collected == ["canvas-4211", "canvas-4212", "canvas-4213", "canvas-4214"]
     _gradebook(course, {s: (6.0 - i, 4.0 - i * 1.5) for i, s in enumerate(collected)})  # manual points included
     out = tmp_path / "import.csv"
     before = canvas_roster.read_bytes()
