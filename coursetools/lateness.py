@@ -5,11 +5,11 @@ penalty when `submission.timestamp` is after the assignment's `duedate` in the g
 feedback page show it. Nothing set a due date, and zip_collect wrote no timestamp, so every submission was on
 time. Here, each piece gets its input from the course's one declaration (coursecore/deadlines.py):
 
-* `TimedCollectorPlugin` (zip_collect) gives every collected submission its time and collects one zip per
-  student: with Canvas's bulk-download names (`coursetools/lms_names.py`) the LATE marker decides whether it is
-  late (it knows each student's own due date), and the zip's newest member time how late; a plain
-  `<student id>.zip` has only the zip's time (the hand-in cell writes UTC). Of several zips of one student
-  (a resubmission) the latest counts, in full; the others are skipped, with a log line.
+* `TimedCollectorPlugin` (zip_collect) gives every collected submission its time, on top of the collector that
+  says who handed it in and keeps one copy of each file (coursetools/collect.py: the newest LMS upload of a
+  resubmission): with Canvas's bulk-download names (`coursetools/lms_names.py`) the LATE marker decides whether
+  it is late (it knows each student's own due date), and the zip's newest member time how late; a plain
+  `<student id>.zip` has only the zip's time (the hand-in cell writes UTC).
 * `CourseLatePenalties` (autograde) writes the declared due date into the gradebook and lets nbgrader compute
   the seconds late; its plugin `CoursePolicyPlugin` is `Deadline.policy.fraction(seconds late) × score`.
 * `reapply` recomputes every notebook's penalty from its current score: nbgrader fixes the penalty when it
@@ -21,7 +21,6 @@ time. Here, each piece gets its input from the course's one declaration (coursec
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -36,7 +35,6 @@ from coursecore import deadlines
 from coursetools.collect import OneCopyCollectorPlugin
 from coursetools.lms_names import parse_canvas_name
 
-STUDENT_ID = re.compile(r"^[A-Za-z0-9\-]+$")  # what the hand-in cell accepts (vitcourse/course/handin.py)
 EXPLAIN_MARK = "vitcourse_lateness"  # metadata of the feedback cell ExplainLateness adds
 ONE_S = dt.timedelta(seconds=1)
 
@@ -82,53 +80,34 @@ def submission_time(archive: Optional[Path], folder: str, deadline: Optional[dea
 
 
 class TimedCollectorPlugin(OneCopyCollectorPlugin):
-    """The course's collector (one copy of a doubled file) + Canvas names + the submission time + latest zip wins."""
+    """The course's collector (who a file is, one copy of a file handed in twice: coursetools/collect.py), plus
+    the submission time of each collected file, for the late policy."""
 
-    def _course(self):
-        app = self.parent
-        return app, Path(app.coursedir.root), app.coursedir.assignment_id
+    def _deadline(self) -> Optional[deadlines.Deadline]:
+        if not hasattr(self, "_deadline_read"):
+            app = self.parent
+            self._deadline_read = deadlines.for_assignment(Path(app.coursedir.root), app.coursedir.assignment_id)
+        return self._deadline_read
 
-    def _zips(self) -> dict[str, dict]:
-        """extracted folder -> {student, time, order}, for every folder of this collection (read once)."""
-        if getattr(self, "_zip_info", None) is None:
-            app, root, assignment = self._course()
-            extracted = Path(app._format_collect_path(app.extracted_directory))
-            archive = Path(app._format_collect_path(app.archive_directory))
-            deadline = deadlines.for_assignment(root, assignment)
-            self._zip_info = {}
-            for folder in sorted(p.name for p in extracted.iterdir() if p.is_dir()) if extracted.is_dir() else []:
-                canvas = parse_canvas_name(folder)
-                student = canvas.original_name if canvas else folder
-                source = next((archive / f"{folder}{ext}" for ext in (".zip", ".ZIP")
-                               if (archive / f"{folder}{ext}").is_file()), None)
-                when = submission_time(source, folder, deadline, self.log.warning)
-                order = (when or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
-                         int(canvas.submission_id) if canvas else 0, folder)
-                self._zip_info[folder] = {"student": student, "time": when if deadline else None, "order": order}
-        return self._zip_info
+    def _handed_in(self, submitted_file: str) -> Optional[dt.datetime]:
+        """When the top-level entry (a zip's folder, a loose file) that holds `submitted_file` was handed in."""
+        where = self._extracted(submitted_file)
+        if where is None:
+            return None
+        extracted, _, inside = where
+        top = inside.split("/")[0]
+        archive = Path(self.parent._format_collect_path(self.parent.archive_directory))
+        source = next((archive / f"{top}{ext}" for ext in (".zip", ".ZIP") if (archive / f"{top}{ext}").is_file()),
+                      None)
+        return submission_time(source, top, self._deadline(), self.log.warning)
 
     def collect(self, submitted_file: str) -> Optional[dict]:
         info = super().collect(submitted_file)
-        if not info or self.parent is None or not hasattr(self.parent, "coursedir"):
-            return info
-        folder = info["student_id"]  # the pattern's student is the extracted folder, the archive's stem
-        zips = self._zips()
-        mine = zips.get(folder)
-        if mine is None:
-            return info
-        if not STUDENT_ID.match(mine["student"]):
-            self.log.warning("Skipped %s: %r is not a student id (letters, digits and '-'); rename the archive "
-                             "to <student id>.zip", submitted_file, mine["student"])
-            return None
-        rivals = [f for f, z in zips.items() if z["student"] == mine["student"]]
-        latest = max(rivals, key=lambda f: zips[f]["order"])
-        if latest != folder:
-            self.log.warning("Skipped %s: %s handed in again later (%s); the latest submission counts, in full",
-                             submitted_file, mine["student"], latest)
-            return None
-        info["student_id"] = mine["student"]
-        if mine["time"] is not None:
-            info["timestamp"] = _naive_utc(mine["time"])
+        if not info or self.parent is None or not hasattr(self.parent, "coursedir") or self._deadline() is None:
+            return info  # no due date declared: no time, nothing late (and nothing regraded for a new timestamp)
+        when = self._handed_in(submitted_file)
+        if when is not None:
+            info["timestamp"] = _naive_utc(when)
         return info
 
 

@@ -1,45 +1,85 @@
-"""The names an LMS gives the files of its bulk download, read back into who handed in what.
+"""The names an LMS gives the files of a bulk download, read back into who handed in what.
 
-Canvas's "Download Submissions" zip names every file `<name>_<user id>_<submission id>_<file as uploaded>`,
-and a submission Canvas counts as late `<name>_LATE_<user id>_<submission id>_<file as uploaded>`; `<name>`
-is the student's sortable name squeezed into lower-case letters (`smithjohn`). Canvas's LATE marker takes
-the student's own due date into account (an extension, a section's date), which nothing in the file's times
-does: where it is there, it decides whether the submission is late (coursetools/lateness.py).
+Canvas ("Download Submissions") names every file
 
-Kept apart from the collector so that every reader of LMS names (zip_collect's student ids, the roster,
-the late marker) parses them one way.
+    <lastfirst>[_LATE]_<user id>_<submission id>_<original name>     e.g. doejohn_LATE_4211_90312_a2_transformer.ipynb
+
+where `lastfirst` is the student's sortable name, lower-cased, with spaces and punctuation removed (letters
+with accents stay), `LATE` marks a submission after the due date, the user id is the `ID` column of Canvas's
+gradebook export and, when a student uploads the same file name again, Canvas appends `-1`, `-2` ... before the
+extension (`a2_transformer-1.ipynb`).
+
+Moodle ("Download all submissions") names every file, or with "download submissions in folders" every folder,
+
+    <Full Name>_<participant id>_assignsubmission_<plugin>[_<original name>]   e.g. José O'Neil_1234_assignsubmission_file_x.zip
+
+where the full name has its underscores replaced by spaces (so the first `_` ends it), the participant id is a
+number Moodle keeps per assignment (mod/assign's `get_uniqueid_for_user`: the same student has another one in
+the next assignment; the assignment's grading worksheet lists it as "Participant 1234"), and with blind
+marking the name is "Participant". Moodle has no late marker in the name.
+
+Both parsers return None for a name that is not of their LMS: never a half-parsed record.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Optional
 
-CANVAS_NAME = re.compile(r"^(?P<name>[^_/]+)_(?:(?P<late>LATE)_)?(?P<user_id>\d+)_(?P<submission_id>\d+)_(?P<original>[^/]+)$")
+# Non-greedy key: the first `_<digits>_<digits>_` after it ends the name, whatever the original name holds.
+_CANVAS = re.compile(r"^(?P<key>[^/]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<sub>\d+)_(?P<original>[^/]+)$")
+_MOODLE = re.compile(r"^(?P<key>[^_/]+)_(?P<user>\d+)_assignsubmission_(?P<plugin>[a-z]+)(?:_(?P<original>[^/]+))?$")
+# Canvas's suffix for a file name uploaded again: "-1" before the extension (or at the end without one).
+_RESUBMITTED = re.compile(r"^(?P<stem>.+?)-(?P<n>\d+)(?P<ext>\.[^.]+)?$")
 
 
 @dataclass(frozen=True)
-class CanvasName:
-    """One file of Canvas's bulk download."""
+class LmsName:
+    """One file (or folder) name of an LMS bulk download, read back."""
 
-    student_key: str  # Canvas's squeezed sortable name, e.g. 'smithjohn' (not unique: two John Smiths)
-    user_id: str  # Canvas's user id: unique, what a roster maps to the course's student id
-    submission_id: str  # grows with every new submission of the assignment
-    late: bool  # Canvas's LATE marker: handed in after this student's own due date
-    original_name: str  # the file as the student uploaded it, e.g. 'ada.zip' from the hand-in cell
+    lms: str  # "canvas" or "moodle"
+    student_key: str  # the name part: Canvas's lastfirst, Moodle's full name (NFC); for display, never an identity
+    user_id: str  # Canvas: the user's ID; Moodle: the participant id of this assignment
+    submission_id: Optional[str]  # Canvas's number after the user id; Moodle names have none
+    late: bool  # Canvas's LATE marker
+    original: str  # the name the student uploaded ("" for a Moodle folder), Canvas's "-N" removed
+    resubmission: int = 0  # Canvas's N in "-N" (0: none)
+    uploaded: str = ""  # the original name exactly as in the download, "-N" included
 
-    def __iter__(self):  # (student_key, user_id, submission_id, late, original_name), as the brief's tuple
-        return iter((self.student_key, self.user_id, self.submission_id, self.late, self.original_name))
+
+def _nfc(text: str) -> str:
+    # An archive unpacked on macOS spells "é" as e + combining accent (NFD); the LMS wrote NFC.
+    return unicodedata.normalize("NFC", text)
 
 
-def parse_canvas_name(filename: str) -> Optional[CanvasName]:
-    """The parts of a Canvas bulk-download name (a path's last component is read), or None for another name.
+def split_resubmission(name: str) -> tuple[str, int]:
+    """("a2_transformer.ipynb", 1) from Canvas's "a2_transformer-1.ipynb"; (name, 0) when there is no suffix."""
+    match = _RESUBMITTED.match(name)
+    if not match:
+        return name, 0
+    return match["stem"] + (match["ext"] or ""), int(match["n"])
 
-    >>> tuple(parse_canvas_name("smithjohn_LATE_12345_67890_ada.zip"))
-    ('smithjohn', '12345', '67890', True, 'ada.zip')
-    """
-    match = CANVAS_NAME.match(PurePath(filename).name)
+
+def parse_canvas_name(filename: str) -> Optional[LmsName]:
+    """Canvas's `lastfirst[_LATE]_userid_submissionid_original`, or None when `filename` is not one."""
+    match = _CANVAS.match(_nfc(filename))
     if not match:
         return None
-    return CanvasName(match["name"], match["user_id"], match["submission_id"], bool(match["late"]), match["original"])
+    original, copy = split_resubmission(match["original"])
+    return LmsName("canvas", match["key"], match["user"], match["sub"], bool(match["late"]), original, copy,
+                   match["original"])
+
+
+def parse_moodle_name(filename: str) -> Optional[LmsName]:
+    """Moodle's `Full Name_participantid_assignsubmission_plugin[_original]`, or None when it is not one."""
+    match = _MOODLE.match(_nfc(filename))
+    if not match:
+        return None
+    original = match["original"] or ""
+    return LmsName("moodle", match["key"].strip(), match["user"], None, False, original, 0, original)
+
+
+def parse_lms_name(filename: str) -> Optional[LmsName]:
+    """Whichever LMS's name `filename` is (Moodle's is the more specific pattern, so it is tried first)."""
+    return parse_moodle_name(filename) or parse_canvas_name(filename)

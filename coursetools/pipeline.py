@@ -125,16 +125,19 @@ def configure(c, course_dir: str | os.PathLike, *, argv=None) -> None:
     c.ZipCollectApp.extracted_directory = "extracted"
     c.ZipCollectApp.downloaded_directory = "downloaded"
     # nbgrader's FileNameCollectorPlugin, except that a file a zip holds twice (at its top level and in the
-    # assignment folder) is collected once by a fixed rule instead of aborting the class (coursetools/collect.py),
-    # every submission gets its time and one zip per student counts, the latest (coursetools/lateness.py).
+    # assignment folder) is collected once by a fixed rule instead of aborting the class (coursetools/collect.py).
+    # It also reads the names of Canvas's and Moodle's bulk downloads (coursetools/lms_names.py): the student is
+    # the LMS identity's nbgrader id (coursetools/lms.py), under this course's extracted/ folders only. And every
+    # submission gets its time, for the late policy of deadlines.toml (coursetools/lateness.py).
     c.ZipCollectApp.collector_plugin = "coursetools.lateness.TimedCollectorPlugin"
+    c.OneCopyCollectorPlugin.course_root = root  # traitlets: a subclass (TimedCollectorPlugin) reads these too
+    c.OneCopyCollectorPlugin.submission_file_re = SUBMISSION_FILE_RE
     # Anchored at this course's own extracted/ folder: the student id is the zip's name, never a folder inside
-    # it, so a member path ".../extracted/<other id>/..." cannot name another student or create a new one. The
-    # zip's name is the id itself or Canvas's `<name>_[LATE_]<user id>_<submission id>_<id>` (lms_names.py).
+    # it, so a member path ".../extracted/<other id>/..." cannot name another student or create a new one (LMS
+    # download names are read by the collector itself).
     c.FileNameCollectorPlugin.named_regexp = (
         "^" + re.escape(root) + r"/downloaded/[^/]+/extracted/"
-        r"(?P<student_id>(?:[A-Za-z0-9]+_(?:LATE_)?[0-9]+_[0-9]+_)?[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>"
-        + SUBMISSION_FILE_RE + r")$")
+        r"(?P<student_id>[A-Za-z0-9\-]+)(?:/[^/]+)?/(?P<file_id>" + SUBMISSION_FILE_RE + r")$")
     c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".py", ".pt", ".json"]
 
     # ---- the exchange (a shared server): a collected submission is closed to other users as it lands ------

@@ -26,15 +26,17 @@ UTC = dt.timezone.utc
 DUE = dt.datetime(2026, 10, 12, 6, 59, tzinfo=UTC)
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
 GRACE_MIN, PER_DAY, CAP = 15, 0.1, 0.5
-# student id -> [(Canvas name or None for a plain zip, zip time, hands in answers)], in the order handed in
+# nbgrader's student id -> [(Canvas name or None for a plain zip, zip time, hands in answers)], in the order
+# handed in. A Canvas-named file is the student of its Canvas user id (coursetools/lms.py: canvas-<id>).
 HAND_INS = {
-    "ontime": [("smithontime_11_101_ontime", DUE - HOUR, True)],
-    "late": [("smithlate_LATE_12_102_late", DUE + DAY + HOUR, True)],         # two started days
-    "verylate": [("smithvery_LATE_13_103_verylate", DUE + 20 * DAY, True)],   # the cap
-    "again": [("smithagain_14_104_again", DUE - 2 * DAY, False),              # on time, no answers ...
-              ("smithagain_LATE_14_205_again", DUE + 3 * HOUR, True)],        # ... then late, with answers
-    "plain": [(None, DUE + 5 * HOUR, True)],                                  # only the zip's own time
+    "canvas-11": [("smithontime_11_101_ontime", DUE - HOUR, True)],
+    "canvas-12": [("smithlate_LATE_12_102_late", DUE + DAY + HOUR, True)],         # two started days
+    "canvas-13": [("smithvery_LATE_13_103_verylate", DUE + 20 * DAY, True)],       # the cap
+    "canvas-14": [("smithagain_14_104_again", DUE - 2 * DAY, False),               # on time, no answers ...
+                  ("smithagain_LATE_14_205_again", DUE + 3 * HOUR, True)],         # ... then late, with answers
+    "plain": [(None, DUE + 5 * HOUR, True)],                                       # only the zip's own time
 }
+LATE = "canvas-12"
 pytestmark = pytest.mark.slow
 
 
@@ -90,16 +92,16 @@ def test_the_export_takes_the_policys_penalty_off_each_late_student(graded):
         fraction = oracle_fraction((_latest(student) - DUE).total_seconds())
         assert float(row["late_submission_penalty"]) == pytest.approx(raw * fraction), (student, row)
         assert float(row["score"]) == pytest.approx(raw * (1 - fraction)), (student, row)
-    assert float(rows["verylate"]["late_submission_penalty"]) == pytest.approx(CAP * float(rows["verylate"]["raw_score"]))
-    assert float(rows["ontime"]["late_submission_penalty"]) == 0
+    assert float(rows["canvas-13"]["late_submission_penalty"]) == pytest.approx(CAP * float(rows["canvas-13"]["raw_score"]))
+    assert float(rows["canvas-11"]["late_submission_penalty"]) == 0
 
 
 def test_the_latest_of_a_resubmission_is_collected_in_full(graded):
     course, _, rows = graded
-    submitted = course / "submitted" / "again" / A
+    submitted = course / "submitted" / "canvas-14" / A
     stamp = (submitted / "timestamp.txt").read_text().strip()
-    assert deadlines.aware(dt.datetime.fromisoformat(stamp)) == _latest("again")
-    assert float(rows["again"]["raw_score"]) == pytest.approx(float(rows["ontime"]["raw_score"]))  # with answers
+    assert deadlines.aware(dt.datetime.fromisoformat(stamp)) == _latest("canvas-14")
+    assert float(rows["canvas-14"]["raw_score"]) == pytest.approx(float(rows["canvas-11"]["raw_score"]))  # with answers
 
 
 def test_gradescope_gives_the_same_final_score_for_the_same_time_and_raw_score(graded, tmp_path):
@@ -136,11 +138,11 @@ def test_grading_showed_progress_in_a_few_lines(graded):
 def test_manual_points_given_later_are_penalised_too(graded):
     course, _, _ = graded
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        nb = gb.find_submission_notebook(A, A, "late")
+        nb = gb.find_submission_notebook(A, A, LATE)
         answer = next(g for g in nb.grades if g.cell.cell_type == "markdown" and g.max_score > 0)
         answer.manual_score = answer.max_score
         gb.db.commit()
     csv_path = grading.export_grades(course)
-    row = next(r for r in csv.DictReader(csv_path.open()) if r["assignment"] == A and r["student_id"] == "late")
-    fraction = oracle_fraction((_latest("late") - DUE).total_seconds())
+    row = next(r for r in csv.DictReader(csv_path.open()) if r["assignment"] == A and r["student_id"] == LATE)
+    fraction = oracle_fraction((_latest(LATE) - DUE).total_seconds())
     assert float(row["late_submission_penalty"]) == pytest.approx(float(row["raw_score"]) * fraction)

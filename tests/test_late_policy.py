@@ -16,7 +16,6 @@ import pytest
 from autograder import gradescope as runner
 from coursecore import course_root, deadlines
 from coursetools import gradescope, lateness, release
-from coursetools.lms_names import parse_canvas_name
 
 UTC = dt.timezone.utc
 DUE = dt.datetime(2026, 10, 12, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=-7)))
@@ -105,15 +104,7 @@ def test_a_mistake_in_the_declaration_says_where_and_what_to_write(tmp_path, tex
 
 # ---- the time of a submission in an LMS download -------------------------------------------------------------
 
-@pytest.mark.parametrize("name, parts", [
-    ("smithjohn_12345_67890_ada.zip", ("smithjohn", "12345", "67890", False, "ada.zip")),
-    ("smithjohn_LATE_12345_67890_ada.zip", ("smithjohn", "12345", "67890", True, "ada.zip")),
-    ("archive/doe_7_8_my_work_v2.zip", ("doe", "7", "8", False, "my_work_v2.zip")),
-    ("ada.zip", None), ("s-12ab", None), ("smith_LATE_x_1_a.zip", None),
-])
-def test_canvas_names_are_read_back(name, parts):
-    got = parse_canvas_name(name)
-    assert (tuple(got) if got else None) == parts
+# Canvas's and Moodle's names are read by coursetools/lms_names.py: tests/test_lms_names.py.
 
 
 def _zip_at(path: Path, when: dt.datetime) -> Path:
