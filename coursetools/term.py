@@ -51,11 +51,26 @@ def make_course(scratch: Path, assignments: Optional[list[str]] = None, course_d
         shutil.rmtree(dest)
     (dest / "source").mkdir(parents=True)
     shutil.copy2(course_dir / "nbgrader_config.py", dest / "nbgrader_config.py")
-    if (course_dir / deadlines.FILE).is_file():  # the due dates and late policy travel with the course
-        shutil.copy2(course_dir / deadlines.FILE, dest / deadlines.FILE)
-    for name in assignments or release.source_assignments(course_dir):
+    chosen = list(assignments or release.source_assignments(course_dir))
+    if (course_dir / deadlines.FILE).is_file():  # the due dates and late policy travel with the course ...
+        text = (course_dir / deadlines.FILE).read_text(encoding="utf-8")
+        # ... its chosen assignments' sections only: a section of an assignment the course lacks is a mistake
+        (dest / deadlines.FILE).write_text(_sections_of(text, {"default", *chosen}), encoding="utf-8")
+    for name in chosen:
         shutil.copytree(course_dir / "source" / name, dest / "source" / name)
     return dest
+
+
+def _sections_of(toml_text: str, keep: set) -> str:
+    """A TOML file's text with only the top-level tables named in `keep` (and whatever precedes the first table)."""
+    out, keeping = [], True
+    for line in toml_text.splitlines(keepends=True):
+        header = re.match(r"^\s*\[([^\[\]]+)\]", line)
+        if header:
+            keeping = header[1].strip().strip('"') in keep
+        if keeping:
+            out.append(line)
+    return "".join(out)
 
 
 def cells_by_id(nb) -> dict:

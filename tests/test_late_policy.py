@@ -199,3 +199,16 @@ def test_the_bundle_carries_the_declared_deadline(tmp_path, monkeypatch):
     with zipfile.ZipFile(bundle.path) as archive:
         carried = json.loads(archive.read("gradescope.json"))["deadline"]
     assert deadlines.Deadline.from_json(carried) == DEADLINE and not bundle.warnings
+
+
+def test_a_scratch_course_of_some_assignments_carries_only_their_deadlines(tmp_path):
+    """term.make_course (the demo, the tests): the course's deadlines.toml, cut to the chosen assignments, still
+    loads (a section of an assignment the course lacks is a mistake there)."""
+    from coursetools import term
+
+    course = term.make_course(tmp_path, ["a5_analysis"])
+    assert deadlines.load(course, known=["a5_analysis"]) == {}  # the shipped file declares no due date yet
+    with pytest.raises(deadlines.DeadlineError, match="no assignment of that name"):
+        deadlines.load(course_root.current().course, known=["a5_analysis"])  # the whole course's file, uncut
+    text = (course / deadlines.FILE).read_text()
+    assert "[a5_analysis]" in text and "[a2_transformer]" not in text and "[default]" in text
