@@ -681,9 +681,15 @@ def _fold_inputs(case: dict, values: dict) -> dict:
 
 # ---- the analysers: each part's intermediate quantities, in the order the data flows, with generated wrong versions
 # (analysers.decompose). Computed here from the case's inputs (float64), never from the reference's source.
-def _error_hint(part: str, message: str) -> Optional[str]:
-    """torch's error, said for cnn.py (the generic translation when none of these applies)."""
+def _error_hint(part: str, message: str, c: Optional[dict] = None) -> Optional[str]:
+    """torch's error, said for cnn.py (the generic translation when none of these applies). With the case `c`,
+    sizes in the message that are the block's C_in and C_out say which tensor went where."""
     from coursecore.parts import analysers
+
+    if part == "cnn.ConvBlock.forward" and c is not None:
+        found = _block_size_error(message, c["params"]["in"], c["params"]["out"])
+        if found:
+            return found
 
     if part == "cnn.ConvNet.forward" and re.search(r"mat1 and mat2 shapes cannot be multiplied", message):
         return ("self.head is a Linear on the pooled features: it got more features per image than C_last, the "
@@ -692,8 +698,8 @@ def _error_hint(part: str, message: str) -> Optional[str]:
                                               r"size of tensor a \(\d+\) must match", message):
         return ("batch norm averages over _reduce_dims(x), every axis but C (axis 1): x may be (B, C), (B, C, L) or "
                 "(B, C, H, W), so do not hard-code (0, 2, 3), and keep the statistics of shape (C,).")
-    if part == "cnn.ConvBlock.forward" and re.search(r"expected input.*to have \d+ channels|size mismatch|"
-                                                     r"running_mean should contain \d+ elements", message):
+    if part == "cnn.ConvBlock.forward" and re.search(r"size mismatch|running_mean should contain \d+ elements",
+                                                     message):
         return ("the layers run in the wrong order: ConvBlock is conv -> bn -> act, and the batch norm normalises the "
                 "conv's C_out output channels")
     if part == "cnn.ConvBlock.forward" and re.search(r"modified by an inplace operation", message):
@@ -711,6 +717,23 @@ def _error_hint(part: str, message: str) -> Optional[str]:
         return ("the scale s (C_out,) does not broadcast against the kernel (C_out, C_in / groups, k, k): reshape it "
                 "to one value per OUTPUT channel, s.view(-1, 1, 1, 1)")
     return analysers.explain_error(message, "", {})  # torch's wording, never another module's
+
+
+def _block_size_error(message: str, cin: int, cout: int) -> Optional[str]:
+    """A ConvBlock error whose sizes are C_in and C_out (distinct in every erroring case): the conv fed its own
+    output, or the output combined element-wise with the input. Other size errors get torch's wording."""
+    conv = re.search(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels", message)
+    if conv and (int(conv.group(1)), int(conv.group(2))) == (cin, cout):
+        return (f"self.conv received a tensor of {cout} channels (C_out, the size of its own output) where it takes "
+                f"x's {cin} (C_in): the convolution is called more than once, on its own output. ConvBlock calls it "
+                "once, on x: self.act(self.bn(self.conv(x)))")
+    mixed = re.search(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at non-singleton "
+                      r"dimension 1", message)
+    if mixed and {int(mixed.group(1)), int(mixed.group(2))} == {cin, cout}:
+        return (f"an element-wise operation combined a tensor of {cout} channels (C_out, the block's output) with one "
+                f"of {cin} (C_in, like the input x): ConvBlock adds nothing to its output (no residual connection, "
+                "no + x): self.act(self.bn(self.conv(x)))")
+    return None
 
 
 def _bn_hypotheses(c: dict, key: str, actual=None):
@@ -1158,7 +1181,7 @@ def _analyse_block(c: dict, expected: dict, result: dict) -> list:
     from coursecore.parts import analysers
 
     if not result.get("ok"):
-        return [_error_hint("cnn.ConvBlock.forward", result.get("error", ""))]
+        return [_error_hint("cnn.ConvBlock.forward", result.get("error", ""), c)]
     out = result["outputs"].get("out")
     found = analysers.decompose([analysers.Step("the block's output", expected.get("out"), out,
                                                 lambda: _block_hypotheses(c), name_unexplained=False)])
@@ -1186,6 +1209,8 @@ def _net_hypotheses(c: dict, expected: dict):
             ("ReLU is applied to the logits: the head's output is returned as it is (logits may be negative)",
              torch.relu(logits)),
             ("sigmoid is applied to the logits: return the raw logits (B, K)", torch.sigmoid(logits)),
+            ("the argmax of the logits is returned, class indices of shape (B,): return the logits (B, K) "
+             "themselves; the loss and the accuracy take them", logits.argmax(-1).double()),
             ("the head is missing: the logits are self.head(...) of the pooled features", f)]
     if stages is not None:
         s = stages.double()
