@@ -14,7 +14,9 @@ from autograder import cases, grader
 from coursecore import impl
 from coursecore.parts import GRADER, analysers, parts_for
 
-MIN_NAMED = 0.9  # the issue's bar: the share of held-out mistakes whose hint names the mistake
+# The share of the benchmark's mistakes whose hint names the mistake. The issue's bar is 0.9; the benchmark holds 94%
+# (cnn.py) and 98% (finetune.py), so a fix that loses a few named mistakes fails here.
+MIN_NAMED = 0.93
 
 
 @pytest.mark.parametrize("file", [am.C, am.F])
@@ -63,12 +65,18 @@ def test_what_was_not_detected_is_graded():
     is the centre's complement a non-uniform grid of 10×10 or more (the assignment's ViT-S/16 grids)."""
     nets = [c for c, _ in _reference_pairs("cnn.ConvNet.forward")]
     assert any(c["params"]["config"]["drop_rate"] > 0 for c in nets)
+    # Dropout left out or put after the head changes only train-mode logits; a mean over the whole batch only rows
+    # of different totals (issue 30's ninth and tenth rounds: both lost no points before).
+    assert any(c["params"]["config"]["drop_rate"] > 0 and c["params"]["training"] for c in nets)
+    totals = [c["tensors"]["a"].sum(1) for c, _ in _reference_pairs("finetune.attention_statistics")]
+    assert any(len(s) > 1 and not torch.allclose(s, s[:1].expand_as(s)) for s in totals)
     ranges = [(c, e) for c, e in _reference_pairs("finetune.set_trainable") if c["op"] == "set_trainable_range"]
     assert ranges and all(torch.equal(e["raises_value_error"], torch.ones(2)) for _, e in ranges)
     grids = [tuple(c["params"]["grid"]) for c, _ in _reference_pairs("finetune.attention_statistics")
              if c["tensors"]["a"].std() > 0]
     assert any(min(g) >= 10 for g in grids), grids
-    for name in ("net_dropout_always", "no_value_error", "edge_is_not_centre"):
+    for name in ("net_dropout_always", "no_value_error", "edge_is_not_centre", "b9_net_no_dropout",
+                 "b9_net_dropout_after_head", "b10_stats_mean_whole_batch"):
         result = {m[0]: m for m in am.MISTAKES}[name]
         assert result, name  # each is in the benchmark, which asserts it loses points on its own part, named
 

@@ -249,25 +249,28 @@ def _conv_block_cases(ref):
     return cases
 
 
-CONVNET_SIZES = [  # (stages, batch_norm, act, image_size, in_chans, K, drop_rate)
-    (((4,), (6,)), True, "relu", 8, 3, 5, 0.0),
-    (((3, 4), (5,)), False, "mish", 12, 1, 3, 0.0),
-    (((4,), (7,)), True, "mish", 8, 3, 4, 0.5),  # dropout before the head: off in eval mode
+CONVNET_SIZES = [  # (stages, batch_norm, act, image_size, in_chans, K, drop_rate, training)
+    (((4,), (6,)), True, "relu", 8, 3, 5, 0.0, False),
+    (((3, 4), (5,)), False, "mish", 12, 1, 3, 0.0, False),
+    (((4,), (7,)), True, "mish", 8, 3, 4, 0.5, False),  # dropout before the head: off in eval mode
+    # Train mode, where dropout acts: only here does a dropout left out, put after the head or given another rate
+    # change the logits. Every case starts from torch.manual_seed(0), so reference and student draw one mask.
+    (((4,), (6,)), False, "relu", 8, 3, 5, 0.4, True),
 ]
 
 
 def _convnet_cases(ref):
     cases = []
-    for i, (stages, bn, act, size, cin, K, drop) in enumerate(CONVNET_SIZES):
+    for i, (stages, bn, act, size, cin, K, drop, training) in enumerate(CONVNET_SIZES):
         g = _gen(280 + i)
         torch.manual_seed(BASE_SEED + 280 + i)
         config = {"stages": [list(s) for s in stages], "batch_norm": bn, "act": act, "image_size": size,
                   "in_chans": cin, "num_classes": K, "drop_rate": drop}
         model = ref.cnn.ConvNet(ref.cnn.ConvNetConfig(**{**config, "stages": stages}))
         state = {f"w.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-        label = (f"ConvNet(stages={stages}, batch_norm={bn}, act={act!r}, K={K}, drop_rate={drop}) in eval mode on x "
-                 f"of shape {(3, cin, size, size)}")
-        cases.append({"op": "convnet", "params": {"config": config},
+        label = (f"ConvNet(stages={stages}, batch_norm={bn}, act={act!r}, K={K}, drop_rate={drop}) in "
+                 f"{'train' if training else 'eval'} mode on x of shape {(3, cin, size, size)}")
+        cases.append({"op": "convnet", "params": {"config": config, "training": training},
                       "tensors": {"x": _randn(g, 3, cin, size, size), "g": _randn(g, 3, K), **state}, "label": label})
     return cases
 
@@ -296,6 +299,10 @@ def _oracle_cnn_layers(module) -> None:
 MISH_POINTS = torch.tensor([0.0, -30.0, 30.0])  # mish(0) = 0; mish(x) → 0 far left, → x far right
 BLOCK_CALLS = ("conv", "bn", "act")  # ConvBlock.forward calls each once, in this order
 NET_CALLS = ("stages", "global_pool", "head_drop", "head")  # ConvNet.forward, through forward_features
+# What each recorded layer is, so a finding about calls says which step of the recipe is missing or misplaced.
+CALL_ROLES = {"conv": "the convolution", "bn": "the batch norm", "act": "the activation",
+              "stages": "the conv stages", "global_pool": "the global average pooling",
+              "head_drop": "the dropout before the head", "head": "the linear head"}
 
 
 def _record_calls(module, names) -> tuple:
@@ -405,7 +412,8 @@ def _run(mods, case: dict, h) -> dict:
         for module in model.modules():  # correct blocks: this part grades ConvNet.forward alone
             if isinstance(module, block_type):
                 module.forward = types.MethodType(_oracle_conv_block_forward, module)
-        model.eval()
+        training = p.get("training", False)
+        model.train(training)
         x = h.leaf(t["x"])
         seen = {}  # what reaches the head: the analysers read dropout, pooling and flattening mistakes from it
         calls, call_hooks = _record_calls(model, NET_CALLS)
@@ -414,7 +422,7 @@ def _run(mods, case: dict, h) -> dict:
             seen.setdefault("in", args[0].detach().clone())
         hook = model.head.register_forward_hook(record)
         result = h.forward_backward(lambda: (calls.clear(), model(x))[1], {"x": x}, h.module_leaves(model), t["g"],
-                                    "ConvNet.forward", repeat=True)
+                                    "ConvNet.forward", repeat=not training)  # train mode draws a new mask
         hook.remove()
         for call_hook in call_hooks:
             call_hook.remove()
@@ -673,9 +681,15 @@ def _fold_inputs(case: dict, values: dict) -> dict:
 
 # ---- the analysers: each part's intermediate quantities, in the order the data flows, with generated wrong versions
 # (analysers.decompose). Computed here from the case's inputs (float64), never from the reference's source.
-def _error_hint(part: str, message: str) -> Optional[str]:
-    """torch's error, said for cnn.py (the generic translation when none of these applies)."""
+def _error_hint(part: str, message: str, c: Optional[dict] = None) -> Optional[str]:
+    """torch's error, said for cnn.py (the generic translation when none of these applies). With the case `c`,
+    sizes in the message that are the block's C_in and C_out say which tensor went where."""
     from coursecore.parts import analysers
+
+    if part == "cnn.ConvBlock.forward" and c is not None:
+        found = _block_size_error(message, c["params"]["in"], c["params"]["out"])
+        if found:
+            return found
 
     if part == "cnn.ConvNet.forward" and re.search(r"mat1 and mat2 shapes cannot be multiplied", message):
         return ("self.head is a Linear on the pooled features: it got more features per image than C_last, the "
@@ -684,8 +698,8 @@ def _error_hint(part: str, message: str) -> Optional[str]:
                                               r"size of tensor a \(\d+\) must match", message):
         return ("batch norm averages over _reduce_dims(x), every axis but C (axis 1): x may be (B, C), (B, C, L) or "
                 "(B, C, H, W), so do not hard-code (0, 2, 3), and keep the statistics of shape (C,).")
-    if part == "cnn.ConvBlock.forward" and re.search(r"expected input.*to have \d+ channels|size mismatch|"
-                                                     r"running_mean should contain \d+ elements", message):
+    if part == "cnn.ConvBlock.forward" and re.search(r"size mismatch|running_mean should contain \d+ elements",
+                                                     message):
         return ("the layers run in the wrong order: ConvBlock is conv -> bn -> act, and the batch norm normalises the "
                 "conv's C_out output channels")
     if part == "cnn.ConvBlock.forward" and re.search(r"modified by an inplace operation", message):
@@ -703,6 +717,23 @@ def _error_hint(part: str, message: str) -> Optional[str]:
         return ("the scale s (C_out,) does not broadcast against the kernel (C_out, C_in / groups, k, k): reshape it "
                 "to one value per OUTPUT channel, s.view(-1, 1, 1, 1)")
     return analysers.explain_error(message, "", {})  # torch's wording, never another module's
+
+
+def _block_size_error(message: str, cin: int, cout: int) -> Optional[str]:
+    """A ConvBlock error whose sizes are C_in and C_out (distinct in every erroring case): the conv fed its own
+    output, or the output combined element-wise with the input. Other size errors get torch's wording."""
+    conv = re.search(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels", message)
+    if conv and (int(conv.group(1)), int(conv.group(2))) == (cin, cout):
+        return (f"self.conv received a tensor of {cout} channels (C_out, the size of its own output) where it takes "
+                f"x's {cin} (C_in): the convolution is called more than once, on its own output. ConvBlock calls it "
+                "once, on x: self.act(self.bn(self.conv(x)))")
+    mixed = re.search(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at non-singleton "
+                      r"dimension 1", message)
+    if mixed and {int(mixed.group(1)), int(mixed.group(2))} == {cin, cout}:
+        return (f"an element-wise operation combined a tensor of {cout} channels (C_out, the block's output) with one "
+                f"of {cin} (C_in, like the input x): ConvBlock adds nothing to its output (no residual connection, "
+                "no + x): self.act(self.bn(self.conv(x)))")
+    return None
 
 
 def _bn_hypotheses(c: dict, key: str, actual=None):
@@ -1150,7 +1181,7 @@ def _analyse_block(c: dict, expected: dict, result: dict) -> list:
     from coursecore.parts import analysers
 
     if not result.get("ok"):
-        return [_error_hint("cnn.ConvBlock.forward", result.get("error", ""))]
+        return [_error_hint("cnn.ConvBlock.forward", result.get("error", ""), c)]
     out = result["outputs"].get("out")
     found = analysers.decompose([analysers.Step("the block's output", expected.get("out"), out,
                                                 lambda: _block_hypotheses(c), name_unexplained=False)])
@@ -1164,7 +1195,9 @@ def _analyse_block(c: dict, expected: dict, result: dict) -> list:
 def _net_hypotheses(c: dict, expected: dict):
     t = c["tensors"]
     W, b = t["w.head.weight"].double(), t["w.head.bias"].double()
-    feats, stages = expected.get("probe:features"), expected.get("probe:stages")
+    # What the reference's head read: the pooled features, after dropout in a train-mode case.
+    feats = expected.get("probe:head.in", expected.get("probe:features"))
+    stages = expected.get("probe:stages") if not c["params"].get("training") else None  # dropout lies between
     if feats is None:
         return []
     f = feats.double()
@@ -1176,6 +1209,8 @@ def _net_hypotheses(c: dict, expected: dict):
             ("ReLU is applied to the logits: the head's output is returned as it is (logits may be negative)",
              torch.relu(logits)),
             ("sigmoid is applied to the logits: return the raw logits (B, K)", torch.sigmoid(logits)),
+            ("the argmax of the logits is returned, class indices of shape (B,): return the logits (B, K) "
+             "themselves; the loss and the accuracy take them", logits.argmax(-1).double()),
             ("the head is missing: the logits are self.head(...) of the pooled features", f)]
     if stages is not None:
         s = stages.double()
@@ -1186,23 +1221,55 @@ def _net_hypotheses(c: dict, expected: dict):
     return hyps
 
 
-def _dropout_active(c: dict, expected: dict, actual: dict) -> Optional[str]:
-    """The head's input is the features with some entries zeroed and the rest scaled by 1 / (1 - p): dropout ran."""
-    got, feats = actual.get("probe:head.in"), expected.get("probe:features")
-    if type(got) is not torch.Tensor or type(feats) is not torch.Tensor or got.shape != feats.shape:
-        return None
-    g, f = got.double(), feats.double()
+def _dropped(clean, got) -> bool:
+    """`got` is `clean` with some entries zeroed and the rest scaled by one factor above 1 (1 / (1 - p), whatever
+    p the code used): the signature of dropout, whichever mask it drew."""
+    if type(got) is not torch.Tensor or type(clean) is not torch.Tensor or got.shape != clean.shape:
+        return False
+    g, f = got.double(), clean.double()
     zero = g.abs() <= 1e-6
     live = ~zero & (f.abs() > 1e-6)
-    if not live.any():
-        return None
-    factor = float((g[live] / f[live]).median())  # 1 / (1 - p), whatever p the code used
+    if not live.any() or not zero.any():
+        return False
+    factor = float((g[live] / f[live]).median())
     scaled = (g - f * factor).abs() <= 1e-4 * (1 + f.abs())
-    if zero.any() and factor > 1 and bool((zero | scaled).all()) and not torch.allclose(g, f):
+    return factor > 1 + 1e-3 and bool((zero | scaled).all()) and not torch.allclose(g, f)  # 1: a ReLU, not dropout
+
+
+def _dropout_misplaced(c: dict, expected: dict, actual: dict) -> Optional[str]:
+    """Dropout that ran where it does not belong, read from its signature: on the pooled features in eval mode,
+    or on the logits (after the head) in either mode."""
+    got_in = actual.get("probe:head.in")
+    if not c["params"].get("training") and _dropped(expected.get("probe:features"), got_in):
         return ("dropout is active in eval mode: some pooled features are zeroed and the rest scaled by "
                 "1 / (1 - drop_rate). Use self.head_drop (an nn.Dropout follows model.eval()), or F.dropout(..., "
                 "training=self.training)")
+    if type(got_in) is torch.Tensor and got_in.dim() == 2 and got_in.shape[1] == c["tensors"]["w.head.weight"].shape[1]:
+        t = c["tensors"]
+        logits = got_in.double() @ t["w.head.weight"].double().T + t["w.head.bias"].double()  # from the student's input
+        if _dropped(logits, actual.get("out")):
+            return ("dropout is applied to the logits, after self.head: it belongs before the head, on the pooled "
+                    "features: self.head(self.head_drop(self.forward_features(x)))")
     return None
+
+
+def _dropout_hypotheses(c: dict, expected: dict):
+    """Ways of getting the head's input wrong around dropout: left out in training, the original paper's
+    (1 - p) scaling instead of a mask, a mask without the 1 / (1 - p) rescaling of the kept features."""
+    feats, dropped = expected.get("probe:features"), expected.get("probe:head.in")
+    if type(feats) is not torch.Tensor or type(dropped) is not torch.Tensor:
+        return []
+    f, rate = feats.double(), float(c["params"]["config"]["drop_rate"])
+    hyps = [("the pooled features are multiplied by (1 - drop_rate): nn.Dropout (self.head_drop) rescales the kept "
+             "features by 1 / (1 - drop_rate) in training instead, so in eval mode dropout passes them unchanged",
+             f * (1 - rate))]
+    if c["params"].get("training"):
+        keep = (dropped.double() != 0).double()  # the reference's mask (one draw after torch.manual_seed(0))
+        hyps = [("dropout is not applied in train mode: self.head_drop zeroes a random drop_rate share of the "
+                 "pooled features and scales the rest by 1 / (1 - drop_rate)", f)] + hyps + \
+               [("the dropout mask is applied but the kept features are not scaled by 1 / (1 - drop_rate), which "
+                 "keeps their expected value: use self.head_drop (nn.Dropout does both)", f * keep)]
+    return hyps
 
 
 def _analyse_net(c: dict, expected: dict, result: dict) -> list:
@@ -1211,16 +1278,18 @@ def _analyse_net(c: dict, expected: dict, result: dict) -> list:
     if not result.get("ok"):
         return [_error_hint("cnn.ConvNet.forward", result.get("error", ""))]
     a = result["outputs"]
-    dropped = _dropout_active(c, expected, a)
+    dropped = _dropout_misplaced(c, expected, a)
     if dropped:
         return [dropped]
     found = analysers.decompose([analysers.Step("the output (the logits)", expected.get("out"), a.get("out"),
                                                 lambda: _net_hypotheses(c, expected), name_unexplained=False)])
     if found:
         return [found.message]
-    head_in = analysers.decompose([analysers.Step("the head's input (the pooled features after dropout, which is off in "
-                                                  "eval mode)", expected.get("probe:head.in"), a.get("probe:head.in"),
-                                                  name_unexplained=False)])
+    mode = "train mode, one mask drawn after torch.manual_seed(0)" if c["params"].get("training") else \
+        "which is off in eval mode"
+    head_in = analysers.decompose([analysers.Step(f"the head's input (the pooled features after dropout, {mode})",
+                                                  expected.get("probe:head.in"), a.get("probe:head.in"),
+                                                  lambda: _dropout_hypotheses(c, expected), name_unexplained=False)])
     if head_in:
         return [head_in.message]
     calls = _calls_finding(expected.get("probe:calls"), a.get("probe:calls"), NET_CALLS,
@@ -1261,8 +1330,9 @@ def _calls_finding(expected, actual, names, recipe: str) -> Optional[str]:
         return None
     got = [names[int(c) - 1] for c in actual.tolist()]
     counts = {n: got.count(n) for n in names}
-    never = [f"self.{n}" for n in names if counts[n] == 0 and n in [names[int(c) - 1] for c in expected.tolist()]]
-    twice = [f"self.{n}" for n in names if counts[n] > 1]
+    role = lambda n: f"self.{n} ({CALL_ROLES[n]})" if n in CALL_ROLES else f"self.{n}"  # noqa: E731
+    never = [role(n) for n in names if counts[n] == 0 and n in [names[int(c) - 1] for c in expected.tolist()]]
+    twice = [role(n) for n in names if counts[n] > 1]
     if never:
         return f"{', '.join(never)} {'is' if len(never) == 1 else 'are'} never called: {recipe}"
     if twice:

@@ -307,7 +307,9 @@ def _statistics_cases(ref=None):
             a = torch.full((B, n), 1.0 / n, dtype=dtype)
         else:
             a = torch.softmax((4.0 if kind == "peaked" else 1.5) * _randn(g, B, n, dtype=torch.float64), -1)
-            a = (a * (3.0 if kind == "scaled" else 1.0)).to(dtype)
+            # "scaled": every row its own total (0.5 to 3), as the class token's weight on itself varies by image,
+            # so a statistic taken over the whole batch differs from the per-image one
+            a = (a * (torch.linspace(0.5, 3.0, B, dtype=torch.float64)[:, None] if kind == "scaled" else 1.0)).to(dtype)
         label = f"attention_statistics(cls_attention of shape (B, H'·W') = {(B, n)}, grid={grid}, mass={mass}), " \
                 f"{str(dtype)[6:]}" + (", rows not summing to 1" if kind == "scaled" else "")
         cases.append({"op": "attention_statistics", "params": {"grid": list(grid), "mass": mass},
@@ -338,8 +340,12 @@ def _run(mods, case: dict, h) -> dict:
         if unknown:
             raise h.StudentError(f"set_trainable returned {unknown[0]!r}, which is not the name of a submodule of the "
                                "model: use the dotted names of model.named_modules(), e.g. 'blocks.0'")
+        leaves = len(held_leaves(model, []))
         return {"requires_grad": torch.tensor([float(q.requires_grad) for q in model.parameters()]),
-                "held": torch.tensor(held_leaves(model, names))}
+                "held": torch.tensor(held_leaves(model, names)),
+                # per returned name, the leaves it covers (never scored): the analysers tell a learning module
+                # returned from a subtree returned whole although a learning module lies below it
+                "probe:held_by_name": torch.tensor([held_leaves(model, [n]) for n in names]).reshape(-1, leaves)}
 
     if op == "set_trainable_range":
         fn = h.need(F_, "set_trainable", ff)
@@ -704,6 +710,10 @@ def _trainable_finding(c: dict, expected, actual) -> Optional[str]:
         state = "learn" if a[names.index(wrong[0])] else "are frozen"
         return (f"only some parameters of a module are set: the .{kind} parameters of {_listing([_unit(n) for n in wrong])} "
                 f"{state}, unlike the module's other parameters. (Un)freeze whole modules, module.requires_grad_(...)")
+    if any(e) and not any(a) and mode not in ("full", "scratch"):
+        return ("after the call no parameter learns, not even the classifier's: freeze everything first "
+                "(model.requires_grad_(False)), then call module.requires_grad_(True) on each learning module, which "
+                "sets requires_grad on every parameter inside it")
     if mode in ("full", "scratch") and missing:
         return (f"in {mode!r} mode every parameter learns, also the ones frozen before the call: {_listing(missing)} "
                 "stay frozen. Call model.requires_grad_(True)")
@@ -721,13 +731,14 @@ def _trainable_finding(c: dict, expected, actual) -> Optional[str]:
         if k > 1 and learning_blocks == blocks[-k + 1:]:
             return (f"one block too few learns: partial_blocks={k} means the last {k} blocks, blocks[-k:] "
                     f"({_listing(blocks[-k:])})")
-    if "norm" in missing and mode == "partial" and whole("norm"):
+    # The patterns below are named only when they account for every wrong unit: otherwise the listing says the facts.
+    if set(missing) == {"norm"} and not extra and mode == "partial" and whole("norm"):
         return ("the final norm stays frozen: in partial mode it learns with the last blocks (final_norm_of(model)), "
                 "since it normalises the features the head reads")
-    if "norm" in extra and mode == "head" and whole("norm"):
+    if set(extra) == {"norm"} and not missing and mode == "head" and whole("norm"):
         return "in head mode only the classifier learns: the final norm must stay frozen"
     head = _unit(next(n for n, _ in model.named_parameters() if n.startswith(("head", "fc"))))
-    if head in missing and whole(head):
+    if set(missing) == {head} and not extra and whole(head):
         return f"the classifier ({head}) is frozen: it learns in every mode (classifier_of(model))"
     parts = []
     if extra:
@@ -745,7 +756,7 @@ def _block_names(model) -> list:
     return [f"{name}.{i}" for name in ("layer1", "layer2", "layer3", "layer4") for i in range(len(getattr(model, name)))]
 
 
-def _held_finding(c: dict, expected, actual) -> Optional[str]:
+def _held_finding(c: dict, expected, actual, by_name=None) -> Optional[str]:
     p = c["params"]
     model = toy_backbone(p["kind"], p["depth"])
     leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
@@ -755,6 +766,18 @@ def _held_finding(c: dict, expected, actual) -> Optional[str]:
                 "'patch_embed', 'blocks.0') so the trainer holds them in eval mode")
     wrong = [n for (n, _), x, y in zip(leaves, e, a) if y and not x]
     if wrong:
+        learning = {n for (n, _), x in zip(leaves, e) if not x}
+        above = []  # returned subtrees that hold learning modules and frozen ones: searched too little
+        for row in (by_name.tolist() if type(by_name) is torch.Tensor and by_name.dim() == 2 else []):
+            covered = {n for (n, _), y in zip(leaves, row) if y}
+            if covered & learning and covered - learning:
+                above += [n for n, m in model.named_modules()
+                          if n and {leaf for leaf, _ in leaves if leaf == n or leaf.startswith(n + ".")} == covered][:1]
+        if above:
+            inside = [_unit(n) for n in wrong if any(n.startswith(u + ".") for u in above)]
+            return (f"the returned {_listing([repr(n) for n in above])} hold(s) learning modules below it "
+                    f"({_listing(inside)}): a returned subtree must hold no learning module, so search further a "
+                    "child that holds one below it, and skip a child that is a learning module")
         return (f"the returned names hold {_listing(wrong)}, which learn(s): return the frozen subtrees, not the "
                 "learning modules (skip a child that is a learning module)")
     missing = [(n, m) for (n, m), x, y in zip(leaves, e, a) if x and not y]
@@ -776,7 +799,8 @@ def _analyse_set_trainable(c: dict, expected: dict, result: dict) -> list:
         message = _describe_set_trainable("raises_value_error", expected["raises_value_error"], got, c,
                                           lambda *args: None)
         return [message] if message else []
-    for key, explain in (("requires_grad", _trainable_finding), ("held", _held_finding)):
+    held = lambda c_, e, g: _held_finding(c_, e, g, a.get("probe:held_by_name"))  # noqa: E731
+    for key, explain in (("requires_grad", _trainable_finding), ("held", held)):
         e, g = expected.get(key), a.get(key)
         if type(g) is torch.Tensor and g.shape == e.shape and not torch.equal(g, e):
             found.append(explain(c, e, g))
@@ -785,6 +809,9 @@ def _analyse_set_trainable(c: dict, expected: dict, result: dict) -> list:
 
 def _rollout_components(h: int):
     return {
+        "layout": [("given", None),
+                   ("transposed", "each layer's attention is used transposed: A[b, h, i, j] is how much query i (the "
+                                  "row) reads from key j, so use A as given, rows as queries")],
         "heads": [("mean", None), ("sum", "the heads are summed: average them, A.mean(dim=1)"),
                   ("max", "the heads are combined with a max: average them, A.mean(dim=1)"),
                   *((i, f"only head {i} is used: average over the heads, A.mean(dim=1)") for i in range(h))],
@@ -834,6 +861,7 @@ def _rollout_hypotheses(c: dict):
     out = []
     for picks, wrong in analysers.variants(_rollout_components(maps[0].shape[1] if maps[0].shape[1] > 1 else 0)):
         def mix(A, first: bool):
+            A = A.transpose(-1, -2) if picks["layout"] == "transposed" else A
             heads = {"mean": A.mean(1), "sum": A.sum(1), "max": A.amax(1)}.get(picks["heads"])
             heads = A[:, picks["heads"]] if heads is None else heads
             if first and picks["first"] == "bare":
@@ -995,6 +1023,9 @@ def _statistics_hypotheses(c: dict, key: str):
             ("the centre is everything inside the ring: it is the middle half in each direction (⌊H'/4⌋ rows and "
              "⌊W'/4⌋ columns trimmed on every side)", ratio(~edge, edge)),
             ("the centre includes patches of the outer ring: exclude the edge from the centre", ratio(quarter, edge)),
+            *([("the centre and edge masks are built for the grid with its sides swapped, (W', H'): grid is (H', W'), "
+                "H' rows of W' patches, row by row", ratio(*(torch.tensor(m) for m in centre_edge_by_hand(gw, gh))))]
+              if gh != gw else []),
             ("centre_edge_ratio divides the sums: divide the MEANS (the centre and the edge hold different numbers "
              "of patches)", a[:, centre].sum(1) / a[:, edge].sum(1)),
             ("the centre mean is divided by the mean over all patches: divide by the edge mean",
