@@ -262,8 +262,9 @@ else:
 # %%
 def family_settings(name):
     """A network's documented recipe, the same here and in section 7 (so the VGG-16 run is reused there)."""
-    # While graded (fast mode) one short epoch of small batches checks the code path; the numbers are not the point.
-    fast = dict(epochs=1, overrides=dict(batch_size=8)) if fast_mode() else {}
+    # While graded (fast mode) one short epoch of small batches on 128 images checks the code path; the numbers are
+    # not the point.
+    fast = dict(epochs=1, max_train=128, overrides=dict(batch_size=8)) if fast_mode() else {}
     return ablate.Settings(model=name, implementation=cnn, loader=load_split, **fast)
 
 
