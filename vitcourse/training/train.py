@@ -320,7 +320,8 @@ def load_best(model: nn.Module, result: TrainResult) -> nn.Module:
 
 def train(model: nn.Module, splits: DatasetSplits, cfg: Optional[TrainConfig] = None, *,
           checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = True,
-          on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> TrainResult:
+          on_epoch_end: Optional[Callable[[int, dict], None]] = None,
+          objective: Optional[Callable] = None) -> TrainResult:
     """Train `model` in place on `splits` and return its history.
 
     Args:
@@ -331,6 +332,10 @@ def train(model: nn.Module, splits: DatasetSplits, cfg: Optional[TrainConfig] = 
             validation accuracy, or every epoch with `select_epoch='last'`).
         resume: continue from `checkpoint_dir/last.pt` when it exists (the schedule fields must match).
         on_epoch_end: called with (epoch, record) after every epoch and its checkpoint.
+        objective: what a training step minimises, `objective(forward, x, y, cfg) -> (loss, logits)` with
+            x the augmented, normalised batch (B, C, H, W), y its labels (B,) and logits (B, K) what the
+            training accuracy is read from. None: cross-entropy with the config's label smoothing
+            (`cross_entropy_objective`). Distillation passes its own (`vitcourse.training.distill`).
     """
     cfg = cfg or TrainConfig()
     max_steps = None
@@ -384,7 +389,8 @@ def train(model: nn.Module, splits: DatasetSplits, cfg: Optional[TrainConfig] = 
         else:  # DataLoader: reseed its shuffling generator so a resumed epoch sees the same order
             train_loader.generator.manual_seed(cfg.seed * SEED_STRIDE + epoch)
         train_loss, train_acc = _train_epoch(forward, model, train_loader, optimizer, scheduler, scaler, prec,
-                                             cfg, device, steps_per_epoch, channels_last, cfg.progress)
+                                             cfg, device, steps_per_epoch, channels_last, cfg.progress,
+                                             objective or cross_entropy_objective)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                   "val_loss": float("nan"), "val_acc": float("nan"),
                   "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": 0.0}
@@ -423,9 +429,16 @@ def train(model: nn.Module, splits: DatasetSplits, cfg: Optional[TrainConfig] = 
     )
 
 
+def cross_entropy_objective(forward, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
+    """The default training loss: cross-entropy of the logits (B, K) with the config's label smoothing."""
+    logits = forward(x)  # (B, K)
+    return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing), logits
+
+
 def _train_epoch(forward, model, loader, optimizer, scheduler, scaler, prec, cfg, device, steps, channels_last,
-                 progress) -> tuple[float, float]:
-    """One pass: forward in the chosen precision, smoothed cross-entropy, scaled backward, clip, step."""
+                 progress, objective=cross_entropy_objective) -> tuple[float, float]:
+    """One pass: forward in the chosen precision, the objective (smoothed cross-entropy by default), scaled
+    backward, clip, step."""
     model.train()
     total_loss = torch.zeros((), device=device)  # summed on the device: no GPU sync per step
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -438,8 +451,7 @@ def _train_epoch(forward, model, loader, optimizer, scheduler, scaler, prec, cfg
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with prec.autocast(device):
-            logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            loss, logits = objective(forward, x, y, cfg)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip is not None:
