@@ -353,7 +353,7 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
     model_cfg, cfg = recipes.default_recipe(splits.name, settings.model, splits.num_classes, splits.in_chans)
     if settings.model == "vit":
         model_cfg = {**model_cfg, **arch_options, **settings.model_overrides}
-    elif settings.model == "deit":
+    elif not _is_cnn(settings.model):  # ResNet-18 (another ResNet with model_overrides), the distilled ViT
         model_cfg = {**model_cfg, **settings.model_overrides}
     elif _is_cnn(settings.model):
         model_cfg = _cnn_model_config(model_cfg, arch_options, settings, module)
@@ -425,6 +425,10 @@ def stale_reason(record: dict, options: dict, settings: Settings) -> Optional[st
         return f"it was trained as model {record.get('model', 'vit')!r}, not {settings.model!r}"
     if "fast_mode" in record and record["fast_mode"] != runtime.fast_mode():
         return f"it was trained in {'fast' if record['fast_mode'] else 'full'} mode"
+    stored = record.get("model_config", {})
+    changed = sorted(k for k, v in settings.model_overrides.items() if stored.get(k) != json.loads(json.dumps(v)))
+    if changed:
+        return f"its model config differs from Settings.model_overrides ({', '.join(changed)})"
     if _is_cnn(settings.model):
         stored = record.get("model_config", {})
         recipe_like = {"arch": settings.model, **{k: stored.get(k) for k in ("image_size", "in_chans", "num_classes",

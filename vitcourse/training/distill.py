@@ -142,19 +142,69 @@ def load_run_model(record: dict, out_dir: Union[str, Path], build: Optional[Call
     return model.eval()
 
 
-def teacher_from_runs(out_dir: Union[str, Path]) -> Callable[[dict, int], nn.Module]:
-    """A `Settings.teacher` for ablate: the teacher of a distilled run (options, seed) is the finished run of the
-    same options (training-set size ...) and seed in the teacher's ablation folder `out_dir` (e.g. the ResNet-18
-    grid), trained on exactly the same images: distillation then adds no data, only the teacher's bias."""
+def teacher_from_runs(out_dir: Union[str, Path], match: tuple[str, ...] = ("train_size",)
+                      ) -> Callable[[dict, int], nn.Module]:
+    """A `Settings.teacher` for ablate: the teacher of a distilled run (options, seed) is the finished run in the
+    teacher's ablation folder `out_dir` (e.g. the ResNet-18 grid) with the same seed and the same values of the
+    options in `match` (the training-set size: each model keeps its own epochs). Trained on exactly the same
+    images (the seed draws the subset), so distillation adds no data, only the teacher's bias."""
     from vitcourse.analysis import ablate
 
     def teacher(options: dict, seed: int) -> nn.Module:
-        path = ablate.run_path(Path(out_dir), options, seed)
-        if not path.is_file():
-            raise FileNotFoundError(f"no teacher run {ablate.variant_name(options)} seed {seed} in {out_dir}: train "
-                                    f"the teacher's grid first (the same sizes and seeds)")
-        record = json.loads(path.read_text())
-        return load_run_model(record, out_dir)
+        wanted = {k: options.get(k) for k in match}
+        for record in ablate.load_results(out_dir):
+            if record["seed"] == seed and all(record["options"].get(k) == v for k, v in wanted.items()):
+                return load_run_model(record, out_dir)
+        raise FileNotFoundError(f"no teacher run with {wanted} and seed {seed} in {out_dir}: train the teacher's "
+                                f"grid first (the same sizes and seeds)")
 
     teacher.source = str(out_dir)  # written into the distilled run's JSON
     return teacher
+
+
+# ---- what the distillation token learned ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def head_agreement(model: nn.Module, teacher: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   batch_size: int = 256) -> dict:
+    """The two heads of a trained distilled ViT, apart, on normalised images (B, C, H, W) and labels (B,).
+
+    The final tokens are read where they leave `model.norm` (eval mode: no dropout), then `head` reads the class
+    token and `head_dist` the distillation token (the agreed names). Returns, as fractions: the test accuracy of
+    the class head, of the distillation head, of their average (DeiT's prediction) and of the teacher; how often
+    each head predicts what the teacher predicts; and the mean cosine similarity of the two output tokens.
+    """
+    tokens = []
+    hook = model.norm.register_forward_hook(lambda m, inp, out: tokens.append(out))
+    model.eval(), teacher.eval()
+    rows = {k: [] for k in ("cls", "dist", "both", "teacher", "cosine")}
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size]
+            tokens.clear()
+            both = model(x)  # (B, K): the eval-mode average
+            out = tokens[-1]  # (B, N, D) after the final norm
+            rows["cls"].append(model.head(out[:, 0]).argmax(-1))
+            rows["dist"].append(model.head_dist(out[:, 1]).argmax(-1))
+            rows["both"].append(both.argmax(-1))
+            rows["teacher"].append(teacher(x).argmax(-1))
+            rows["cosine"].append(torch.nn.functional.cosine_similarity(out[:, 0], out[:, 1], dim=-1))
+    finally:
+        hook.remove()
+    pred = {k: torch.cat(v) for k, v in rows.items()}
+    y = labels[:len(pred["cls"])]
+    acc = lambda p: (p == y).float().mean().item()  # noqa: E731
+    agree = lambda p: (p == pred["teacher"]).float().mean().item()  # noqa: E731
+    return dict(acc_cls=acc(pred["cls"]), acc_dist=acc(pred["dist"]), acc_both=acc(pred["both"]),
+                acc_teacher=acc(pred["teacher"]), agree_cls=agree(pred["cls"]), agree_dist=agree(pred["dist"]),
+                token_cosine=pred["cosine"].mean().item())
+
+
+def agreement_table(rows: dict) -> str:
+    """Markdown of `head_agreement` results, one row per model name."""
+    lines = ["| model | class head | distillation head | both (averaged) | teacher | class head = teacher | "
+             "distillation head = teacher | cos(cls, dist) |", "|---|" + "---:|" * 7]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['acc_cls']:.1%} | {r['acc_dist']:.1%} | {r['acc_both']:.1%} | "
+                     f"{r['acc_teacher']:.1%} | {r['agree_cls']:.1%} | {r['agree_dist']:.1%} | {r['token_cosine']:.2f} |")
+    return "\n".join(lines)

@@ -141,6 +141,8 @@ def build_model(model: str, model_config: dict, implementation=None) -> nn.Modul
         if arch == "resnet18_imagenet":
             cfg.pop("in_chans", None)
             return resnet.resnet18_imagenet(**cfg)
+        if arch == "resnet_cifar":  # the same design with other depths / widths (assignment 8's offline CNN)
+            return resnet.ResNetCIFAR(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
         return resnet.resnet18_cifar(**cfg)
     raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
 
