@@ -425,6 +425,8 @@ def stale_reason(record: dict, options: dict, settings: Settings) -> Optional[st
         return f"it was trained as model {record.get('model', 'vit')!r}, not {settings.model!r}"
     if "fast_mode" in record and record["fast_mode"] != runtime.fast_mode():
         return f"it was trained in {'fast' if record['fast_mode'] else 'full'} mode"
+    if settings.model == "deit" and record.get("distillation", settings.distillation) != settings.distillation:
+        return f"it was distilled with the {record['distillation']} loss, not the {settings.distillation} one"
     stored = record.get("model_config", {})
     changed = sorted(k for k, v in settings.model_overrides.items() if stored.get(k) != json.loads(json.dumps(v)))
     if changed:

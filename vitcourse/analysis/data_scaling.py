@@ -121,7 +121,8 @@ def run_scaling(sizes: Sequence[int], seeds: Sequence[int], out_dir: Union[str, 
     if too_big:
         raise ValueError(f"training-set sizes {too_big} exceed the {full_size:,} training images of {data}")
     for model in models:
-        folder = out_dir / model
+        # the soft loss's runs in a folder of their own, beside the hard ones
+        folder = out_dir / (model if model != "deit" or distillation == "hard" else f"deit_{distillation}")
         extra = {}
         if model == "vit":  # assignment 3's ViT built by timm, the distilled ViT's config (no stochastic depth)
             extra = dict(implementation=distill.COURSE_VIT, model_overrides={"drop_path_rate": 0.0})
@@ -134,6 +135,8 @@ def run_scaling(sizes: Sequence[int], seeds: Sequence[int], out_dir: Union[str, 
                 raise ValueError("the distilled ViT learns from the ResNet-18 runs: put 'resnet18' first in models")
             extra = dict(implementation=deit, teacher=distill.teacher_from_runs(out_dir / "resnet18"),
                          distillation=distillation)
+            if distillation != "hard":
+                labels["deit"] = f"{labels['deit']} ({distillation})"
         epochs = max(1, round(recipes.default_recipe(data, model)[1].epochs * epochs_scale))
         shared = dict(settings)
         # Small sets make many tiny epochs: checkpoints once a minute, not every epoch (a disconnect loses <= 1 min).
