@@ -16,7 +16,7 @@ def test_a8_source_notebook_passes_with_the_reference(tmp_path):
     assert not nbrun.answers_shown_early(nb)  # issue 29: no answer printed before it is asked
     scores = nbrun.hidden_scores(nb)
     assert {"test_distilled_vit", "test_hard_distillation", "test_soft_distillation",
-            "test_mean_attention_distance"} <= set(scores)
+            "test_mean_attention_distance", "test_dist_head_params", "test_vit_flops"} <= set(scores)
     for gid, (score, points) in scores.items():
         assert score == pytest.approx(points), f"{gid}: the hidden grader gave the reference {score}/{points}"
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

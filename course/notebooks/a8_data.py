@@ -252,7 +252,47 @@ with todo_guard("mean_attention_distance", "deit.py"):
     plt.show()
 
 # %% [markdown]
-# ## 7. What it means
+# ## 7. Counting (autograded)
+#
+# For the CIFAR ViT of section 3 (32×32 RGB images, 4×4 patches, `embed_dim=256`, `depth=6`, `num_heads=8`,
+# `mlp_ratio=2`, K = 10 classes, a class token), compute by hand (a few lines of arithmetic, not by building the
+# model):
+#
+# * `DIST_HEAD_PARAMS`: the parameters of the distillation head `head_dist` that DeiT adds;
+# * `VIT_FLOPS`: the plain ViT's forward FLOPs per image, matrix products only (patch embedding, the blocks'
+#   qkv, attention products, projection and MLP, the head), FLOPs = 2 × multiply-adds. The budget table of section
+#   3 counts about 3× this per training image (forward and backward).
+
+# %% solution=counting
+DIST_HEAD_PARAMS = None
+VIT_FLOPS = None
+### BEGIN SOLUTION
+D_, K_, P_ = 256, 10, 4
+DIST_HEAD_PARAMS = D_ * K_ + K_
+patches = (32 // P_) ** 2
+N_ = patches + 1  # the class token
+block_macs = N_ * D_ * 3 * D_ + 2 * N_ * N_ * D_ + N_ * D_ * D_ + 2 * N_ * D_ * (2 * D_)
+VIT_FLOPS = 2 * (patches * P_ * P_ * 3 * D_ + 6 * block_macs + D_ * K_)
+### END SOLUTION
+
+# %% tests=test_dist_head_params points=1
+nbchecks.check_answered("DIST_HEAD_PARAMS", DIST_HEAD_PARAMS, int)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_answer
+grade_answer("quiz", DIST_HEAD_PARAMS, points=1, name="DIST_HEAD_PARAMS", question="head_params", image_size=32,
+             patch_size=4, embed_dim=256, depth=6, num_heads=8, mlp_ratio=2.0, num_classes=10)
+### END HIDDEN TESTS
+
+# %% tests=test_vit_flops points=2
+nbchecks.check_answered("VIT_FLOPS", VIT_FLOPS, int)
+### BEGIN HIDDEN TESTS
+from autograder.nb import grade_answer
+grade_answer("quiz", VIT_FLOPS, points=2, name="VIT_FLOPS", question="total_flops", image_size=32, patch_size=4,
+             embed_dim=256, depth=6, num_heads=8, mlp_ratio=2.0, num_classes=10)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 8. What it means
 
 # %% [markdown] answer=q_data_scaling points=3
 # **Question 1.** From your table and figure of section 3: how does the ViT's accuracy change with the size of the
