@@ -186,3 +186,20 @@ def test_the_budget_counts_the_reference_vit_and_adds_the_teacher(ref):
     rows = S.budget_rows([1000, 45000], seeds=2, full_size=45000, tflops=5.0, epochs_scale=0.3)
     vit_full = next(r for r in rows if r["model"] == "vit" and r["size"] == 45000)
     assert vit_full["epochs"] == 15 and vit_full["minutes"] == pytest.approx(2 * 15 * 45000 * vit / 5e12 / 60)
+
+
+
+def test_a_checkpoint_interval_writes_at_the_end_and_keeps_the_selected_epoch(tmp_path, synthetic, monkeypatch):
+    monkeypatch.setenv("VITCOURSE_FAST", "1")
+    saves = []
+    real = T._atomic_save
+    monkeypatch.setattr(T, "_atomic_save", lambda obj, path: (saves.append(path.name), real(obj, path)))
+    model = distill.course_vit(image_size=synthetic.image_size, patch_size=2, in_chans=synthetic.in_chans,
+                               num_classes=synthetic.num_classes, embed_dim=12, depth=1, num_heads=3)
+    cfg = T.TrainConfig(epochs=2, batch_size=8, progress=False, checkpoint_interval_s=1e9)
+    result = T.train(model, synthetic, cfg, checkpoint_dir=tmp_path)
+    assert saves == ["best.pt", "last.pt"]  # once, after the last epoch, best before last
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert state["epoch"] == 2 and state["best_epoch"] == result.best_epoch
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == result.best_epoch
