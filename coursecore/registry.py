@@ -34,6 +34,7 @@ STUDENT_MODULES: tuple[StudentModule, ...] = (
     StudentModule("ViT", _VIT_ASSIGNMENTS, imports=("transformer",)),
     StudentModule("finetune", ("a6_transfer",)),  # fine-tuning modes, attention rollout and statistics
     StudentModule("cnn", ("a7_cnn",)),  # batch norm by hand, folding it into a conv, Mish, the homework's CNNs
+    StudentModule("deit", ("a8_data",)),  # the distillation token, distillation losses, mean attention distance
 )
 
 MODULE_NAMES: tuple[str, ...] = tuple(m.name for m in STUDENT_MODULES)

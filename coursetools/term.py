@@ -146,6 +146,12 @@ BUGS = {
     # The fold forgets the convolution's own bias (right only for a conv without one).
     "fold_no_conv_bias": Bug("cnn.py", r"conv_bias = conv\.bias if conv\.bias is not None else ",
                              "conv_bias = ", ("test_fold_conv_bn",)),
+    # The two heads read each other's token: head the distillation token, head_dist the class token.
+    "deit_token_swap": Bug("deit.py", r"self\.head\(x\[:, 0\]\), self\.head_dist\(x\[:, 1\]\)",
+                           "self.head(x[:, 1]), self.head_dist(x[:, 0])", ("test_distilled_vit",)),
+    # Soft distillation without the T² factor: the teacher's gradient shrinks with the temperature.
+    "soft_no_t_squared": Bug("deit.py", r"log_target=True\) \* \(T \* T\)", "log_target=True)",
+                             ("test_soft_distillation",)),
 }
 
 
@@ -166,9 +172,11 @@ STUDENTS = (
     Student("ada", "solved everything"),
     Student("ben", "handed in the untouched release", code="stubs", answers=False),
     Student("cy", "forgot the 1/sqrt(d) scale; patches column by column; rollout in the wrong order; BN's running "
-            "variance biased", bugs=("no_scale", "patch_order", "rollout_order", "bn_biased_running_var")),
+            "variance biased; the DeiT heads read each other's token", bugs=("no_scale", "patch_order", "rollout_order",
+                                                          "bn_biased_running_var", "deit_token_swap")),
     Student("dee", "split heads without the transpose; froze the children but not cls_token / pos_embed; forgot the "
-            "conv bias in the fold", bugs=("split_no_transpose", "root_params", "fold_no_conv_bias")),
+            "conv bias in the fold; soft distillation without T²",
+            bugs=("split_no_transpose", "root_params", "fold_no_conv_bias", "soft_no_t_squared")),
     Student("eli", "deleted a test cell (nbgrader adds it back)", delete_cells=("test_mlp", "test_patchify")),
     Student("fay", "ran cells out of order: an answer defined below its test", out_of_order=True),
 )

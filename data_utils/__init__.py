@@ -15,7 +15,7 @@ from data_utils.constants import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CI
                                   DIGITS_CLASSES, DIGITS_MEAN, DIGITS_STD, SYNTHETIC_MEAN, SYNTHETIC_STD)
 from data_utils.datasets import DATASETS, DatasetSplits, load_dataset
 from data_utils.embedded import load_digits
-from data_utils.splits import select_classes, stratified_split
+from data_utils.splits import select_classes, stratified_split, train_size_indices
 from data_utils.synthetic import synthetic_dataset
 
 __all__ = [
@@ -24,6 +24,6 @@ __all__ = [
     "CIFAR_SPECS", "DatasetUnavailableError", "default_root", "load_cifar", "read_cifar_folder",
     "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD",
     "DIGITS_CLASSES", "DIGITS_MEAN", "DIGITS_STD", "SYNTHETIC_MEAN", "SYNTHETIC_STD",
-    "DATASETS", "DatasetSplits", "load_dataset", "load_digits", "select_classes", "stratified_split",
+    "DATASETS", "DatasetSplits", "load_dataset", "load_digits", "select_classes", "stratified_split", "train_size_indices",
     "synthetic_dataset",
 ]

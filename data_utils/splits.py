@@ -76,3 +76,50 @@ def select_classes(images: torch.Tensor, labels: torch.Tensor, classes: Sequence
     new_labels = lookup[labels]
     keep = new_labels >= 0
     return images[keep], new_labels[keep]
+
+
+SUBSET_SCHEMES = ("nested", "disjoint")
+
+
+def size_order(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A seeded, class-interleaved order of the sample indices: every prefix keeps the classes' shares.
+
+    The indices of each class are shuffled by `seed`, then the classes are merged by the fraction of the class
+    already taken (the i-th of n_c images of class c sits at (i + ½) / n_c), so the first n indices hold about
+    n · n_c / B images of class c for every n (largest remainder; ties in a seeded random order).
+    """
+    labels = torch.as_tensor(labels).long().cpu()
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=gen)
+    order = order[torch.sort(labels[order], stable=True).indices]  # by class, random inside each class
+    classes, counts = torch.unique(labels, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(labels)) - torch.repeat_interleave(starts, counts)  # position inside its class
+    share = (rank.double() + 0.5) / torch.repeat_interleave(counts, counts).double()
+    tie = torch.rand(len(classes), generator=gen, dtype=torch.float64)  # a seeded order of the classes on ties
+    key = share + 1e-9 * torch.repeat_interleave(tie, counts)
+    return order[torch.sort(key, stable=True).indices]
+
+
+def train_size_indices(labels: torch.Tensor, size: int, seed: int = 0, scheme: str = "nested",
+                       order_seed: int = 0) -> torch.Tensor:
+    """The sorted indices of a training set of `size` samples, for the data-scaling experiment.
+
+    * 'nested': the first `size` of `size_order(labels, seed)`: for one seed, every smaller set is inside every
+      larger one (the sizes are compared on the same images), and each seed draws another set;
+    * 'disjoint': block `seed` of `size_order(labels, order_seed)`: the sets of seeds 0, 1, ... share no image
+      (independent draws of the data; needs (seed + 1) · size <= B).
+
+    Both keep every class's share of `labels` (B,) to within one image.
+    """
+    labels = torch.as_tensor(labels).long().cpu()
+    if scheme not in SUBSET_SCHEMES:
+        raise ValueError(f"unknown subset scheme {scheme!r}: choose one of {', '.join(SUBSET_SCHEMES)}")
+    if not 0 < size <= len(labels):
+        raise ValueError(f"train_size {size} must lie in 1..{len(labels)} (the training images there are)")
+    if scheme == "nested":
+        return size_order(labels, seed)[:size].sort().values
+    if (seed + 1) * size > len(labels):
+        raise ValueError(f"disjoint subsets: seed {seed} needs images {seed * size}..{(seed + 1) * size - 1} of "
+                         f"{len(labels)}; use fewer seeds, a smaller size or scheme='nested'")
+    return size_order(labels, order_seed)[seed * size:(seed + 1) * size].sort().values

@@ -26,6 +26,9 @@ def add_arguments(parser):
     parser.add_argument("--baseline", help="variant the others are compared with (default: the first)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (1: comparable timings)")
     parser.add_argument("--max-train", type=int, help="train on the first N images only (a pilot or tuning grid)")
+    parser.add_argument("--subsets", choices=("nested", "disjoint"), default="nested",
+                        help="--grid train_size=...: one seed's smaller sets inside its larger ones (nested, default), "
+                             "or seeds that share no image (disjoint)")
     parser.add_argument("--data-dir", help="CIFAR folder (see vitcourse train --data-dir)")
     parser.add_argument("--no-verify", action="store_true", help="CIFAR: read --data-dir as it is")
     parser.add_argument("--device", default="auto")
@@ -46,7 +49,8 @@ def run(args) -> int:
         return 2
     settings = ablate.Settings(data=args.data, data_dir=args.data_dir, verify=not args.no_verify,
                                epochs=args.epochs, budget_minutes=args.budget_minutes, max_train=args.max_train,
-                               classes=classes, device=args.device, threads=args.threads, model=args.model)
+                               classes=classes, device=args.device, threads=args.threads, model=args.model,
+                               subsets=args.subsets)
     variants = ablate.expand(grid)
     print(f"{len(variants)} variant(s) of {args.model} x {len(seeds)} seed(s) on {args.data}, results in {args.out}")
     try:

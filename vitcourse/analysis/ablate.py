@@ -12,7 +12,14 @@ A variant is a set of options on top of the default recipe of `Settings.model` o
   `Settings.architectures`), `act`, `batch_norm`, `drop_rate`, `kernel_size`;
 * training options, applied to the recipe's `TrainConfig` (`lr`, `weight_decay`, `batch_size`,
   `label_smoothing`, `epochs`, `warmup_epochs`, `optimizer`): a learning-rate grid is a tuning run;
-* data options (`classes`: a class subset).
+* data options (`classes`: a class subset; `train_size`: a seeded subset of the training images, the axis of
+  assignment 8's data-scaling experiment, nested or disjoint across seeds as `Settings.subsets` says:
+  `data_utils.train_size_indices`). Validation and test sets stay whole.
+
+Model 'deit' (assignment 8) is the ViT's recipe (cut to `distill.DEIT_FIELDS`) built as the student's
+`deit.DistilledViT` (`Settings.implementation`) and trained against a teacher (`Settings.teacher(options, seed)`,
+e.g. the ResNet-18 run of the same size and seed: `distill.teacher_from_runs`) with the student's hard- or
+soft-label loss (`Settings.distillation`).
 
 Every variant is trained on the same seeds with the same training config and budget, so the only difference
 between two runs with the same seed is the variant: the seed fixes the validation split, the data order and
@@ -56,7 +63,8 @@ VIT_OPTIONS = {"pos_embed": str, "act": str, "pool": str, "depth": int, "num_hea
 CNN_OPTIONS = {"arch": str, "act": str, "batch_norm": bool, "drop_rate": float, "kernel_size": int}
 TRAIN_OPTIONS = {"lr": float, "weight_decay": float, "batch_size": int, "label_smoothing": float, "epochs": int,
                  "warmup_epochs": float, "optimizer": str}
-DATA_OPTIONS = {"classes": "classes"}  # a class subset, written 1+3+5+7+9 on the command line
+DATA_OPTIONS = {"classes": "classes",  # a class subset, written 1+3+5+7+9 on the command line
+                "train_size": int}  # a seeded subset of the training images (Settings.subsets: nested or disjoint)
 OPTIONS = tuple(dict.fromkeys((*VIT_OPTIONS, *CNN_OPTIONS, *TRAIN_OPTIONS, *DATA_OPTIONS)))  # every model's
 RUNS_DIR, TABLE_MD, TABLE_CSV, FIGURE = "runs", "ablation.md", "ablation.csv", "position_similarity.png"
 CLASS_SEP = "+"
@@ -75,7 +83,7 @@ def options_for(model: str = "vit") -> dict:
     """The options a grid of `model` may vary, option -> type: its architecture's, training's and data's."""
     from vitcourse.training import recipes
 
-    if model not in recipes.MODELS:
+    if model not in recipes.MODELS + recipes.DISTILLED_MODELS:
         raise AblationError(f"unknown model {model!r}: choose one of {', '.join(recipes.MODELS)}")
     arch = VIT_OPTIONS if model == "vit" else CNN_OPTIONS if model in recipes.CNN_MODELS else {}
     return {**arch, **TRAIN_OPTIONS, **DATA_OPTIONS}
@@ -163,6 +171,12 @@ class Settings:
     threads: Optional[int] = None  # torch threads per run (1 makes runs comparable on a shared machine)
     progress: bool = False
     overrides: dict = field(default_factory=dict)  # other TrainConfig fields (batch_size, lr, ...); a grid's win
+    model_overrides: dict = field(default_factory=dict)  # model-config fields for every run (drop_path_rate ...)
+    # train_size: 'nested' (one seed's smaller sets inside its larger ones) or 'disjoint' (seeds share no image)
+    subsets: str = "nested"
+    # model 'deit': teacher(options, seed) -> the trained teacher of that run; the student's loss, 'hard' or 'soft'
+    teacher: Optional[Callable] = None
+    distillation: str = "hard"
     # The notebooks load data their own way (`vitcourse.course.colab.load_course_data`: $VITCOURSE_DATA_ROOT, the
     # offline fallback) and train the student's module: loader(seed, classes) -> DatasetSplits.
     loader: Optional[Callable] = None
@@ -200,7 +214,13 @@ def _is_cnn(model: str) -> bool:
 
 
 def _implementation(settings: Settings):
-    """The module that builds the networks: the ViT module, the loaded cnn.py, or None (ResNet-18)."""
+    """The module that builds the networks: the ViT module, the loaded cnn.py or deit.py, or None (ResNet-18)."""
+    if settings.model == "deit":
+        if settings.implementation is not None:
+            return settings.implementation
+        from coursecore import impl
+
+        return impl.load(impl.solutions_dir(), modules=("deit",)).deit
     if settings.model == "vit":
         return _vit_module(settings.implementation if settings.implementation is not None else settings.vit)
     if _is_cnn(settings.model):
@@ -242,6 +262,11 @@ def check_variants(variants: Sequence[dict], settings: Settings) -> None:
     model = settings.model
     kinds = options_for(model)
     module = _implementation(settings)
+    if settings.subsets not in ("nested", "disjoint"):
+        raise AblationError(f"Settings.subsets={settings.subsets!r}: choose 'nested' or 'disjoint'")
+    if model == "deit" and settings.teacher is None:
+        raise AblationError("model 'deit' trains against a teacher: pass Settings(teacher=...), e.g. "
+                            "distill.teacher_from_runs(the ResNet-18 grid's folder)")
     if settings.architectures and not _is_cnn(model):
         raise AblationError(f"Settings.architectures names CNN architectures, but model {model!r} is not a CNN")
     if _is_cnn(model):
@@ -314,6 +339,12 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
     splits = settings.load(seed, classes)
     if settings.max_train:
         splits = splits.subset(settings.max_train, len(splits.test_labels))
+    if "train_size" in options:  # the data-scaling axis: a seeded subset of the training images only
+        import data_utils
+
+        keep = data_utils.train_size_indices(splits.train_labels, int(options["train_size"]), seed, settings.subsets)
+        splits = dataclasses.replace(splits, train_images=splits.train_images[keep],
+                                     train_labels=splits.train_labels[keep])
     if runtime.fast_mode():  # the trainer's own caps (grading, CI), on the test set too
         from vitcourse.training.train import FAST_MAX_EVAL, FAST_MAX_TRAIN
 
@@ -321,7 +352,9 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
     # The recipe of the data actually loaded (a notebook's CIFAR may fall back to the offline digits).
     model_cfg, cfg = recipes.default_recipe(splits.name, settings.model, splits.num_classes, splits.in_chans)
     if settings.model == "vit":
-        model_cfg = {**model_cfg, **arch_options}
+        model_cfg = {**model_cfg, **arch_options, **settings.model_overrides}
+    elif not _is_cnn(settings.model):  # ResNet-18 (another ResNet with model_overrides), the distilled ViT
+        model_cfg = {**model_cfg, **settings.model_overrides}
     elif _is_cnn(settings.model):
         model_cfg = _cnn_model_config(model_cfg, arch_options, settings, module)
     # The recipe, then the shared overrides and budget, then this variant's own training options.
@@ -329,12 +362,20 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
     cfg = dataclasses.replace(cfg, seed=seed, device=settings.device, progress=settings.progress,
                               budget_minutes=settings.budget_minutes, **changes)
     runtime.seed_everything(seed)  # the initial weights depend on the seed too
+    objective, teacher_of = None, {}
     if settings.model == "vit":
         model = module.ViT(**model_cfg)
+    elif settings.model == "deit":
+        from vitcourse.training import distill
+
+        model = distill.build_deit(module, model_cfg)
+        objective = distill.objective_for(module, settings.teacher(options, seed), settings.distillation)
+        teacher_of = {"teacher": getattr(settings.teacher, "source", repr(settings.teacher)),
+                      "distillation": settings.distillation}
     else:
         model = recipes.build_model(settings.model, model_cfg, implementation=module)
     ckpt = path.with_suffix("")  # runs/<variant>/seed<k>/
-    result = train(model, splits, cfg, checkpoint_dir=ckpt)
+    result = train(model, splits, cfg, checkpoint_dir=ckpt, objective=objective)
     if len(splits.val_labels):
         load_best(model, result)
     test = evaluate(model, splits.test_images, splits.test_labels, mean=splits.mean, std=splits.std,
@@ -347,6 +388,9 @@ def train_variant(options: dict, seed: int, settings: Settings, out_dir: Union[s
         "model": settings.model,
         "data": splits.name,
         "classes": list(classes) if classes else None,
+        "train_size": len(splits.train_labels),  # what was trained on (fast mode caps it further)
+        "subsets": settings.subsets if "train_size" in options else None,
+        **teacher_of,
         "model_config": model_cfg,
         "train": cfg.to_dict(),
         "epochs_run": len(result.history),
@@ -381,6 +425,12 @@ def stale_reason(record: dict, options: dict, settings: Settings) -> Optional[st
         return f"it was trained as model {record.get('model', 'vit')!r}, not {settings.model!r}"
     if "fast_mode" in record and record["fast_mode"] != runtime.fast_mode():
         return f"it was trained in {'fast' if record['fast_mode'] else 'full'} mode"
+    if settings.model == "deit" and record.get("distillation", settings.distillation) != settings.distillation:
+        return f"it was distilled with the {record['distillation']} loss, not the {settings.distillation} one"
+    stored = record.get("model_config", {})
+    changed = sorted(k for k, v in settings.model_overrides.items() if stored.get(k) != json.loads(json.dumps(v)))
+    if changed:
+        return f"its model config differs from Settings.model_overrides ({', '.join(changed)})"
     if _is_cnn(settings.model):
         stored = record.get("model_config", {})
         recipe_like = {"arch": settings.model, **{k: stored.get(k) for k in ("image_size", "in_chans", "num_classes",

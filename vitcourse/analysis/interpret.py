@@ -127,7 +127,8 @@ def attention_maps(model: nn.Module, images: torch.Tensor,
     was_training = net.training
     net.eval()
     try:
-        net.forward_features(images)
+        # timm's ViT: the tokens only (no head); a model without forward_features (deit.DistilledViT): all of it
+        getattr(net, "forward_features", net)(images)
     finally:
         net.train(was_training)
         for block, f, h in reversed(list(zip(chosen, fused, handles))):  # reversed: a block asked twice

@@ -62,6 +62,7 @@ REQUIREMENTS = {
 # timm and lacks grad-cam; a JupyterHub may lack both.
 ASSIGNMENT_REQUIREMENTS = {
     "a6_transfer": {"timm": "timm>=0.9.16", "pytorch_grad_cam": "grad-cam>=1.5"},
+    "a8_data": {"timm": "timm>=0.9.16"},  # deit.py builds on timm's Block; the plain ViT and ViT-S/16 are timm's
 }
 MIN_PYTHON = (3, 11)  # pyproject.toml's requires-python
 FAILED_MARK = "✗"  # starts every failure line a student sees (printed to stderr: a red box in Jupyter and Colab)

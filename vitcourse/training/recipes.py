@@ -20,6 +20,9 @@ from data_utils import AugmentConfig
 from vitcourse.training.train import TrainConfig
 
 MODELS = ("vit", "resnet18")
+# Assignment 8's distilled ViT (the student's deit.DistilledViT): the ViT's recipe; it trains only with a teacher
+# (`vitcourse.analysis.ablate` with Settings.teacher), so `vitcourse train` does not offer it.
+DISTILLED_MODELS = ("deit",)
 RECIPE_DATA = ("digits", "cifar10", "cifar100", "synthetic")
 
 # CIFAR augmentation: 4-pixel crops and flips are the standard pair; cutout of an 8-pixel square (a quarter
@@ -96,7 +99,7 @@ def default_recipe(data: str, model: str = "vit", num_classes: Optional[int] = N
     """
     if data not in RECIPE_DATA:
         raise ValueError(f"no recipe for data {data!r}: choose one of {', '.join(RECIPE_DATA)}")
-    if model not in MODELS:
+    if model not in MODELS + DISTILLED_MODELS:
         raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
     from data_utils.datasets import SYNTHETIC_SIZES
 
@@ -108,6 +111,10 @@ def default_recipe(data: str, model: str = "vit", num_classes: Optional[int] = N
         return _cnn_recipe(data, model, K, C)
     if model == "vit":
         model_cfg = _vit(data, K, C)
+    elif model == "deit":  # the ViT's recipe, its config cut to what deit.DeiTConfig takes (no stochastic depth)
+        from vitcourse.training.distill import deit_config
+
+        return deit_config(_vit(data, K, C)), dataclasses.replace(_train(data, "vit"))
     else:
         model_cfg = dict(arch="resnet18_cifar", num_classes=K, in_chans=C)
     return model_cfg, dataclasses.replace(_train(data, model))
@@ -134,6 +141,8 @@ def build_model(model: str, model_config: dict, implementation=None) -> nn.Modul
         if arch == "resnet18_imagenet":
             cfg.pop("in_chans", None)
             return resnet.resnet18_imagenet(**cfg)
+        if arch == "resnet_cifar":  # the same design with other depths / widths (assignment 8's offline CNN)
+            return resnet.ResNetCIFAR(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
         return resnet.resnet18_cifar(**cfg)
     raise ValueError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
 
