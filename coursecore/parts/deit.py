@@ -1,8 +1,8 @@
 """The graded parts of `deit.py` (assignment 8): the distillation token, the two distillation losses, attention distance.
 
 Each part is declared whole here: its points, assignment, hint and public check (the `verify_*` functions, against
-oracles a student can read: timm's own `VisionTransformerDistilled` loading the student's state dict, torch's
-`F.cross_entropy` and `F.kl_div`, and a by-hand loop over the patches for the attention distance; the notebook's
+oracles a student can read: DeiT's forward written out with the model's own layers, torch's `F.cross_entropy` and
+the KL written out, and a by-hand loop over the patches for the attention distance; the notebook's
 check cells and `python -m vitcourse check` run them), and in the grader's region its hidden cases, how the sandboxed
 runner runs one, its catalogued bugs (each with the mutation of the reference that makes it) and its analysers. A
 release strips the grader's region (coursetools/release.py).
@@ -36,11 +36,22 @@ def _as_pair(out, what: str):
     return out
 
 
-def verify_distilled_vit(D) -> None:
-    """DistilledViT against timm's VisionTransformerDistilled with the student's state dict: the two heads in train
-    mode (values and the gradients of the tokens and pos_embed), their mean in eval mode; a non-square grid."""
-    from timm.models.deit import VisionTransformerDistilled
+@torch.no_grad()
+def _forward_by_hand(model, x) -> tuple:
+    """DeiT's forward written out with the model's own layers (timm's blocks, given): (cls_logits, dist_logits)."""
+    B = x.shape[0]
+    prefix = [model.cls_token.expand(B, -1, -1), model.dist_token.expand(B, -1, -1)]  # (B, 1, D) each
+    tokens = torch.cat([*prefix, model.patch_embed(x)], dim=1) + model.pos_embed  # (B, N, D)
+    for block in model.blocks:
+        tokens = block(tokens)
+    tokens = model.norm(tokens)  # (B, N, D)
+    return model.head(tokens[:, 0]), model.head_dist(tokens[:, 1])
 
+
+def verify_distilled_vit(D) -> None:
+    """DistilledViT against DeiT's forward written out with the same model's layers (tests/test_deit_grading.py holds
+    that one against timm's VisionTransformerDistilled): the two heads in train mode, the gradients of the tokens and
+    pos_embed, their mean in eval mode; a non-square grid."""
     torch.manual_seed(11)
     cfg = D.DeiTConfig(image_size=(12, 8), patch_size=4, in_chans=3, num_classes=5, embed_dim=12, depth=2, num_heads=3,
                        mlp_ratio=2.0)
@@ -48,38 +59,32 @@ def verify_distilled_vit(D) -> None:
     with torch.no_grad():  # tokens and positions of unit size, so a wrong order or a missing pos_embed shows
         for p in (model.cls_token, model.dist_token, model.pos_embed):
             p.normal_()
-    oracle = VisionTransformerDistilled(img_size=(12, 8), patch_size=4, in_chans=3, num_classes=5, embed_dim=12,
-                                        depth=2, num_heads=3, mlp_ratio=2.0).double()
-    oracle.load_state_dict(model.state_dict())
-    oracle.set_distilled_training(True)  # timm returns the pair in train mode only when told to
     x = torch.randn(2, 3, 12, 8, dtype=torch.float64)
     where = "DistilledViT(image_size=(12, 8), patch_size=4, num_classes=5, embed_dim=12, depth=2, num_heads=3)"
-    model.train(), oracle.train()
+    oracle = "DeiT's forward (tokens [cls, dist, patches] + pos_embed, the blocks, norm, the two heads)"
+    model.eval()
+    want_cls, want_dist = _forward_by_hand(model, x)
+    model.train()
     cls, dist = _as_pair(model(x), f"{where} in train mode")
-    want_cls, want_dist = oracle(x)
     _matches(f"{where} in train mode: cls_logits", cls, want_cls, "tokens [cls_token, dist_token, patches] + pos_embed "
-             "-> blocks -> norm; cls_logits = self.head(x[:, 0])", oracle="timm's VisionTransformerDistilled")
+             "-> blocks -> norm; cls_logits = self.head(x[:, 0])", oracle=oracle)
     _matches(f"{where} in train mode: dist_logits", dist, want_dist, "dist_logits = self.head_dist(x[:, 1]): the "
-             "distillation token is token 1, right after the class token", oracle="timm's VisionTransformerDistilled")
+             "distillation token is token 1, right after the class token", oracle=oracle)
     g = torch.randn(2, 5, dtype=torch.float64)
     params = (model.cls_token, model.dist_token, model.pos_embed)
-    mine = torch.autograd.grad((cls * g).sum() + (dist * g.flip(0)).sum(), params, allow_unused=True)
-    theirs = torch.autograd.grad((want_cls * g).sum() + (want_dist * g.flip(0)).sum(),
-                                 (oracle.cls_token, oracle.dist_token, oracle.pos_embed))
-    for name, a, b in zip(("cls_token", "dist_token", "pos_embed"), mine, theirs):
-        if a is None:
+    grads = torch.autograd.grad((cls * g).sum() + (dist * g.flip(0)).sum(), params, allow_unused=True)
+    for name, grad in zip(("cls_token", "dist_token", "pos_embed"), grads):
+        if grad is None or not grad.abs().sum() > 0:
             raise AssertionError(f"{where}: no gradient reaches self.{name} (.detach(), .data or a new tensor?): the "
-                                 "tokens and position embedding must learn")
-        _matches(f"{where}: the gradient of {name}", a, b, "use the parameters themselves (expand them to the batch)",
-                 oracle="timm's VisionTransformerDistilled")
-    model.eval(), oracle.eval()
+                                 "tokens and the position embedding must learn")
+    model.eval()
     with torch.no_grad():
         out = model(x)
-        if not isinstance(out, torch.Tensor):
-            raise AssertionError(f"{where} in eval mode returned a {type(out).__name__}: at test time DeiT returns one "
-                                 "(B, K) tensor, the mean of the two heads' logits (cls_logits + dist_logits) / 2")
-        _matches(f"{where} in eval mode", out, oracle(x), "at test time: (self.head(x[:, 0]) + self.head_dist(x[:, 1])) "
-                 "/ 2, the mean of the two heads", oracle="timm's VisionTransformerDistilled")
+    if not isinstance(out, torch.Tensor):
+        raise AssertionError(f"{where} in eval mode returned a {type(out).__name__}: at test time DeiT returns one "
+                             "(B, K) tensor, the mean of the two heads' logits (cls_logits + dist_logits) / 2")
+    _matches(f"{where} in eval mode", out, (want_cls + want_dist) / 2, "at test time: (self.head(x[:, 0]) + "
+             "self.head_dist(x[:, 1])) / 2, the mean of the two heads", oracle=oracle)
 
 
 def _loss_inputs(seed: int, B: int = 4, K: int = 5, dtype=torch.float64):
@@ -404,16 +409,14 @@ def _run_vit(D_, case: dict, h, torch_) -> dict:
 
 
 # ------------------------------------------------------------------------------------ the grader's oracles
-def _timm_model(c: dict):
-    """timm's VisionTransformerDistilled with the case's weights, in the case's dtype (the grader's process only)."""
-    from timm.models.deit import VisionTransformerDistilled
+def _case_model(c: dict):
+    """The reference DistilledViT (timm's blocks; tests/test_deit_grading.py holds it equal to timm's
+    VisionTransformerDistilled) with the case's weights, in the case's dtype, in eval mode (the grader's process)."""
+    from coursecore import impl
 
-    p, t = c["params"], c["tensors"]
-    cfg = _vit_config(p)
-    model = VisionTransformerDistilled(img_size=cfg["image_size"], patch_size=cfg["patch_size"],
-                                       in_chans=cfg["in_chans"], num_classes=cfg["num_classes"],
-                                       embed_dim=cfg["embed_dim"], depth=cfg["depth"], num_heads=cfg["num_heads"],
-                                       mlp_ratio=cfg["mlp_ratio"]).to(t["x"].dtype)
+    ref = impl.load(impl.solutions_dir(), modules=("deit",)).deit
+    t = c["tensors"]
+    model = ref.DistilledViT(ref.DeiTConfig(**_vit_config(c["params"]))).to(t["x"].dtype)
     model.load_state_dict({k[2:]: v for k, v in t.items() if k.startswith("w.")})
     return model.eval()
 
@@ -425,7 +428,7 @@ TOKEN_ORDERS = {"cls_dist": ("cls", "dist", "patches"), "dist_cls": ("dist", "cl
 @torch.no_grad()
 def _vit_tokens(c: dict, order: str = "cls_dist", pos: str = "all", model=None) -> torch.Tensor:
     """The tokens that enter the first block, (B, N, D), with the prefix in `order` and pos_embed added as `pos`."""
-    m = model or _timm_model(c)
+    m = model or _case_model(c)
     x = c["tensors"]["x"]
     parts = {"patches": m.patch_embed(x), "cls": m.cls_token.expand(x.shape[0], -1, -1),
              "dist": m.dist_token.expand(x.shape[0], -1, -1)}
@@ -437,8 +440,8 @@ def _vit_tokens(c: dict, order: str = "cls_dist", pos: str = "all", model=None) 
 
 @torch.no_grad()
 def _vit_heads(c: dict, order="cls_dist", pos="all", norm=True, read=(0, 1), heads="normal", model=None):
-    """(cls_logits, dist_logits) of timm's model computed by hand with one catalogued mistake."""
-    m = model or _timm_model(c)
+    """(cls_logits, dist_logits) of the case's model computed by hand with one catalogued mistake."""
+    m = model or _case_model(c)
     y = m.blocks(_vit_tokens(c, order, pos, m))
     y = m.norm(y) if norm else y
     a, b = y[:, read[0]], y[:, read[1]]
@@ -516,7 +519,7 @@ def _vit_hypotheses(c: dict, key: str):
     """Every way of getting one or two pieces of the forward wrong, for the 'cls', 'dist' or 'tokens' quantity."""
     from coursecore.parts import analysers
 
-    m = _timm_model(c)
+    m = _case_model(c)
     out = []
     for picks, wrong in analysers.variants({
             "order": [("cls_dist", None), ("dist_cls", "the tokens are [dist_token, cls_token, patches]: the class "
