@@ -36,22 +36,69 @@ def _as_pair(out, what: str):
     return out
 
 
-@torch.no_grad()
-def _forward_by_hand(model, x) -> tuple:
-    """DeiT's forward written out with the model's own layers (timm's blocks, given): (cls_logits, dist_logits)."""
-    B = x.shape[0]
-    prefix = [model.cls_token.expand(B, -1, -1), model.dist_token.expand(B, -1, -1)]  # (B, 1, D) each
-    tokens = torch.cat([*prefix, model.patch_embed(x)], dim=1) + model.pos_embed  # (B, N, D)
-    for block in model.blocks:
-        tokens = block(tokens)
-    tokens = model.norm(tokens)  # (B, N, D)
-    return model.head(tokens[:, 0]), model.head_dist(tokens[:, 1])
+class _Taps:
+    """What each layer of a DistilledViT saw and gave in one forward pass (forward hooks on the given layers): the
+    check reads the student's forward through its layers, one definition at a time, instead of re-writing it."""
+
+    def __init__(self, model):
+        self.seen, handles = {}, []
+        layers = {"patch_embed": model.patch_embed, "norm": model.norm, "head": model.head,
+                  "head_dist": model.head_dist}
+        for name, layer in layers.items():
+            handles.append(layer.register_forward_hook(self._keep(name)))
+        handles.append(model.blocks[0].register_forward_pre_hook(self._keep("block0")))
+        self.handles = handles
+
+    def _keep(self, name: str):
+        def hook(module, args, out=None):  # the first call only; returns None, so nothing is changed
+            self.seen.setdefault(name, (args[0] if args else None, out))
+        return hook
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+    def get(self, name: str, where: str, what: str):
+        if name not in self.seen:
+            raise AssertionError(f"{where}: self.{name} was never called; {what}")
+        return self.seen[name]
+
+
+def _check_layers(model, taps: _Taps, where: str) -> None:
+    """Each step of DeiT's forward against its definition, on what the model's own layers saw."""
+    _, patches = taps.get("patch_embed", where, "the patches come from self.patch_embed(x)")
+    tokens, _ = taps.get("block0", where, "the tokens go through self.blocks")
+    _, normed = taps.get("norm", where, "the blocks' output goes through self.norm")
+    D, n = model.pos_embed.shape[-1], patches.shape[1]
+    if tuple(tokens.shape[1:]) != (n + 2, D):
+        raise AssertionError(f"{where}: the blocks received tokens of shape {tuple(tokens.shape)}, expected (B, {n + 2}, "
+                             f"{D}): the class token, the distillation token, then the {n} patches")
+    pos = model.pos_embed[0]  # (N, D)
+    steps = (("token 0 entering the blocks", tokens[:, 0], model.cls_token[0, 0] + pos[0],
+              "token 0 is self.cls_token + pos_embed[:, 0]: the class token comes first"),
+             ("token 1 entering the blocks", tokens[:, 1], model.dist_token[0, 0] + pos[1],
+              "token 1 is self.dist_token + pos_embed[:, 1]: the distillation token right after the class token"),
+             ("the patch tokens entering the blocks", tokens[:, 2:], patches + pos[2:],
+              "tokens 2.. are the patches of self.patch_embed(x), each + its row of pos_embed"))
+    for what, got, want, hint in steps:
+        _matches(f"{where}: {what}", got, want.expand_as(got), hint, oracle="DeiT's definition")
+    head_in, head_out = taps.get("head", where, "cls_logits = self.head(x[:, 0])")
+    dist_in, dist_out = taps.get("head_dist", where, "dist_logits = self.head_dist(x[:, 1])")
+    _matches(f"{where}: the input of self.head", head_in, normed[:, 0], "self.head reads the normalised class token, "
+             "x[:, 0] after self.norm", oracle="DeiT's definition")
+    _matches(f"{where}: the input of self.head_dist", dist_in, normed[:, 1], "self.head_dist reads the normalised "
+             "distillation token, x[:, 1] after self.norm", oracle="DeiT's definition")
+    return head_out, dist_out
 
 
 def verify_distilled_vit(D) -> None:
-    """DistilledViT against DeiT's forward written out with the same model's layers (tests/test_deit_grading.py holds
-    that one against timm's VisionTransformerDistilled): the two heads in train mode, the gradients of the tokens and
-    pos_embed, their mean in eval mode; a non-square grid."""
+    """DistilledViT step by step against DeiT's definitions, read through its own layers (forward hooks; the whole
+    forward is held against timm's VisionTransformerDistilled in tests/test_deit_grading.py): the tokens entering the
+    blocks, what each head reads, the pair returned in train mode, the gradients of the tokens and pos_embed, the
+    mean of the two heads in eval mode; a non-square grid."""
     torch.manual_seed(11)
     cfg = D.DeiTConfig(image_size=(12, 8), patch_size=4, in_chans=3, num_classes=5, embed_dim=12, depth=2, num_heads=3,
                        mlp_ratio=2.0)
@@ -61,15 +108,15 @@ def verify_distilled_vit(D) -> None:
             p.normal_()
     x = torch.randn(2, 3, 12, 8, dtype=torch.float64)
     where = "DistilledViT(image_size=(12, 8), patch_size=4, num_classes=5, embed_dim=12, depth=2, num_heads=3)"
-    oracle = "DeiT's forward (tokens [cls, dist, patches] + pos_embed, the blocks, norm, the two heads)"
-    model.eval()
-    want_cls, want_dist = _forward_by_hand(model, x)
     model.train()
-    cls, dist = _as_pair(model(x), f"{where} in train mode")
-    _matches(f"{where} in train mode: cls_logits", cls, want_cls, "tokens [cls_token, dist_token, patches] + pos_embed "
-             "-> blocks -> norm; cls_logits = self.head(x[:, 0])", oracle=oracle)
-    _matches(f"{where} in train mode: dist_logits", dist, want_dist, "dist_logits = self.head_dist(x[:, 1]): the "
-             "distillation token is token 1, right after the class token", oracle=oracle)
+    with _Taps(model) as taps:
+        out = model(x)
+    cls, dist = _as_pair(out, f"{where} in train mode")
+    head_out, dist_out = _check_layers(model, taps, f"{where} in train mode")
+    _matches(f"{where} in train mode: cls_logits", cls, head_out, "return the pair (cls_logits, dist_logits): "
+             "cls_logits = self.head(x[:, 0]) first", oracle="DeiT's definition")
+    _matches(f"{where} in train mode: dist_logits", dist, dist_out, "dist_logits = self.head_dist(x[:, 1]) second",
+             oracle="DeiT's definition")
     g = torch.randn(2, 5, dtype=torch.float64)
     params = (model.cls_token, model.dist_token, model.pos_embed)
     grads = torch.autograd.grad((cls * g).sum() + (dist * g.flip(0)).sum(), params, allow_unused=True)
@@ -78,13 +125,14 @@ def verify_distilled_vit(D) -> None:
             raise AssertionError(f"{where}: no gradient reaches self.{name} (.detach(), .data or a new tensor?): the "
                                  "tokens and the position embedding must learn")
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), _Taps(model) as taps:
         out = model(x)
-    if not isinstance(out, torch.Tensor):
-        raise AssertionError(f"{where} in eval mode returned a {type(out).__name__}: at test time DeiT returns one "
-                             "(B, K) tensor, the mean of the two heads' logits (cls_logits + dist_logits) / 2")
-    _matches(f"{where} in eval mode", out, (want_cls + want_dist) / 2, "at test time: (self.head(x[:, 0]) + "
-             "self.head_dist(x[:, 1])) / 2, the mean of the two heads", oracle=oracle)
+        if not isinstance(out, torch.Tensor):
+            raise AssertionError(f"{where} in eval mode returned a {type(out).__name__}: at test time DeiT returns one "
+                                 "(B, K) tensor, the mean of the two heads' logits (cls_logits + dist_logits) / 2")
+        head_out, dist_out = _check_layers(model, taps, f"{where} in eval mode")
+    _matches(f"{where} in eval mode", out, (head_out + dist_out) / 2, "at test time: the mean of the two heads, "
+             "(cls_logits + dist_logits) / 2, not one head alone and not their sum", oracle="DeiT's definition")
 
 
 def _loss_inputs(seed: int, B: int = 4, K: int = 5, dtype=torch.float64):
@@ -839,7 +887,7 @@ def distance_variant(attn, grid, P: int, prefix: int, units="px", metric="euclid
     """mean_attention_distance with the catalogued mistakes, in float64."""
     a = attn.double()
     gh, gw = grid
-    M, N = gh * gw, a.shape[-1]
+    M = gh * gw
     idx = torch.arange(M) + (prefix if way == "index" else 0)
     r, col = (idx // gw, idx % gw) if order == "row" else (idx % gh, idx // gh)
     pos = torch.stack([r, col], -1).double() * (P if units == "px" else 1)  # (H'·W', 2)
