@@ -92,6 +92,7 @@ def check_part(part: str) -> None:
         # A stub says "not implemented yet" (and names the stub that raised), as every other check cell does.
         with _part(part.split(".", 1)[1], f"{declared.module}.py"):
             declared.check(SimpleNamespace(**{n: sys.modules[n] for n in closure((declared.module,))}))
+        _ok(f"{part} passes its public checks (the hidden grader tries more sizes)")
 
     notebook_check(check_declared, key=lambda: part)()
 
