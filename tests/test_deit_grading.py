@@ -138,18 +138,21 @@ def test_a8_grades_the_four_deit_parts():
     assert all(p in GRADER and BY_ID[p].check is not None for p in parts_for(A8))
 
 
-def test_the_reference_and_an_independent_version_get_full_marks_and_the_stub_zero_in_the_sandbox(tmp_path):
-    for name, text in (("ref", REFERENCE), ("other", _restyled(STYLES["einsum_cdist_manual_kl"]))):
-        report = grader.grade(_folder(tmp_path / name, text), assignment=A8)
-        assert [r.part for r in report.parts] == list(parts_for(A8))
-        assert report.score == report.max_score == sum(POINTS[p] for p in parts_for(A8)), report.table()
-        assert not any(r.hints for r in report.parts), report.table()
-    stub = grader.grade(_folder(tmp_path / "stub", STUB), assignment=A8)
+def test_the_reference_gets_full_marks_and_the_stub_zero_in_the_sandbox(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The two sandboxed gradings at once: each is mostly a subprocess starting torch (the other styles: in process).
+    with ThreadPoolExecutor(2) as pool:
+        ref, stub = pool.map(lambda nt: grader.grade(_folder(tmp_path / nt[0], nt[1]), assignment=A8),
+                             (("ref", REFERENCE), ("stub", STUB)))
+    assert [r.part for r in ref.parts] == list(parts_for(A8))
+    assert ref.score == ref.max_score == sum(POINTS[p] for p in parts_for(A8)), ref.table()
+    assert not any(r.hints for r in ref.parts), ref.table()
     assert stub.score == 0
     assert all("not implemented" in r.feedback().lower() for r in stub.parts), stub.table()
 
 
-@pytest.mark.parametrize("style", [s for s in STYLES if s != "einsum_cdist_manual_kl"])
+@pytest.mark.parametrize("style", list(STYLES))
 def test_other_correct_styles_keep_full_marks_without_hints(style, tmp_path):
     for part, r in _in_process(tmp_path, _restyled(STYLES[style])).items():
         assert r.score == POINTS[part] and not r.hints, r.feedback()
