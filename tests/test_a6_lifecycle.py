@@ -23,6 +23,7 @@ def test_a6_source_notebook_passes_with_the_reference(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # make test-e2e (CI runs it)
 def test_a6_autograded_by_nbgrader_scores_the_reference_fully_and_a_bug_its_cell(tmp_path):
     students = [s for s in term.STUDENTS if s.id in ("ada", "cy")]  # cy multiplies rollout the wrong way
     result = term.run_term(tmp_path, [A6], students=students, jobs=2, log=lambda _: None)

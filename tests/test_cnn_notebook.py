@@ -43,6 +43,7 @@ def test_a7_release_ships_its_stub_and_no_hidden_material(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # make test-e2e (CI runs it)
 def test_a7_lifecycle_each_student_loses_only_their_bugs_points(tmp_path):
     """The demo's students with a7 bugs, through nbgrader: cy's biased running variance costs test_batch_norm,
     dee's forgotten conv bias test_fold_conv_bn, nothing else. (The reference's full marks and the stubs' zero

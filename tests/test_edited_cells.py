@@ -14,7 +14,7 @@ import pytest
 from coursetools import grading, term, progress, release
 
 A = "a5_analysis"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # make test-e2e (CI runs it)
 
 
 def _cell(nb, grade_id):

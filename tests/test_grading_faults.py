@@ -32,7 +32,7 @@ CLASS = (
 )
 IDS = [s.id for s in CLASS]
 QUIET = dict(log=lambda _: None)
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # make test-e2e (CI runs it)
 
 
 def _collected(scratch: Path) -> Path:

@@ -37,7 +37,7 @@ HAND_INS = {
     "plain": [(None, DUE + 5 * HOUR, True)],                                       # only the zip's own time
 }
 LATE = "canvas-12"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # make test-e2e (CI runs it)
 
 
 def oracle_fraction(seconds_late: float) -> float:
