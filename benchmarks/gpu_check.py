@@ -10,7 +10,8 @@ Sections, in order, each in its own process under its share of --budget-s (a sec
 its time on; one that fails or runs out is recorded and the next one runs):
     train      the a3 ViT and the a4 ResNet-18 with the course's CIFAR-10 recipes (AMP 'auto', the on-device
                data path) on the real subset at --data-root: epochs, training clock, time to TARGET_ACC,
-               train images/s, peak memory, and bench_train's busy fraction (device path / model alone)
+               train images/s, peak memory, and bench_train's busy fraction (device path / model alone); then
+               a8's `data_scaling.measure_rates` (ResNet-18, ViT, distilled ViT) and its Colab plan's minutes
     transfer   a6's modes on backbones pretrained here on digits 0-4 (the `vitcourse transfer --demo` path):
                trainable parameters, time per epoch, peak GPU memory, accuracy
     profile    a7's step-time breakdown (torch.profiler; kernel, memcpy, memset, data loading, CPU, other,
@@ -91,6 +92,9 @@ TRAIN_MODELS = ("vit", "resnet18")
 TARGET_ACC = 0.35
 THRESHOLDS = (0.30, 0.35, 0.40, 0.50)
 TRAIN_MODEL_BUDGET_S = 90  # training clock of one model at most (the recipes' 50 / 20 epochs fit on an H100)
+SCALING_RATES_S = 10  # a8's measure_rates (three models, a dozen steps each) after the training runs
+# a8's Colab plan (course/notebooks/a8_data.py): sizes, seeds, the recipes' epochs x scale
+COLAB_SIZES, COLAB_SEEDS, COLAB_EPOCHS_SCALE = (1000, 5000, 20000, 45000), 2, 0.3
 THROUGHPUT_RESERVE_S = 8  # per model: bench_train's throughput measurement after the training run
 SMOKE_TRAIN, SMOKE_EVAL, SMOKE_BATCH = 64, 32, 32  # smoke: images per split and batch size
 # profile: the models a7 profiles (the notebook and `vitcourse profile`), and the profiler's schedule.
@@ -278,6 +282,31 @@ def run_train(sec: Section) -> None:
                 row = sec.add({"model": name})
             row["throughput"] = tp
             sec.save()
+    if sec.left() < SCALING_RATES_S:
+        sec.skip("a8 rates", f"{sec.left():.0f} s left in the section")
+        return
+    with sec.item("a8 rates: measure_rates for ResNet-18, the ViT and the distilled ViT, the Colab plan's minutes"):
+        sec.data["scaling_rates"] = scaling_rates(sec.device, splits, sec.args.smoke)
+        sec.save()
+
+
+def scaling_rates(device: torch.device, splits, smoke: bool) -> dict:
+    """a8's budget on this GPU: `data_scaling.measure_rates` (what the notebook runs before its grid) for
+    ResNet-18, the ViT and the reference distilled ViT, their achieved TFLOP/s (counted FLOPs), and the minutes of
+    the notebook's Colab plan at these rates."""
+    from coursecore import impl
+    from vitcourse.analysis import data_scaling as S
+
+    deit = impl.load(impl.solutions_dir(), modules=("deit",)).deit
+    rates = S.measure_rates(splits, deit=deit, device=str(device), timed_steps=1 if smoke else None,
+                            batch_size=SMOKE_BATCH if smoke else None,
+                            log=lambda m: log(f"train: a8 rates: {m}"))
+    data = "cifar10" if splits.name.startswith("cifar") else splits.name
+    rows = S.budget_rows(COLAB_SIZES, COLAB_SEEDS, 45000, rates=rates, epochs_scale=COLAB_EPOCHS_SCALE)
+    return {"source": rates.source, "train_images_per_s": rates.train, "eval_images_per_s": rates.evaluate,
+            "achieved_tflops": {m: rates.achieved_tflops(m, data) for m in rates.train},
+            "colab_plan": {"sizes": list(COLAB_SIZES), "seeds": COLAB_SEEDS, "epochs_scale": COLAB_EPOCHS_SCALE,
+                           "minutes": sum(r["minutes"] for r in rows)}, "data": splits.summary()}
 
 
 # --------------------------------------------------------------------------------------------------- transfer
@@ -667,7 +696,19 @@ def _md_train(tr: dict) -> list[str]:
     reach = [f"{r['model']} " + ", ".join(f"{float(t):.0%} {'at %.1f s' % c if c is not None else 'not reached'}"
                                           for t, c in r["time_to_acc_s"].items())
              for r in tr.get("rows", []) if r.get("time_to_acc_s")]
-    return out + (["", "Other thresholds (training clock): " + "; ".join(reach) + "."] if reach else []) + [""]
+    out += (["", "Other thresholds (training clock): " + "; ".join(reach) + "."] if reach else []) + [""]
+    sr = tr.get("scaling_rates")
+    if sr:
+        plan = sr["colab_plan"]
+        out += ["a8's budget (`data_scaling.measure_rates`, what the notebook measures before its grid; "
+                f"{sr['source']}, on {sr['data']}): images/s trained and evaluated, achieved TFLOP/s in counted "
+                "FLOPs.", "", "| model | train images/s | evaluated images/s | achieved TFLOP/s |", "|---|---:|---:|---:|"]
+        for m, rate in sr["train_images_per_s"].items():
+            out.append(f"| {m} | {rate:,.0f} | {sr['eval_images_per_s'][m]:,.0f} | {sr['achieved_tflops'][m]:.1f} |")
+        out += ["", f"The notebook's Colab plan (sizes {', '.join(map(str, plan['sizes']))}, {plan['seeds']} seeds, the "
+                f"recipes' epochs × {plan['epochs_scale']}) would take {plan['minutes']:.0f} minutes at these rates on "
+                "this GPU.", ""]
+    return out
 
 
 def _md_transfer(tf: dict) -> list[str]:

@@ -13,7 +13,7 @@ import torch
 import data_utils
 from data_utils import train_size_indices
 from vitcourse.analysis import ablate, data_scaling as S
-from vitcourse.training import distill
+from vitcourse.training import distill, recipes
 from vitcourse.training import train as T
 
 matplotlib.use("Agg")
@@ -174,7 +174,6 @@ def test_the_course_vit_built_by_timm_is_the_reference_vit(ref):
 
 def test_the_budget_counts_the_reference_vit_and_adds_the_teacher(ref):
     from coursecore import counts
-    from vitcourse.training import recipes
 
     cfg = recipes.default_recipe("cifar10", "vit")[0]
     vit = S.training_flops_per_image("vit", cfg)
@@ -183,10 +182,81 @@ def test_the_budget_counts_the_reference_vit_and_adds_the_teacher(ref):
     resnet_fwd = counts.count_resnet18_macs("cifar")["total"]
     assert S.training_flops_per_image("resnet18", cfg) == 2 * 3 * resnet_fwd
     assert S.training_flops_per_image("deit", cfg) > vit + 2 * resnet_fwd  # one more token and head, the teacher
+    assert S.eval_flops_per_image("vit", cfg) == counts.count_flops(ref.ViT.ViTConfig(**cfg))["total"]
+    assert S.eval_flops_per_image("deit", cfg) > S.eval_flops_per_image("vit", cfg)  # no teacher when evaluating
+    assert S.eval_flops_per_image("deit", cfg) < S.eval_flops_per_image("vit", cfg) * 1.05
     rows = S.budget_rows([1000, 45000], seeds=2, full_size=45000, tflops=5.0, epochs_scale=0.3)
     vit_full = next(r for r in rows if r["model"] == "vit" and r["size"] == 45000)
-    assert vit_full["epochs"] == 15 and vit_full["minutes"] == pytest.approx(2 * 15 * 45000 * vit / 5e12 / 60)
+    eval_flops = (15 * 5000 + 10000) * S.eval_flops_per_image("vit", cfg)  # the validation set each epoch, the test once
+    assert vit_full["epochs"] == 15 and vit_full["evaluated"] == 15 * 5000 + 10000
+    assert vit_full["minutes"] == pytest.approx(2 * (15 * 45000 * vit + eval_flops) / 5e12 / 60)
+    vit_small = next(r for r in rows if r["model"] == "vit" and r["size"] == 1000)
+    assert vit_small["epochs"] == 75  # equal steps, capped at 5x
+    assert vit_small["evaluated"] * S.eval_flops_per_image("vit", cfg) > vit_small["images"] * vit  # evaluation dominates
+    assert "assumed" in S.budget_table(rows) and not rows[0]["measured"]
 
+
+def test_measured_rates_price_the_grid_and_the_plan_is_the_longest_that_fits(deit):
+    digits = data_utils.load_dataset("digits", seed=0)
+    rates = S.measure_rates(digits, deit=deit, cnn=S.SMALL_RESNET, log=lambda m: None)
+    assert rates.measured and "measured on" in rates.source and not rates.notes
+    assert set(rates.train) == set(rates.evaluate) == set(S.SCALING_MODELS)
+    assert all(v > 0 for v in [*rates.train.values(), *rates.evaluate.values()])
+    full = len(digits.train_labels)
+    grid = dict(data="digits", rates=rates, cnn=S.SMALL_RESNET, val_size=len(digits.val_labels),
+                test_size=len(digits.test_labels))
+    rows = S.budget_rows([50, full], 3, full, **grid)
+    for r in rows:  # minutes are the images at the measured rates, nothing else
+        expected = r["images"] / rates.train[r["model"]] + r["evaluated"] / rates.evaluate[r["model"]]
+        assert r["minutes"] == pytest.approx(3 * expected / 60)
+        assert r["label"] == S.SMALL_LABELS[r["model"]] and r["gflops_per_image"] is None or r["model"] != "resnet18"
+    # the plan: the largest scale that fits, the next larger one does not
+    total = {sc: sum(r["minutes"] for r in S.budget_rows([50, full], 3, full, epochs_scale=sc, **grid))
+             for sc in S.PLAN_SCALES}
+    budget = (total[0.5] + total[0.4]) / 2
+    plan = S.plan_for_budget(budget, [50, full], 3, full, **grid)
+    assert plan.epochs_scale == 0.4 and plan.fits and plan.minutes <= budget < total[0.5]
+    assert "fits the budget" in str(plan)
+    short = S.plan_for_budget(total[0.1] / 2, [50, full], 3, full, **grid)
+    assert short.epochs_scale == 0.1 and not short.fits and "does NOT fit" in str(short)
+    with pytest.raises(ValueError, match="budget_minutes"):
+        S.plan_for_budget(0, [50], 1, full, **grid)
+
+
+def test_an_unwritten_distilled_vit_is_priced_from_the_vits_rate():
+    from coursecore import impl
+
+    digits = data_utils.load_dataset("digits", seed=0)
+    stub = impl.load(impl.stubs_dir(), modules=("deit",)).deit  # the released deit.py, nothing written yet
+    rates = S.measure_rates(digits, ("vit", "deit"), deit=stub, log=lambda m: None)
+    cfg = recipes.default_recipe("digits", "vit")[0]
+    shape = dict(image_size=8, in_chans=1, num_classes=10)
+    ratio = S.training_flops_per_image("vit", cfg, **shape) / S.training_flops_per_image("deit", cfg, **shape)
+    assert rates.train["deit"] == pytest.approx(rates.train["vit"] * ratio)
+    assert "not written yet" in rates.notes[0] and "DistilledViT.forward" in rates.notes[0]
+    assert "not written yet" in S.budget_table(S.budget_rows([50], 1, 1293, data="digits", models=("vit", "deit"),
+                                                               rates=rates))
+
+
+def test_timing_a_distilled_step_runs_the_teacher_and_the_students_loss(deit):
+    from vitcourse.analysis import timing
+
+    calls = []
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    teacher.register_forward_hook(lambda *a: calls.append("teacher"))
+    objective = distill.objective_for(deit, teacher, "hard")
+    student = deit.DistilledViT(deit.DeiTConfig(image_size=8, patch_size=2, in_chans=1, embed_dim=12, depth=1,
+                                                num_heads=3))
+    row = timing.measure(student, (1, 8, 8), timing.MeasureSettings(batch_size=4, timed_steps=2, device="cpu"), 10,
+                         objective=objective)
+    assert row["train_images_per_s"] > 0 and calls.count("teacher") == 3  # a warm-up and two timed steps
+
+
+def test_the_budget_check_sets_the_plan_beside_the_runs_wall_time():
+    rows = [dict(model="vit", minutes=2.0), dict(model="vit", minutes=1.0)]
+    scaling = S.Scaling({"vit": [{"wall_time_s": 120.0}, {"wall_time_s": 240.0}]}, {}, [1], [0])
+    table = S.budget_check(rows, scaling)
+    assert "| ViT | 3.0 | 6.0 | 2.00 |" in table
 
 
 def test_a_checkpoint_interval_writes_at_the_end_and_keeps_the_selected_epoch(tmp_path, synthetic, monkeypatch):

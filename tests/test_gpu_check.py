@@ -58,6 +58,9 @@ def test_smoke_run_writes_every_section_asked_for(tmp_path, gpu_check):
         assert set(row["time_to_acc_s"]) == {f"{t:.2f}" for t in gpu_check.THRESHOLDS}
         assert 0.0 <= row["final_test_acc"] <= 1.0 and row["train_images_per_s"] > 0
         assert set(row["throughput"]["busy_fraction"]) == {"device", "dataloader"}
+    rates = train["scaling_rates"]  # a8's measure_rates: the three models, and the Colab plan priced with them
+    assert set(rates["train_images_per_s"]) == {"resnet18", "vit", "deit"} and rates["colab_plan"]["minutes"] > 0
+    assert all(v > 0 for v in rates["achieved_tflops"].values()) and rates["source"].startswith("measured on")
 
     profile = result["sections"]["profile"]
     assert profile["status"] == "ok", profile["errors"]
@@ -131,6 +134,12 @@ def _fabricated() -> dict:
                          "torch_cuda": "13.0", "cpu_count": 16, "date": "2026-12-07T10:00:00+00:00", "commit": "abc1234"},
             "sections": {
                 "train": {"status": "partial", "splits": "cifar10: 4,577 train", "fallback": None, "rows": [train_row],
+                          "scaling_rates": {"source": "measured on NVIDIA H100 80GB HBM3 (bf16)", "data": "cifar10",
+                                            "train_images_per_s": {"resnet18": 9000.0, "vit": 20000.0},
+                                            "eval_images_per_s": {"resnet18": 30000.0, "vit": 60000.0},
+                                            "achieved_tflops": {"resnet18": 30.0, "vit": 26.2},
+                                            "colab_plan": {"sizes": [1000, 45000], "seeds": 2, "epochs_scale": 0.3,
+                                                           "minutes": 12.4}},
                           "errors": [{"what": "resnet18", "error": "RuntimeError: CUDA error"}], "skipped": []},
                 "transfer": {"status": "ok", "pretrain_epochs": 8, "finetune_epochs": 30, "shots": 10, "rows": [mode],
                              "errors": [], "skipped": []},
@@ -149,6 +158,8 @@ def test_markdown_has_a_row_per_measurement_and_names_every_failure(gpu_check):
     assert "| vit | 3,195,146 | bf16 | 50 (50) | 31.5 | 0.60 (2.50) | 7.1 | 47.0% / 48.0% | 7,600 |" in md
     assert "20,000, 19,000, 6,000 | 95.0% / 30.0% | 2,100 |" in md
     assert "50% not reached" in md
+    assert "| resnet18 | 9,000 | 30,000 | 30.0 |" in md and "| vit | 20,000 | 60,000 | 26.2 |" in md
+    assert "would take 12 minutes at these rates on this GPU" in md
     assert "| vit | head | 325 / 101,000 | 0.050 | 40 | 80.0% | 90.0%, 9 |" in md
     assert "| vgg16 | 15,000,000 | 10.00 | 6.00 (60.0%) |" in md and "| 62.0% | summary |" in md
     assert "| a3_vit | ok | 21 | 16 / 16 | 1 | NVIDIA H100 80GB HBM3, 79 GiB | 812 |" in md

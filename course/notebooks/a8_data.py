@@ -118,39 +118,65 @@ def load_split(seed, classes=None):
 FULL = len(splits.train_labels)  # 45,000 on CIFAR-10 (5,000 are validation), 1,293 on the digits
 
 # %% [markdown]
-# **What fits a Colab session.** A training step costs about 3× a forward pass; the forward FLOPs of each network
-# are counted in closed form (`coursecore/counts.py`, the course's counts), and the distilled ViT pays for its
-# teacher's forward pass too. The table is the plan below on CIFAR-10 at a sustained 5 TFLOP/s on a T4 (an
-# assumption: about 8% of its fp16 peak; docs/data.md says what it rests on): the recipes' epochs × 0.3, two seeds.
+# **What fits a Colab session.** A grid's cost is the images it trains on (a training step costs about 3× a
+# forward pass; the distilled ViT also pays for its teacher's forward pass) plus the images it evaluates: the whole
+# validation set after every epoch, to keep the best epoch, and the test set once. With many small epochs the
+# evaluation is most of a small set's cost. On paper, from the closed-form counts (`coursecore/counts.py`, the
+# course's counts) at an *assumed* sustained 5 TFLOP/s on a T4 (about 8% of its fp16 peak), the plan below (the
+# recipes' epochs × 0.3, two seeds) needs about 70 minutes:
 
 # %%
-COLAB_SIZES, COLAB_SEEDS, COLAB_EPOCHS_SCALE = (1000, 5000, 20000, 45000), [0, 1], 0.3
-print(S.budget_table(S.budget_rows(COLAB_SIZES, len(COLAB_SEEDS), 45000, tflops=5.0,
-                                   epochs_scale=COLAB_EPOCHS_SCALE)))
+COLAB_SIZES, COLAB_SEEDS = (1000, 5000, 20000, 45000), [0, 1]
+print(S.budget_table(S.budget_rows(COLAB_SIZES, len(COLAB_SEEDS), 45000, tflops=5.0, epochs_scale=0.3)))
 
 # %% [markdown]
-# About an hour of compute at 5 TFLOP/s (half of it at 10), inside a free Colab session; the
-# distilled ViT is the most expensive row (it runs the teacher on every batch). Offline the digits use their
-# recipes' full epochs (a few minutes per seed on a laptop); while graded (fast mode), one small size and one seed
-# check the code path in seconds. On the 8×8 digits ResNet-18 would cost 35 times a ViT's compute per image (its
-# CIFAR form keeps full-size maps in its first stage): there the CNN, and the teacher, is the same design with one
-# block per stage, 16 to 128 channels wide (`S.SMALL_RESNET`, assignment 6's offline CNN).
+# An assumed rate is a guess; your GPU is not. The next cell **measures** each model's training step and evaluation
+# on this machine (under a minute on a T4, your `deit.py` included), turns the images above into minutes at
+# those rates, and takes the longest training (the recipes' epochs × a scale from 1 down to 0.1) that fits
+# `BUDGET_MINUTES`. That plan is what the grid below runs; after it, the plan is printed beside what the runs took.
+# A disconnect costs at most a minute of one run: re-running the cells skips every finished run.
+#
+# Offline, the digits use their recipes' full epochs if they fit (a few minutes on a laptop); while graded (fast
+# mode), one small size and one seed check the code path in seconds. On the 8×8 digits ResNet-18 would cost 35 times
+# a ViT's compute per image (its CIFAR form keeps full-size maps in its first stage): there the CNN, and the
+# teacher, is the same design with one block per stage, 16 to 128 channels wide (`S.SMALL_RESNET`, assignment 6's
+# offline CNN).
 
 # %%
+BUDGET_MINUTES = 75  # of training on Colab's T4: a free session lasts longer, but not by much
 ON_CIFAR = splits.name.startswith("cifar")
-if fast_mode():
-    SIZES, SEEDS, EPOCHS_SCALE = (96,), [SEED], 1.0  # one size, one seed: the code path, not the numbers
-elif ON_CIFAR:
-    SIZES, SEEDS, EPOCHS_SCALE = COLAB_SIZES, COLAB_SEEDS, COLAB_EPOCHS_SCALE
-else:  # the digits: three sizes from 50 images (5 per class) to all of them, three seeds
-    SIZES, SEEDS, EPOCHS_SCALE = (50, 200, FULL), [0, 1, 2], 1.0
 CNN = None if ON_CIFAR else S.SMALL_RESNET  # None: ResNet-18
+if fast_mode():
+    SIZES, SEEDS = (96,), [SEED]  # one size, one seed: the code path, not the numbers
+elif ON_CIFAR:  # COLAB_SIZES up to the training images there are (45,000 in CIFAR-10; fewer in a subset)
+    SIZES, SEEDS = tuple(n for n in COLAB_SIZES if n < FULL) + (FULL,), COLAB_SEEDS
+else:  # the digits: three sizes from 50 images (5 per class) to all of them, three seeds
+    SIZES, SEEDS = (50, 200, FULL), [0, 1, 2]
+plan = None
+if fast_mode():
+    EPOCHS_SCALE = 1.0
+else:
+    rates = S.measure_rates(splits, deit=deit, cnn=CNN)  # this machine's device, your deit.py
+    plan = S.plan_for_budget(BUDGET_MINUTES if ON_CIFAR else 20, SIZES, len(SEEDS), FULL, rates=rates,
+                             data=splits.name, cnn=CNN, val_size=len(splits.val_labels),
+                             test_size=len(splits.test_labels))
+    print(plan)
+    if ON_CIFAR and not plan.fits:
+        raise RuntimeError(f"This grid needs {plan.minutes:.0f} minutes at the rates measured here, more than "
+                           f"BUDGET_MINUTES = {BUDGET_MINUTES}, even at a tenth of the recipes' epochs. On Colab "
+                           "choose a GPU (Runtime > Change runtime type > T4 GPU) and run the notebook again; "
+                           "elsewhere raise BUDGET_MINUTES or keep fewer sizes in COLAB_SIZES.")
+    EPOCHS_SCALE = plan.epochs_scale
+
+# %%
 RUNS = "runs/a8"
 common = dict(loader=load_split, epochs_scale=EPOCHS_SCALE, cnn=CNN)
 scaling = S.run_scaling(SIZES, SEEDS, RUNS, models=("resnet18", "vit"), **common)
 with todo_guard("DistilledViT.forward", "deit.py"):
     scaling = scaling.merged(S.run_scaling(SIZES, SEEDS, RUNS, models=("deit",), deit=deit, **common))
 print(S.scaling_table(scaling))
+if plan is not None:
+    print(S.budget_check(plan.rows, scaling))
 S.plot_scaling(scaling, title=f"{splits.name}: test accuracy against training-set size")
 plt.show()
 

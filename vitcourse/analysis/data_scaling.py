@@ -15,7 +15,9 @@ K classes; L layers (blocks).
   DistilledViT); `plot_attention_distance` puts every head as a point per layer.
 * **Position embeddings** (`position_table`, `plot_position_similarities`): the cosine similarity of each patch's
   position embedding with every other (the ViT paper's Fig. 7, left), via `ablate.position_similarity`.
-* **Budgets** (`budget_rows`): what a grid costs on a GPU, from counted FLOPs and a stated throughput.
+* **Budgets** (`measure_rates`, `budget_rows`, `plan_for_budget`): what a grid costs, from the images it trains
+  and evaluates and each model's throughput measured on this device (or counted FLOPs at a stated TFLOP/s); the
+  longest training that fits a budget; `budget_check`: the plan beside what the runs took.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ SMALL_RESNET = {"arch": "resnet_cifar", "blocks": [1, 1, 1, 1], "widths": [16, 3
 SMALL_LABELS = {"resnet18": "ResNet (1 block/stage)", "vit": "ViT", "deit": "ViT distilled from the ResNet"}
 MAX_STEP_FACTOR = 5  # a small set trains for at most 5× its recipe's epochs (equal steps would be 20× at 1/20)
 COMPARISONS = (("deit", "vit"), ("resnet18", "vit"))  # (a, b): a − b at every size
+CPU_MEASURE_BATCH = 64  # measure_rates on a CPU: three timed steps up to this batch, one above it
 CHECKPOINT_INTERVAL_S = 60.0  # a run's checkpoints are written at most once a minute (and at its end)
 
 
@@ -379,6 +382,20 @@ class _ViTShape:
         return int(self.embed_dim * self.mlp_ratio)
 
 
+def _sizes(data: str) -> dict:
+    """The image size, channels and classes of `data`'s images (its ViT recipe's), as the counts take them."""
+    from vitcourse.training import recipes
+
+    vit_cfg = recipes.default_recipe(data, "vit")[0]
+    return dict(image_size=vit_cfg["image_size"], in_chans=vit_cfg["in_chans"], num_classes=vit_cfg["num_classes"])
+
+
+def _vit_shape(model: str, model_config: dict) -> _ViTShape:
+    fields = {k: model_config[k] for k in ("image_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth",
+                                           "mlp_ratio")}
+    return _ViTShape(**fields, prefix=2 if model == "deit" else 1)
+
+
 def training_flops_per_image(model: str, model_config: dict, image_size: int = 32, in_chans: int = 3,
                              num_classes: int = 10) -> float:
     """Forward + backward FLOPs of one training image (closed form, `coursecore.counts`), matrix products only.
@@ -387,51 +404,228 @@ def training_flops_per_image(model: str, model_config: dict, image_size: int = 3
     resnet_forward = counts.count_resnet18_macs("cifar", num_classes, image_size, in_chans)["total"]
     if model == "resnet18":
         return counts.FLOPS_PER_MAC * 3 * resnet_forward
-    fields = {k: model_config[k] for k in ("image_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth",
-                                           "mlp_ratio")}
-    shape = _ViTShape(**fields, prefix=2 if model == "deit" else 1)
+    shape = _vit_shape(model, model_config)
     macs = counts.count_training_macs(shape)
     if model == "deit":
         macs += 3 * shape.embed_dim * shape.num_classes + resnet_forward  # the second head; the teacher's forward
     return float(counts.FLOPS_PER_MAC * macs)
 
 
-def budget_rows(sizes: Sequence[int], seeds: int, full_size: int, data: str = "cifar10",
-                models: Sequence[str] = SCALING_MODELS, tflops: float = 5.0, max_factor: float = MAX_STEP_FACTOR,
-                epochs_scale: float = 1.0) -> list[dict]:
-    """The compute a scaling grid needs on a GPU at a sustained `tflops` (an assumption, stated in the rows).
+def eval_flops_per_image(model: str, model_config: dict, image_size: int = 32, in_chans: int = 3,
+                         num_classes: int = 10) -> float:
+    """Forward FLOPs of one evaluated image (validation after every epoch, the test set once): no teacher."""
+    if model == "resnet18":
+        return float(counts.FLOPS_PER_MAC * counts.count_resnet18_macs("cifar", num_classes, image_size,
+                                                                        in_chans)["total"])
+    shape = _vit_shape(model, model_config)
+    extra = shape.embed_dim * shape.num_classes if model == "deit" else 0  # the distillation head
+    return float(counts.FLOPS_PER_MAC * (counts.count_macs(shape)["total"] + extra))
 
-    Per model and size: epochs (`epochs_for_size` of the recipe's epochs × epochs_scale), training images
-    processed, FLOPs per image (`training_flops_per_image`), minutes per run and for all seeds. Evaluation,
-    data loading and start-up are not counted (a few percent for these recipes)."""
+
+@dataclass
+class Rates:
+    """Images per second of each model's training step and evaluation on one device, and where they come from.
+
+    `measure_rates` times them on this machine's device; `assumed_rates` derives them from counted FLOPs and an
+    assumed sustained TFLOP/s. `budget_rows` turns either into minutes."""
+
+    train: dict  # model -> training images/s (the distilled ViT's step includes its teacher's forward pass)
+    evaluate: dict  # model -> evaluated images/s (forward only)
+    source: str  # what a table says about them: "measured on Tesla T4 (bf16)", "assumed 5 TFLOP/s"
+    measured: bool = True
+    notes: list = dataclasses.field(default_factory=list)  # e.g. a rate derived because the model did not run yet
+
+    def achieved_tflops(self, model: str, data: str = "cifar10") -> float:
+        """What the training rate means in counted FLOPs per second (TFLOP/s) for ResNet-18 and the two ViTs of
+        `data`'s recipes: comparable across GPUs."""
+        from vitcourse.training import recipes
+
+        vit_cfg = recipes.default_recipe(data, "vit")[0]
+        return self.train[model] * training_flops_per_image(model, vit_cfg, **_sizes(data)) / 1e12
+
+
+def assumed_rates(tflops: float, data: str = "cifar10", models: Sequence[str] = SCALING_MODELS) -> Rates:
+    """Rates at a sustained `tflops` (an assumption, said in `source`) from the closed-form counts."""
     from vitcourse.training import recipes
 
+    train, evaluate = {}, {}
+    vit_cfg = recipes.default_recipe(data, "vit")[0]
+    for model in models:
+        train[model] = tflops * 1e12 / training_flops_per_image(model, vit_cfg, **_sizes(data))
+        evaluate[model] = tflops * 1e12 / eval_flops_per_image(model, vit_cfg, **_sizes(data))
+    return Rates(train, evaluate, f"an assumed sustained {tflops:g} TFLOP/s (counted FLOPs), not a measurement",
+                 measured=False)
+
+
+def measure_rates(splits, models: Sequence[str] = SCALING_MODELS, *, deit=None, cnn: Optional[dict] = None,
+                  device: str = "auto", timed_steps: Optional[int] = None, batch_size: Optional[int] = None,
+                  log: Callable[[str], None] = print) -> Rates:
+    """Time each model's training step and evaluation on this machine's device, as `run_scaling` trains it.
+
+    The networks are built from the recipes of `splits`' data as the grid builds them (assignment 3's ViT by
+    timm, ResNet-18 or `cnn`, the student's DistilledViT with the hard-label loss and the ResNet as its teacher),
+    in the training loop's precision, batch size (`batch_size` replaces it) and memory format; `timing.measure` times
+    `timed_steps` steps (default 10 on a GPU, 3 on a CPU, 1 for a CPU batch over CPU_MEASURE_BATCH) on random images
+    already on the device after a warm-up (cuDNN autotuning, allocations), the median kept. Data
+    loading, which the course's device data path keeps small on a GPU, is not in it. The distilled ViT before
+    `DistilledViT.forward` is written: its rates are the ViT's scaled by the counted FLOPs (said in `notes`).
+    """
+    from vitcourse.analysis import timing
+    from vitcourse.training import distill, recipes, runtime
+
+    dev = runtime.pick_device(device)
+    image_shape = (splits.in_chans, splits.image_size, splits.image_size)
+    train, evaluate, notes, precision = {}, {}, [], "fp32"
+    teacher, labels = None, SMALL_LABELS if cnn == SMALL_RESNET else LABELS
+    for model in models:
+        model_cfg, cfg = recipes.default_recipe(splits.name, "vit" if model == "deit" else model,
+                                                splits.num_classes, splits.in_chans)
+        objective, is_cnn = None, model == "resnet18"
+        if model == "resnet18":
+            net = recipes.build_model("resnet18", {**model_cfg, **(cnn or {})})
+        elif model == "vit":
+            net = distill.course_vit(**{**distill.deit_config(model_cfg), "drop_path_rate": 0.0})
+        else:
+            if deit is None:
+                raise ValueError("model 'deit' needs the student's module: measure_rates(..., deit=deit)")
+            if teacher is None:
+                resnet_cfg = recipes.default_recipe(splits.name, "resnet18", splits.num_classes, splits.in_chans)[0]
+                teacher = recipes.build_model("resnet18", {**resnet_cfg, **(cnn or {})})
+            net = distill.build_deit(deit, model_cfg)
+            objective = distill.objective_for(deit, teacher.to(dev), "hard")
+        # The recipe's batch: the rate per image depends on it (ResNet-18 on one CPU thread: 49 images/s in
+        # batches of 64, 36 in batches of 512). A CPU step of 512 CIFAR images takes seconds: one timed step then.
+        batch = batch_size or cfg.batch_size
+        steps = timed_steps or (10 if dev.type == "cuda" else 3 if batch <= CPU_MEASURE_BATCH else 1)
+        settings = timing.MeasureSettings(batch_size=batch, warmup_steps=2 if dev.type == "cuda" else 1,
+                                          timed_steps=steps, device=str(dev))
+        try:
+            row = timing.measure(net, image_shape, settings, splits.num_classes, objective=objective,
+                                 channels_last=is_cnn and dev.type == "cuda")
+        except Exception as err:  # the student's DistilledViT, unwritten or broken: the grid will say so itself
+            if model != "deit" or "vit" not in train:
+                raise
+            vit_cfg = recipes.default_recipe(splits.name, "vit", splits.num_classes, splits.in_chans)[0]
+            shape = _sizes(splits.name)
+            train[model] = train["vit"] * (training_flops_per_image("vit", vit_cfg, **shape)
+                                           / training_flops_per_image("deit", vit_cfg, **shape))
+            evaluate[model] = evaluate["vit"] * (eval_flops_per_image("vit", vit_cfg, **shape)
+                                                 / eval_flops_per_image("deit", vit_cfg, **shape))
+            why = (f"not written yet ({err})" if isinstance(err, NotImplementedError) else
+                   f"your distilled ViT's training step raised {type(err).__name__}: {err} (the check cells of "
+                   "sections 1 and 2 say more)")
+            notes.append(f"The distilled ViT's rates are the ViT's scaled by the counted FLOPs (its teacher's forward "
+                         f"pass included): {why}.")
+            continue
+        train[model], evaluate[model], precision = row["train_images_per_s"], row["infer_images_per_s"], row["precision"]
+        log(f"{labels[model]}: {train[model]:,.0f} training images/s, {evaluate[model]:,.0f} evaluated images/s "
+            f"(batch {row['batch_size']}, {row['precision']})")
+    where = runtime.hardware_info(dev)
+    name = where.get("gpu") or where.get("cpu_model") or dev.type
+    return Rates(train, evaluate, f"measured on {name} ({dev.type}, {precision}, {torch.get_num_threads()} threads)"
+                 if dev.type == "cpu" else f"measured on {name} ({precision})", True, notes)
+
+
+def budget_rows(sizes: Sequence[int], seeds: int, full_size: int, data: str = "cifar10",
+                models: Sequence[str] = SCALING_MODELS, tflops: float = 5.0, max_factor: float = MAX_STEP_FACTOR,
+                epochs_scale: float = 1.0, rates: Optional[Rates] = None, val_size: int = 5000,
+                test_size: int = 10000, cnn: Optional[dict] = None) -> list[dict]:
+    """What a scaling grid costs: per model and size, the epochs `run_scaling` gives it, the images trained and
+    evaluated, and the minutes at `rates` (measured, `measure_rates`) or, without them, at a sustained `tflops`
+    (an assumption, `assumed_rates`).
+
+    Every epoch also evaluates the `val_size` validation images (to keep the best epoch) and each run the
+    `test_size` test images once: with many small epochs that is most of a small set's cost. Start-up and the
+    writing of checkpoints (at most once a minute) are not counted. `cnn`: the CNN the grid trains instead of
+    ResNet-18 (`run_scaling`'s), for the labels."""
+    from vitcourse.training import recipes
+
+    rates = rates or assumed_rates(tflops, data, models)
+    vit_cfg = recipes.default_recipe(data, "vit")[0]
+    labels = SMALL_LABELS if cnn == SMALL_RESNET else LABELS
     rows = []
     for model in models:
-        model_cfg, cfg = recipes.default_recipe(data, model)
-        at_full = max(1, round(cfg.epochs * epochs_scale))
-        per_image = training_flops_per_image(model, model_cfg)
+        # the counted FLOPs are ResNet-18's and the recipes' ViTs' (another CNN: not counted)
+        gflops = None if model == "resnet18" and cnn else training_flops_per_image(model, vit_cfg, **_sizes(data)) / 1e9
+        at_full = max(1, round(recipes.default_recipe(data, model)[1].epochs * epochs_scale))
         for size in sorted(sizes):
             epochs = epochs_for_size(size, full_size, at_full, max_factor)
-            images = epochs * size
-            minutes = images * per_image / (tflops * 1e12) / 60
-            rows.append(dict(model=model, label=LABELS[model], size=size, epochs=epochs, images=images, gflops_per_image=per_image / 1e9,
-                             minutes_per_run=minutes, minutes=minutes * seeds, tflops=tflops))
+            images, evaluated = epochs * size, epochs * val_size + test_size
+            minutes = (images / rates.train[model] + evaluated / rates.evaluate[model]) / 60
+            rows.append(dict(model=model, label=labels[model], size=size, epochs=epochs, images=images,
+                             evaluated=evaluated, gflops_per_image=gflops,
+                             train_per_s=rates.train[model], eval_per_s=rates.evaluate[model],
+                             minutes_per_run=minutes, minutes=minutes * seeds, seeds=seeds,
+                             epochs_scale=epochs_scale, source=rates.source, measured=rates.measured,
+                             notes=list(rates.notes)))
     return rows
 
 
 def budget_table(rows: list[dict]) -> str:
-    """Markdown of `budget_rows`, with the total."""
-    lines = ["| model | training images | epochs | GFLOPs / image (train) | min / run | min, all seeds |",
-             "|---|---:|---:|---:|---:|---:|"]
+    """Markdown of `budget_rows`, with the total and where the rates come from."""
+    lines = ["| model | training images | epochs | images trained | images evaluated | train images/s | "
+             "s / run | min, all seeds |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['size']:,} | {r['epochs']} | {r['gflops_per_image']:.2f} | "
-                     f"{r['minutes_per_run']:.1f} | {r['minutes']:.1f} |")
+        lines.append(f"| {r['label']} | {r['size']:,} | {r['epochs']} | {r['images']:,} | {r['evaluated']:,} | "
+                     f"{r['train_per_s']:,.0f} | {60 * r['minutes_per_run']:,.0f} | {r['minutes']:.1f} |")
     total = sum(r["minutes"] for r in rows)
-    rate = rows[0]["tflops"] if rows else float("nan")
-    lines.append(f"| **total** | | | | | **{total:.0f}** |")
-    lines += ["", f"At a sustained {rate:g} TFLOP/s (an assumption, not a measurement: see docs/data.md); compute "
-                  "only, without evaluation, data loading and start-up."]
+    lines.append(f"| **total** | | | | | | | **{total:.0f}** |")
+    source = rows[0]["source"] if rows else "no rows"
+    lines += ["", f"Rates {source}; the validation set after every epoch and the test set once are counted; "
+                  "start-up and checkpoints are not."]
+    lines += rows[0]["notes"] if rows else []
+    return "\n".join(lines)
+
+
+@dataclass
+class Plan:
+    """The longest training that fits a budget: the recipes' epochs × `epochs_scale`, and its `rows`."""
+
+    epochs_scale: float
+    rows: list
+    budget_minutes: float
+
+    @property
+    def minutes(self) -> float:
+        return sum(r["minutes"] for r in self.rows)
+
+    @property
+    def fits(self) -> bool:
+        return self.minutes <= self.budget_minutes
+
+    def __str__(self) -> str:
+        verdict = (f"fits the budget of {self.budget_minutes:g} minutes" if self.fits else
+                   f"does NOT fit the budget of {self.budget_minutes:g} minutes even at the shortest training: use "
+                   "fewer sizes or seeds, or a larger budget")
+        return (f"{budget_table(self.rows)}\n\nPlan: the recipes' epochs x {self.epochs_scale:g}, "
+                f"{self.minutes:.0f} minutes: it {verdict}.")
+
+
+PLAN_SCALES = (1.0, 0.75, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)  # the training lengths a plan may choose from
+
+
+def plan_for_budget(budget_minutes: float, sizes: Sequence[int], seeds: int, full_size: int, *,
+                    scales: Sequence[float] = PLAN_SCALES, **budget) -> Plan:
+    """The largest of `scales` (the recipes' epochs × scale) whose `budget_rows(...)` total fits `budget_minutes`;
+    the smallest scale, marked as not fitting, when none does. `budget`: budget_rows' other arguments (rates=...)."""
+    if budget_minutes <= 0:
+        raise ValueError(f"budget_minutes must be positive, got {budget_minutes}")
+    plan = None
+    for scale in sorted(scales, reverse=True):
+        plan = Plan(scale, budget_rows(sizes, seeds, full_size, epochs_scale=scale, **budget), budget_minutes)
+        if plan.fits:
+            return plan
+    return plan
+
+
+def budget_check(rows: list[dict], scaling: "Scaling") -> str:
+    """The plan beside what the runs took (their recorded wall time, data loading and start-up included)."""
+    lines = ["| model | planned min | took min | took / planned |", "|---|---:|---:|---:|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        planned = sum(r["minutes"] for r in rows if r["model"] == model)
+        took = sum(rec.get("wall_time_s", 0.0) for rec in scaling.results.get(model, [])) / 60
+        if took:
+            lines.append(f"| {scaling.labels.get(model, model)} | {planned:.1f} | {took:.1f} | {took / planned:.2f} |")
     return "\n".join(lines)
 
 

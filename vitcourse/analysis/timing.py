@@ -101,7 +101,8 @@ def _saved_tensor_bytes(step: Callable[[], None], params) -> int:
 
 
 def measure(model, image_shape: tuple[int, int, int], settings: Optional[MeasureSettings] = None,
-            num_classes: Optional[int] = None) -> dict:
+            num_classes: Optional[int] = None, objective: Optional[Callable] = None,
+            channels_last: bool = False) -> dict:
     """Time training and inference of `model` on random images; measure peak training memory.
 
     Args:
@@ -110,6 +111,10 @@ def measure(model, image_shape: tuple[int, int, int], settings: Optional[Measure
         image_shape: (C, H, W).
         settings: MeasureSettings (defaults suit a CPU).
         num_classes: K, for the random labels; read from the model's output when None.
+        objective: what a training step minimises, as `train(..., objective=)` takes it:
+            objective(forward, x, y, cfg) -> (loss, logits) (a distilled ViT's loss with its teacher's forward
+            pass, `vitcourse.training.distill`); None: cross-entropy of model(x).
+        channels_last: NHWC images and weights, as `train` uses for CNNs on a GPU.
 
     Returns:
         dict with 'train_step_s', 'train_images_per_s', 'infer_images_per_s', 'epoch_time_s',
@@ -127,6 +132,8 @@ def measure(model, image_shape: tuple[int, int, int], settings: Optional[Measure
     generator = torch.Generator().manual_seed(settings.seed)
     images = torch.randn(batch, *image_shape, generator=generator).to(device)
     model = model.to(device)
+    if channels_last:
+        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         K = num_classes or model.eval()(images[:1]).shape[-1]
     labels = torch.randint(0, K, (batch,), generator=generator).to(device)
@@ -136,7 +143,8 @@ def measure(model, image_shape: tuple[int, int, int], settings: Optional[Measure
 
     def train_step():
         with precision.autocast(device):
-            loss = F.cross_entropy(model(images), labels)
+            loss = F.cross_entropy(model(images), labels) if objective is None else \
+                objective(model, images, labels, None)[0]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
