@@ -145,7 +145,9 @@ class ColabVM:
                 args += ["--bind", str(top), str(top)]
         args += ["--dev", "/dev", "--bind", str(self.content), "/content",
                  "--bind", str(self.tmp), "/tmp"]
-        for path in sorted({*map(str, self.keep), str(Path(python).parents[1]), str(Path(python).resolve().parents[1])}):
+        # The stand-in modules too: a checkout under /tmp (a CI runner's, a scratch clone) would otherwise vanish.
+        for path in sorted({*map(str, self.keep), str(STUB), str(Path(python).parents[1]),
+                            str(Path(python).resolve().parents[1])}):
             if path.startswith("/tmp/"):  # a host folder the fresh /tmp would hide
                 args += ["--bind", path, path]
         args += ["--chdir", "/content", "--", python, "-m", "colab_kernel_launcher", "-f", "{connection_file}"]
