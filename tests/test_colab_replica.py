@@ -9,6 +9,8 @@ fast mode (VITCOURSE_FAST=1); `raises-exception` is ignored, as Colab ignores it
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import shutil
 import subprocess
@@ -39,6 +41,19 @@ def pip(*args: str) -> str:
     return subprocess.run([PYTHON, "-m", "pip", *args], capture_output=True, text=True, check=True).stdout
 
 
+@contextlib.contextmanager
+def packages_lock():
+    """One worker at a time changes the replica's packages. Without it, the other worker's fixture saw timm gone
+    (the a6 hub test removes it for a while), reinstalled it, and pip's overwrite left a moment without timm in
+    which an a1 test read its 'before' pins."""
+    with open(Path(PYTHON).parents[1] / ".packages.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def colab_pins() -> set[str]:
     """The replica's `pip freeze` lines of the packages Colab pins (those in Google's list)."""
     colab = {line.split("==")[0].lower() for line in (R.REPO / "tests" / "colab" / "pip-freeze.gpu.txt").read_text().splitlines()
@@ -49,8 +64,9 @@ def colab_pins() -> set[str]:
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     # Colab has timm; a run stopped inside the test that removes it must not leave the replica without it.
-    if not any(line.lower().startswith("timm==") for line in pip("freeze").splitlines()):
-        pip("install", "-q", "--no-deps", "timm==1.0.28")
+    with packages_lock():
+        if not any(line.lower().startswith("timm==") for line in pip("freeze").splitlines()):
+            pip("install", "-q", "--no-deps", "timm==1.0.28")
     return R.release_with_public_repo(tmp_path_factory.mktemp("course"))
 
 
@@ -122,6 +138,11 @@ def run_cells(client, nb, indices) -> None:
 @pytest.mark.xdist_group("a6-packages")
 def test_a6_on_a_hub_without_timm_and_grad_cam_names_the_exact_command(released, tmp_path):
     """Item 5, elsewhere: the setup cell prints the command that installs what is missing, and goes on."""
+    with packages_lock():
+        _a6_on_a_hub_without_timm(released, tmp_path)
+
+
+def _a6_on_a_hub_without_timm(released, tmp_path):
     pip("uninstall", "-y", "-q", "timm", "grad-cam", "ttach")
     try:
         folder = tmp_path / "a6_transfer"
