@@ -42,16 +42,34 @@ def pip(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def packages_lock():
-    """One worker at a time changes the replica's packages. Without it, the other worker's fixture saw timm gone
-    (the a6 hub test removes it for a while), reinstalled it, and pip's overwrite left a moment without timm in
-    which an a1 test read its 'before' pins."""
-    with open(Path(PYTHON).parents[1] / ".packages.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+def packages_lock(exclusive: bool = True):
+    """The replica's packages, shared between the two xdist workers: a test that changes them (removes timm or
+    grad-cam, or lets a6's setup cell install grad-cam) holds this lock alone; every other replica test holds it
+    shared, so no notebook runs and no `before` pins are read while packages come and go. (pytest-xdist's
+    `xdist_group` does not group under pytest 9: its node-id suffix is ignored, so the marks alone kept nothing
+    apart, and an a1 test read its pins while the a6 hub test had removed timm.)"""
+    venv = Path(PYTHON).parents[1]
+    with open(venv / ".packages.lock", "w") as lock, open(venv / ".packages.turnstile", "w") as turnstile:
+        # Through the turnstile first: a changer waiting for the readers to finish keeps new readers out.
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# The tests that change the replica's packages (the a6 setup cell installs grad-cam where Colab lacks it).
+CHANGES_PACKAGES = ("test_a6_on_a_hub_without_timm_and_grad_cam_names_the_exact_command",
+                    "test_fresh_release_run_all_reaches_the_end_on_colab[a6_transfer]",
+                    "test_finished_release_passes_every_check_and_hands_in_on_colab[a6_transfer]")
+
+
+@pytest.fixture(autouse=True)
+def _one_package_changer_at_a_time(request):
+    with packages_lock(exclusive=request.node.name in CHANGES_PACKAGES):
+        yield
 
 
 def colab_pins() -> set[str]:
@@ -133,16 +151,11 @@ def run_cells(client, nb, indices) -> None:
         client.execute_cell(nb.cells[i], i)
 
 
-# ---- a6 changes the replica's packages: its tests run one after another, in this order ----------------------
+# ---- a6 changes the replica's packages: these tests hold the packages lock alone (CHANGES_PACKAGES) ------------
 
 @pytest.mark.xdist_group("a6-packages")
 def test_a6_on_a_hub_without_timm_and_grad_cam_names_the_exact_command(released, tmp_path):
     """Item 5, elsewhere: the setup cell prints the command that installs what is missing, and goes on."""
-    with packages_lock():
-        _a6_on_a_hub_without_timm(released, tmp_path)
-
-
-def _a6_on_a_hub_without_timm(released, tmp_path):
     pip("uninstall", "-y", "-q", "timm", "grad-cam", "ttach")
     try:
         folder = tmp_path / "a6_transfer"
