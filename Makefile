@@ -95,7 +95,7 @@ $(HUB_STAMP): constraints.txt tests/hub/requirements.txt
 # The students' runtimes: Colab's (the replica) and a JupyterHub's on Python 3.12 (Run All of every fresh release).
 test-colab: $(STAMP) $(HUB_STAMP) $(COLAB_STAMP)
 	VITCOURSE_COLAB_PYTHON=$(COLAB)/bin/python VITCOURSE_STUDENT_PYTHON=$(HUB)/bin/python \
-	  $(PY) -m pytest -q -n 2 --dist loadgroup tests/test_colab_replica.py tests/test_run_all.py
+	  $(PY) -m pytest -q -n 2 tests/test_colab_replica.py tests/test_run_all.py
 
 # A course on a shared server with real Unix users (root only): the students' environment outside any private
 # home, from the system's Python, as README's "shared server" section sets it up; then the end-to-end test.

@@ -47,7 +47,7 @@ def packages_lock(exclusive: bool = True):
     grad-cam, or lets a6's setup cell install grad-cam) holds this lock alone; every other replica test holds it
     shared, so no notebook runs and no `before` pins are read while packages come and go. (pytest-xdist's
     `xdist_group` does not group under pytest 9: its node-id suffix is ignored, so the marks alone kept nothing
-    apart, and an a1 test read its pins while the a6 hub test had removed timm.)"""
+    apart, and an a1 test read its pins while the a6 hub test had removed timm; this lock replaces them.)"""
     venv = Path(PYTHON).parents[1]
     with open(venv / ".packages.lock", "w") as lock, open(venv / ".packages.turnstile", "w") as turnstile:
         # Through the turnstile first: a changer waiting for the readers to finish keeps new readers out.
@@ -153,7 +153,6 @@ def run_cells(client, nb, indices) -> None:
 
 # ---- a6 changes the replica's packages: these tests hold the packages lock alone (CHANGES_PACKAGES) ------------
 
-@pytest.mark.xdist_group("a6-packages")
 def test_a6_on_a_hub_without_timm_and_grad_cam_names_the_exact_command(released, tmp_path):
     """Item 5, elsewhere: the setup cell prints the command that installs what is missing, and goes on."""
     pip("uninstall", "-y", "-q", "timm", "grad-cam", "ttach")
@@ -173,7 +172,6 @@ def test_a6_on_a_hub_without_timm_and_grad_cam_names_the_exact_command(released,
         pip("install", "-q", "--no-deps", "timm==1.0.28")
 
 
-@pytest.mark.xdist_group("a6-packages")
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_fresh_release_run_all_reaches_the_end_on_colab(released, tmp_path, assignment):
     """Items 1a, 1d, 3, 5: the untouched release opened from GitHub, Run All, on a new VM with an empty Drive."""
@@ -202,7 +200,6 @@ def test_fresh_release_run_all_reaches_the_end_on_colab(released, tmp_path, assi
         assert "installing what this assignment needs and Colab lacks: grad-cam>=1.5" in R.text(nb.cells[setup_index(nb)])
 
 
-@pytest.mark.xdist_group("a6-packages")
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_finished_release_passes_every_check_and_hands_in_on_colab(released, tmp_path, assignment, source_notebook):
     """Items 1b, 4: the reference modules in Drive and every answer given: no cell errors, every check passes,

@@ -143,8 +143,9 @@ print(S.budget_table(S.budget_rows(COLAB_SIZES, len(COLAB_SEEDS), 45000, tflops=
 # offline CNN).
 
 # %%
-BUDGET_MINUTES = 75  # of training on Colab's T4: a free session lasts longer, but not by much
 ON_CIFAR = splits.name.startswith("cifar")
+# Minutes of training: on Colab's T4 (a free session lasts longer, but not by much), or offline on a laptop.
+BUDGET_MINUTES = 75 if ON_CIFAR else 20
 CNN = None if ON_CIFAR else S.SMALL_RESNET  # None: ResNet-18
 if fast_mode():
     SIZES, SEEDS = (96,), [SEED]  # one size, one seed: the code path, not the numbers
@@ -157,7 +158,7 @@ if fast_mode():
     EPOCHS_SCALE = 1.0
 else:
     rates = S.measure_rates(splits, deit=deit, cnn=CNN)  # this machine's device, your deit.py
-    plan = S.plan_for_budget(BUDGET_MINUTES if ON_CIFAR else 20, SIZES, len(SEEDS), FULL, rates=rates,
+    plan = S.plan_for_budget(BUDGET_MINUTES, SIZES, len(SEEDS), FULL, rates=rates,
                              data=splits.name, cnn=CNN, val_size=len(splits.val_labels),
                              test_size=len(splits.test_labels))
     print(plan)
