@@ -4,6 +4,7 @@
 #   make test-floor  the same suite in .venv-floor, built with the oldest supported versions (constraints-floor.txt)
 #   make test-attacks  whole classes of hostile submissions through real nbgrader (CI runs it)
 #   make test-colab  the release notebooks run as students run them, in a replica of Colab (Python 3.13, Colab's versions)
+#   make test-hub    every fresh release notebook, Run All, in a JupyterHub student's environment (Python 3.12)
 #   make gpu-check   the prepared GPU measurements (on a machine with a GPU): rows into docs/benchmarks.md
 PYTHON ?= python3
 # pyproject.toml's requires-python: the oldest Python the pinned set (constraints.txt) installs on.
@@ -24,13 +25,17 @@ HUB    := .venv-hub
 HUB_STAMP := $(HUB)/.installed
 HUB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
 
-.PHONY: demo test test-e2e test-attacks test-floor test-colab test-shared-server gpu-check stubs stubs-check release bench clean
+.PHONY: demo test test-e2e test-attacks test-floor test-colab test-hub test-shared-server gpu-check stubs stubs-check release bench clean
 
-# A second environment shares the pinned set's large files (torch's and CUDA's libraries are the same bytes for
-# every Python) with .venv through hard links, when util-linux's hardlink is there: about 4 GiB less disk each, which
-# CI's machine needs (four environments of ~6 GiB each filled its disk). Mode and owner must match; mtimes may not.
+# A second environment shares the large files that are the same bytes as .venv's through hard links, when
+# util-linux's hardlink is there (mode and owner must match; mtimes may not): torch's CUDA wheels for any Python,
+# torch itself for the same Python. The CUDA wheels are linked in before pip runs (.ci/seed_cuda_wheels.py), where
+# the pins are .venv's, because an install's peak is what fills a disk (CI's filled at .venv and the floor's).
 define share_with_venv
 @if command -v hardlink >/dev/null 2>&1 && [ -d $(VENV) ]; then hardlink -q -t -s 1M $(VENV) $(1) || true; fi
+endef
+define seed_cuda_from_venv
+@if [ -x $(PY) ]; then $(PY) .ci/seed_cuda_wheels.py $(1) || true; fi
 endef
 
 # One line, before anything is installed, when the Python that would build the venv is too old.
@@ -86,16 +91,20 @@ $(COLAB_STAMP): tests/colab/pip-freeze.gpu.txt tests/colab/requirements.txt
 	touch $(COLAB_STAMP)
 
 $(HUB_STAMP): constraints.txt tests/hub/requirements.txt
-	@test -n "$(HUB_PYTHON)" || { echo "make test-colab needs Python 3.12 for the JupyterHub environment: install it (pyenv install 3.12) or set HUB_PYTHON=/path/to/python3.12"; exit 1; }
+	@test -n "$(HUB_PYTHON)" || { echo "make test-hub needs Python 3.12 for the JupyterHub environment: install it (pyenv install 3.12) or set HUB_PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(HUB)/bin/python || $(HUB_PYTHON) -m venv $(HUB)
+	$(call seed_cuda_from_venv,$(HUB)/bin/python)
 	$(HUB)/bin/python -m pip install --quiet -c constraints.txt -r tests/hub/requirements.txt
 	$(call share_with_venv,$(HUB))
 	touch $(HUB_STAMP)
 
-# The students' runtimes: Colab's (the replica) and a JupyterHub's on Python 3.12 (Run All of every fresh release).
-test-colab: $(STAMP) $(HUB_STAMP) $(COLAB_STAMP)
-	VITCOURSE_COLAB_PYTHON=$(COLAB)/bin/python VITCOURSE_STUDENT_PYTHON=$(HUB)/bin/python \
-	  $(PY) -m pytest -q -n 2 tests/test_colab_replica.py tests/test_run_all.py
+# The students' runtimes, each a target of its own so that CI holds one of them beside .venv at a time: Colab's (the
+# replica) and a JupyterHub's on Python 3.12 (Run All of every fresh release).
+test-colab: $(STAMP) $(COLAB_STAMP)
+	VITCOURSE_COLAB_PYTHON=$(COLAB)/bin/python $(PY) -m pytest -q -n 2 tests/test_colab_replica.py
+
+test-hub: $(STAMP) $(HUB_STAMP)
+	VITCOURSE_STUDENT_PYTHON=$(HUB)/bin/python $(PY) -m pytest -q -n 2 tests/test_run_all.py
 
 # A course on a shared server with real Unix users (root only): the students' environment outside any private
 # home, from the system's Python, as README's "shared server" section sets it up; then the end-to-end test.
@@ -105,8 +114,10 @@ $(SHARED_ENV)/.installed: pyproject.toml constraints.txt
 	@test "$$(id -u)" = 0 || { echo "make test-shared-server makes Unix users: run it as root"; exit 1; }
 	$(call check_python,$(SHARED_PYTHON))
 	test -x $(SHARED_ENV)/bin/python || $(SHARED_PYTHON) -m venv $(SHARED_ENV)
+	$(call seed_cuda_from_venv,$(SHARED_ENV)/bin/python)
 	$(SHARED_ENV)/bin/python -m pip install --quiet -c constraints.txt ".[course,transfer]"
 	rm -rf build
+	$(call share_with_venv,$(SHARED_ENV))
 	touch $@
 
 test-shared-server: $(STAMP)

@@ -134,7 +134,7 @@ SHARED_ENV = _setting("SHARED_ENV", "path", None, TESTS,
                       "the environment `make test-shared-server` installs for its real Unix users", shell=True)
 STUDENT_PYTHON = _setting("STUDENT_PYTHON", "path", None, TESTS,
                           "a student's Python (a JupyterHub environment) the release notebooks are run with "
-                          "(`make test-colab`)", shell=True)
+                          "(`make test-hub`)", shell=True)
 COLAB_PYTHON = _setting("COLAB_PYTHON", "path", None, TESTS,
                         "the Colab replica's Python (`make test-colab`)", shell=True)
 

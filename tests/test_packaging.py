@@ -1,9 +1,13 @@
 """Packaging: one install makes the packages importable; the dependency lists agree; CI runs make test."""
+import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from coursecore.impl import REPO_ROOT
 
@@ -82,6 +86,53 @@ def test_ci_runs_the_readme_test_command():
     assert "make test-floor" in ci
     readme = (REPO_ROOT / "README.md").read_text()
     assert "make test" in readme and "make demo" in readme
+
+
+def test_ci_runs_every_test_target_and_removes_each_extra_environment():
+    """Every `make test-*` target runs in CI; an extra environment goes once its step is done (CI's disk is small)."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    targets = re.findall(r"^(test-[a-z-]+):", makefile, re.M)
+    assert targets and all(f"make {t}" in ci for t in targets), (targets, ci)
+    for env in re.findall(r"^[A-Z]+\s*:= (\.venv-[a-z]+)$", makefile, re.M):
+        assert f"rm -rf {env}" in ci, f".ci/run keeps {env} to the end"
+
+
+def test_a_second_environment_finds_the_cuda_wheels_linked_in(tmp_path):
+    """.ci/seed_cuda_wheels.py: the environment pip fills next sees .venv's nvidia-* wheels, at their versions."""
+    from importlib import metadata
+
+    ours = {d.metadata["Name"].lower(): d.version for d in metadata.distributions()
+            if d.metadata["Name"].lower().startswith("nvidia-")}
+    if not ours:
+        pytest.skip("this environment's torch has no CUDA wheels")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True)
+    try:
+        _check_seeded(tmp_path / "env", ours)
+    finally:  # a kept link would keep ~3 GiB alive after CI removes the environment it links to
+        shutil.rmtree(tmp_path / "env")
+
+
+def _check_seeded(env, ours):
+    from importlib import metadata
+
+    python = str(env / "bin" / "python")
+    out = subprocess.run([sys.executable, str(REPO_ROOT / ".ci" / "seed_cuda_wheels.py"), python],
+                         capture_output=True, text=True, check=True).stdout
+    assert "linked" in out and "GiB" in out, out
+    listing = ("from importlib import metadata; print({d.metadata['Name'].lower(): d.version "
+               "for d in metadata.distributions() if d.metadata['Name'].lower().startswith('nvidia-')})")
+    theirs = subprocess.run([python, "-c", listing], capture_output=True, text=True, check=True).stdout
+    assert ast.literal_eval(theirs) == ours
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    one = next(f for d in metadata.distributions() if d.metadata["Name"].lower() in ours
+               for f in d.files if f.suffix == ".so" or ".so." in f.name)
+    linked = Path(purelib, *one.parts)
+    assert linked.stat().st_ino == Path(one.locate()).stat().st_ino, "a copy, not a hard link"
+    again = subprocess.run([sys.executable, str(REPO_ROOT / ".ci" / "seed_cuda_wheels.py"), python],
+                           capture_output=True, text=True, check=True).stdout
+    assert "linked 0 files" in again, again
 
 
 def test_cli_lists_its_commands_and_checks_the_stubs():

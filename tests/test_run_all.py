@@ -30,7 +30,7 @@ def released(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kernel():
-    # `make test-colab` sets VITCOURSE_STUDENT_PYTHON to a JupyterHub student's environment on Python 3.12.
+    # `make test-hub` sets VITCOURSE_STUDENT_PYTHON to a JupyterHub student's environment on Python 3.12.
     return R.student_kernel(os.environ.get("VITCOURSE_STUDENT_PYTHON", sys.executable), env={"VITCOURSE_FAST": "1"})
 
 
@@ -43,8 +43,8 @@ def test_the_student_kernel_cannot_import_the_installed_course(tmp_path, kernel)
     assert R.text(nb.cells[0]).strip() == "[True, True, False]"
 
 
-# `make test` runs the cheapest notebook here, in this environment; `make test-colab` (CI) runs all seven in a
-# JupyterHub student's environment on Python 3.12 and again in the Colab replica.
+# `make test` runs the cheapest notebook here, in this environment; `make test-hub` (CI) runs all seven in a
+# JupyterHub student's environment on Python 3.12, and `make test-colab` again in the Colab replica.
 RUN_ALL = ASSIGNMENTS if os.environ.get("VITCOURSE_STUDENT_PYTHON") else ["a2_transformer"]
 
 
