@@ -93,8 +93,6 @@ TARGET_ACC = 0.35
 THRESHOLDS = (0.30, 0.35, 0.40, 0.50)
 TRAIN_MODEL_BUDGET_S = 90  # training clock of one model at most (the recipes' 50 / 20 epochs fit on an H100)
 SCALING_RATES_S = 10  # a8's measure_rates (three models, a dozen steps each) after the training runs
-# a8's Colab plan (course/notebooks/a8_data.py): sizes, seeds, the recipes' epochs x scale
-COLAB_SIZES, COLAB_SEEDS, COLAB_EPOCHS_SCALE = (1000, 5000, 20000, 45000), 2, 0.3
 THROUGHPUT_RESERVE_S = 8  # per model: bench_train's throughput measurement after the training run
 SMOKE_TRAIN, SMOKE_EVAL, SMOKE_BATCH = 64, 32, 32  # smoke: images per split and batch size
 # profile: the models a7 profiles (the notebook and `vitcourse profile`), and the profiler's schedule.
@@ -302,10 +300,11 @@ def scaling_rates(device: torch.device, splits, smoke: bool) -> dict:
                             batch_size=SMOKE_BATCH if smoke else None,
                             log=lambda m: log(f"train: a8 rates: {m}"))
     data = "cifar10" if splits.name.startswith("cifar") else splits.name
-    rows = S.budget_rows(COLAB_SIZES, COLAB_SEEDS, 45000, rates=rates, epochs_scale=COLAB_EPOCHS_SCALE)
+    seeds = len(S.COLAB_SEEDS)
+    rows = S.budget_rows(S.COLAB_SIZES, seeds, 45000, rates=rates, epochs_scale=S.PAPER_EPOCHS_SCALE)
     return {"source": rates.source, "train_images_per_s": rates.train, "eval_images_per_s": rates.evaluate,
             "achieved_tflops": {m: rates.achieved_tflops(m, data) for m in rates.train},
-            "colab_plan": {"sizes": list(COLAB_SIZES), "seeds": COLAB_SEEDS, "epochs_scale": COLAB_EPOCHS_SCALE,
+            "colab_plan": {"sizes": list(S.COLAB_SIZES), "seeds": seeds, "epochs_scale": S.PAPER_EPOCHS_SCALE,
                            "minutes": sum(r["minutes"] for r in rows)}, "data": splits.summary()}
 
 

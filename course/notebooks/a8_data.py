@@ -126,8 +126,9 @@ FULL = len(splits.train_labels)  # 45,000 on CIFAR-10 (5,000 are validation), 1,
 # recipes' epochs × 0.3, two seeds) needs about 70 minutes:
 
 # %%
-COLAB_SIZES, COLAB_SEEDS = (1000, 5000, 20000, 45000), [0, 1]
-print(S.budget_table(S.budget_rows(COLAB_SIZES, len(COLAB_SEEDS), 45000, tflops=5.0, epochs_scale=0.3)))
+COLAB_SIZES, COLAB_SEEDS = S.COLAB_SIZES, list(S.COLAB_SEEDS)  # the grid on a T4: the table lists its sizes
+print(S.budget_table(S.budget_rows(COLAB_SIZES, len(COLAB_SEEDS), 45000, tflops=5.0,
+                                   epochs_scale=S.PAPER_EPOCHS_SCALE)))
 
 # %% [markdown]
 # An assumed rate is a guess; your GPU is not. The next cell **measures** each model's training step and evaluation

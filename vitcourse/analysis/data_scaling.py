@@ -43,6 +43,9 @@ SMALL_RESNET = {"arch": "resnet_cifar", "blocks": [1, 1, 1, 1], "widths": [16, 3
 SMALL_LABELS = {"resnet18": "ResNet (1 block/stage)", "vit": "ViT", "deit": "ViT distilled from the ResNet"}
 MAX_STEP_FACTOR = 5  # a small set trains for at most 5× its recipe's epochs (equal steps would be 20× at 1/20)
 COMPARISONS = (("deit", "vit"), ("resnet18", "vit"))  # (a, b): a − b at every size
+# a8's grid on Colab's T4 (CIFAR-10), the notebook's and the GPU check's: its sizes and seeds, and the training
+# length of its on-paper budget (the recipes' epochs × 0.3 at an assumed 5 TFLOP/s)
+COLAB_SIZES, COLAB_SEEDS, PAPER_EPOCHS_SCALE = (1000, 5000, 20000, 45000), (0, 1), 0.3
 CPU_MEASURE_BATCH = 64  # measure_rates on a CPU: three timed steps up to this batch, one above it
 CHECKPOINT_INTERVAL_S = 60.0  # a run's checkpoints are written at most once a minute (and at its end)
 
@@ -382,14 +385,6 @@ class _ViTShape:
         return int(self.embed_dim * self.mlp_ratio)
 
 
-def _sizes(data: str) -> dict:
-    """The image size, channels and classes of `data`'s images (its ViT recipe's), as the counts take them."""
-    from vitcourse.training import recipes
-
-    vit_cfg = recipes.default_recipe(data, "vit")[0]
-    return dict(image_size=vit_cfg["image_size"], in_chans=vit_cfg["in_chans"], num_classes=vit_cfg["num_classes"])
-
-
 def _vit_shape(model: str, model_config: dict) -> _ViTShape:
     fields = {k: model_config[k] for k in ("image_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth",
                                            "mlp_ratio")}
@@ -422,6 +417,17 @@ def eval_flops_per_image(model: str, model_config: dict, image_size: int = 32, i
     return float(counts.FLOPS_PER_MAC * (counts.count_macs(shape)["total"] + extra))
 
 
+def _recipe_flops(model: str, data: str, evaluated: bool = False) -> float:
+    """Counted FLOPs of one of `data`'s images in `model` as its recipe builds it: a training step's
+    (`training_flops_per_image`) or, `evaluated`, a forward pass's (`eval_flops_per_image`)."""
+    from vitcourse.training import recipes
+
+    vit_cfg = recipes.default_recipe(data, "vit")[0]
+    count = eval_flops_per_image if evaluated else training_flops_per_image
+    return count(model, vit_cfg, image_size=vit_cfg["image_size"], in_chans=vit_cfg["in_chans"],
+                 num_classes=vit_cfg["num_classes"])
+
+
 @dataclass
 class Rates:
     """Images per second of each model's training step and evaluation on one device, and where they come from.
@@ -438,21 +444,13 @@ class Rates:
     def achieved_tflops(self, model: str, data: str = "cifar10") -> float:
         """What the training rate means in counted FLOPs per second (TFLOP/s) for ResNet-18 and the two ViTs of
         `data`'s recipes: comparable across GPUs."""
-        from vitcourse.training import recipes
-
-        vit_cfg = recipes.default_recipe(data, "vit")[0]
-        return self.train[model] * training_flops_per_image(model, vit_cfg, **_sizes(data)) / 1e12
+        return self.train[model] * _recipe_flops(model, data) / 1e12
 
 
 def assumed_rates(tflops: float, data: str = "cifar10", models: Sequence[str] = SCALING_MODELS) -> Rates:
     """Rates at a sustained `tflops` (an assumption, said in `source`) from the closed-form counts."""
-    from vitcourse.training import recipes
-
-    train, evaluate = {}, {}
-    vit_cfg = recipes.default_recipe(data, "vit")[0]
-    for model in models:
-        train[model] = tflops * 1e12 / training_flops_per_image(model, vit_cfg, **_sizes(data))
-        evaluate[model] = tflops * 1e12 / eval_flops_per_image(model, vit_cfg, **_sizes(data))
+    train = {model: tflops * 1e12 / _recipe_flops(model, data) for model in models}
+    evaluate = {model: tflops * 1e12 / _recipe_flops(model, data, evaluated=True) for model in models}
     return Rates(train, evaluate, f"an assumed sustained {tflops:g} TFLOP/s (counted FLOPs), not a measurement",
                  measured=False)
 
@@ -505,12 +503,9 @@ def measure_rates(splits, models: Sequence[str] = SCALING_MODELS, *, deit=None, 
         except Exception as err:  # the student's DistilledViT, unwritten or broken: the grid will say so itself
             if model != "deit" or "vit" not in train:
                 raise
-            vit_cfg = recipes.default_recipe(splits.name, "vit", splits.num_classes, splits.in_chans)[0]
-            shape = _sizes(splits.name)
-            train[model] = train["vit"] * (training_flops_per_image("vit", vit_cfg, **shape)
-                                           / training_flops_per_image("deit", vit_cfg, **shape))
-            evaluate[model] = evaluate["vit"] * (eval_flops_per_image("vit", vit_cfg, **shape)
-                                                 / eval_flops_per_image("deit", vit_cfg, **shape))
+            train[model] = train["vit"] * _recipe_flops("vit", splits.name) / _recipe_flops("deit", splits.name)
+            evaluate[model] = evaluate["vit"] * (_recipe_flops("vit", splits.name, evaluated=True)
+                                                 / _recipe_flops("deit", splits.name, evaluated=True))
             why = (f"not written yet ({err})" if isinstance(err, NotImplementedError) else
                    f"your distilled ViT's training step raised {type(err).__name__}: {err} (the check cells of "
                    "sections 1 and 2 say more)")
@@ -541,12 +536,11 @@ def budget_rows(sizes: Sequence[int], seeds: int, full_size: int, data: str = "c
     from vitcourse.training import recipes
 
     rates = rates or assumed_rates(tflops, data, models)
-    vit_cfg = recipes.default_recipe(data, "vit")[0]
     labels = SMALL_LABELS if cnn == SMALL_RESNET else LABELS
     rows = []
     for model in models:
         # the counted FLOPs are ResNet-18's and the recipes' ViTs' (another CNN: not counted)
-        gflops = None if model == "resnet18" and cnn else training_flops_per_image(model, vit_cfg, **_sizes(data)) / 1e9
+        gflops = None if model == "resnet18" and cnn else _recipe_flops(model, data) / 1e9
         at_full = max(1, round(recipes.default_recipe(data, model)[1].epochs * epochs_scale))
         for size in sorted(sizes):
             epochs = epochs_for_size(size, full_size, at_full, max_factor)
